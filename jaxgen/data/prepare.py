@@ -1,0 +1,22 @@
+"""Prepare a tensorflow-datasets dataset for jaxgen (needs the internet, once).
+
+  python -m jaxgen.data.prepare cifar10 [--data_dir=~/tensorflow_datasets]
+
+Writes array_record files, which training then reads without TensorFlow or network.
+"""
+from absl import app, flags
+
+from jaxgen.data import sources
+
+flags.DEFINE_string("data_dir", None, "tfds data directory (default: tfds's own).")
+
+
+def main(argv):
+  if len(argv) != 2:
+    raise app.UsageError("Usage: python -m jaxgen.data.prepare NAME [--data_dir=DIR]")
+  builder = sources.prepare(argv[1], flags.FLAGS.data_dir)
+  print(f"{argv[1]} is prepared in {builder.data_dir}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,84 @@
+"""jaxgen's command line: train, evaluate, sample or summarise a config.
+
+  python -m jaxgen.main --config=configs/vae_mnist.py --workdir=/tmp/vae_mnist
+  python -m jaxgen.main --config=configs/vae_mnist.py:paper --mode=summary
+  python -m jaxgen.main --config=configs/vae_mnist.py --workdir=DIR --mode=eval
+
+Config fields are overridden with --config.FIELD=VALUE (e.g.
+--config.train.num_steps=100); an unknown field or a wrong type is an error before
+any work starts. Rerunning a training command resumes from the latest checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+from absl import app, flags
+from absl import logging as absl_logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file(
+    "config", None, "Experiment config: path/to/config.py[:variant].",
+    lock_config=True)
+flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, samples).")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "sample", "summary"],
+                  "train (resumes automatically), eval (latest checkpoint -> "
+                  "eval.json), sample (latest checkpoint -> samples/*.png), summary "
+                  "(parameter counts of every network, no data, no training).")
+flags.mark_flags_as_required(["config"])
+
+
+def summary(config) -> dict:
+  """Build every network of the config and count its parameters (shapes only)."""
+  from jaxgen import train
+  from jaxgen.trainers.base import count_params
+  trainer = train.make_trainer(config)
+  counts = {name: count_params(module, *args)
+            for name, (module, args) in trainer.networks().items()}
+  width = max(len(n) for n in [*counts, "total"])
+  print(f"{'network':<{width}}  {'parameters':>14}")
+  for name, n in counts.items():
+    print(f"{name:<{width}}  {n:>14,}")
+  print(f"{'total':<{width}}  {sum(counts.values()):>14,}")
+  print(json.dumps(counts))
+  return counts
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  absl_logging.set_verbosity(absl_logging.WARNING)  # quiet orbax / XLA chatter
+  logging.getLogger("jaxgen").setLevel(logging.INFO)
+  config = FLAGS.config
+  if FLAGS.mode == "summary":
+    summary(config)
+    return
+  if not FLAGS.workdir:
+    raise app.UsageError(f"--workdir is required for --mode={FLAGS.mode}.")
+  from jaxgen import train
+  workdir = FLAGS.workdir
+  if FLAGS.mode == "train":
+    train.train(config, workdir)
+    return
+  from jaxgen import sharding
+  trainer, mesh = train.make_trainer(config), sharding.make_mesh()
+  state, meta = train.restore_latest(trainer, config, workdir, mesh)
+  step = int(meta["step"])
+  if FLAGS.mode == "eval":
+    result = {"step": step, **train.evaluate(trainer, state, config, mesh)}
+    train.write_json(os.path.join(workdir, "eval.json"), result)
+    print(json.dumps(result))
+  else:
+    train.save_pictures(trainer, state, config, workdir, step)
+    print(f"wrote pictures for step {step} to {os.path.join(workdir, 'samples')}")
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,1 @@
+"""Pure Flax Linen modules: each takes plain typed arguments, never a config."""

@@ -1,0 +1,59 @@
+"""The device mesh, and how batches and the training state are placed on it.
+
+Data parallelism only: one mesh axis ``data`` spanning every device (of every
+host); batches are sharded along their leading axis, the state is replicated.
+"""
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+DATA_AXIS = "data"
+
+
+def make_mesh(devices=None) -> Mesh:
+  """A 1-D mesh over ``devices`` (default: all devices of all processes)."""
+  devices = jax.devices() if devices is None else list(devices)
+  return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def check_batch_size(batch_size: int, mesh: Mesh, what: str = "train.batch_size"):
+  """Raise a clear error unless the global batch splits evenly over devices."""
+  n = mesh.devices.size
+  if batch_size % n:
+    raise ValueError(
+        f"{what}={batch_size} is not divisible by the number of devices ({n}): "
+        f"every device must get the same share of the batch. Choose a multiple of "
+        f"{n}, e.g. --config.{what}={max(n, batch_size // n * n)}.")
+  if batch_size % jax.process_count():
+    raise ValueError(f"{what}={batch_size} is not divisible by the number of "
+                     f"processes ({jax.process_count()}).")
+
+
+def process_slice(global_batch_size: int) -> slice:
+  """The rows of a global batch that this process loads."""
+  per_process = global_batch_size // jax.process_count()
+  start = jax.process_index() * per_process
+  return slice(start, start + per_process)
+
+
+def put_batch(batch: dict, mesh: Mesh) -> dict:
+  """Place this process's rows of a global batch onto the mesh, batch-sharded."""
+  sharding = batch_sharding(mesh)
+  return jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
+      batch)
+
+
+def replicate(tree, mesh: Mesh):
+  """Place a pytree (for example, a freshly built state) replicated on the mesh."""
+  return jax.device_put(tree, replicated(mesh))

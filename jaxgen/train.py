@@ -1,0 +1,267 @@
+"""The one training loop: data -> jit-compiled step -> metrics, samples, checkpoints.
+
+It knows no model family. A family's ``Trainer`` (jaxgen/trainers/) supplies the
+initial state, the train and eval steps and the pictures; this module compiles the
+steps once over the device mesh (batch sharded, state replicated and donated),
+derives per-step randomness with ``fold_in(key, step)``, and handles logging,
+checkpointing, automatic resumption, pre-emption (SIGTERM/SIGINT) and the
+non-finite guard.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+from jaxgen import checkpoint, data, sharding, trainers, viz
+
+log = logging.getLogger("jaxgen")
+
+
+class NonFiniteError(FloatingPointError):
+  """The loss or a gradient became NaN or infinite."""
+
+
+def make_trainer(config):
+  return trainers.create(config, data.example_shape(config.data))
+
+
+def _keys(config):
+  # Each use of randomness has its own stream, derived from the seed alone.
+  init, step, eval_, sample = jax.random.split(jax.random.key(config.seed), 4)
+  return {"init": init, "step": step, "eval": eval_, "sample": sample}
+
+
+def _is_writer():
+  return jax.process_index() == 0
+
+
+def write_json(path, obj):
+  """Write JSON atomically (a crash never leaves a half-written file)."""
+  if not _is_writer():
+    return
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+class MetricWriter:
+  """Appends to ``metrics.jsonl`` and writes TensorBoard events under ``tensorboard/``."""
+
+  def __init__(self, workdir, resume_step: int):
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.enabled = _is_writer()
+    if not self.enabled:
+      return
+    if os.path.exists(self.path):  # forget lines from after the restored checkpoint
+      with open(self.path) as f:
+        keep = [l for l in f if l.strip() and json.loads(l)["step"] <= resume_step]
+      with open(self.path, "w") as f:
+        f.writelines(keep)
+    from tensorboardX import SummaryWriter
+    self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+  def write(self, step: int, metrics: dict):
+    if not self.enabled:
+      return
+    with open(self.path, "a") as f:
+      f.write(json.dumps({"step": step, **metrics}) + "\n")
+    for k, v in metrics.items():
+      self.tb.add_scalar(k, v, step)
+    self.tb.flush()
+
+  def close(self):
+    if self.enabled:
+      self.tb.close()
+
+
+class _StopRequest:
+  """Turns SIGTERM/SIGINT into a flag the loop checks after each step."""
+
+  def __init__(self):
+    self.signal = None
+    self._old = {}
+
+  def __enter__(self):
+    import threading
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        self._old[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    if self.signal is not None:  # a second signal: stop now
+      raise KeyboardInterrupt
+    self.signal = signal.Signals(signum).name
+
+  def __exit__(self, *exc):
+    for sig, handler in self._old.items():
+      signal.signal(sig, handler)
+
+
+def _abstract_state(trainer, key, mesh):
+  shapes = jax.eval_shape(trainer.init_state, key)
+  repl = sharding.replicated(mesh)
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
+                      shapes)
+
+
+def restore_latest(trainer, config, workdir, mesh):
+  """(state, meta) from the latest checkpoint in ``workdir``; an error if none."""
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
+  if ckpt.latest_step() is None:
+    raise FileNotFoundError(
+        f"No checkpoint in {os.path.join(workdir, 'checkpoints')}: train first with "
+        f"python -m jaxgen.main --config=... --workdir={workdir}")
+  out = ckpt.restore(_abstract_state(trainer, _keys(config)["init"], mesh))
+  ckpt.close()
+  return out
+
+
+def evaluate(trainer, state, config, mesh) -> dict:
+  """Run the family's eval step over the eval split and finalise the sums."""
+  split = config.eval.get("split", "test")
+  bs = config.eval.batch_size
+  sharding.check_batch_size(bs, mesh, "eval.batch_size")
+  source = data.get_source(config.data, split)
+  repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+  step = jax.jit(trainer.eval_step, in_shardings=(repl, batch_sh, repl),
+                 out_shardings=repl)
+  key, totals = _keys(config)["eval"], None
+  batches = data.eval_batches(source, config.data, bs, config.seed,
+                              config.eval.get("num_examples") or None)
+  n = min(len(source), config.eval.get("num_examples") or len(source))
+  for i, batch in enumerate(tqdm(batches, desc=f"eval ({split})",
+                                 total=math.ceil(n / bs), leave=False)):
+    sums = step(state, sharding.put_batch(batch, mesh), jax.random.fold_in(key, i))
+    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+    jax.block_until_ready(totals)  # an honest progress bar; bounded host memory
+  return trainer.finalize_eval(jax.device_get(totals))
+
+
+def save_pictures(trainer, state, config, workdir, step: int):
+  """The family's pictures for ``step``: samples/step_N.png and samples/NAME_step_N.png."""
+  if not _is_writer():
+    return
+  batch = next(data.eval_batches(data.get_source(config.data, config.eval.get(
+      "split", "test")), config.data, config.eval.batch_size, config.seed))
+  rng = jax.random.fold_in(_keys(config)["sample"], step)
+  for name, image in trainer.visualize(state, rng, batch).items():
+    fname = f"step_{step}.png" if name == "samples" else f"{name}_step_{step}.png"
+    viz.save_png(image, os.path.join(workdir, "samples", fname))
+
+
+def train(config, workdir: str, trainer=None, mesh=None):
+  """Train ``config`` in ``workdir``, resuming from its latest checkpoint if any.
+
+  Returns the final state. Raises NonFiniteError if the loss or a gradient stops
+  being finite; checkpoints written before that step are left untouched.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  trainer = trainer or make_trainer(config)
+  mesh = mesh or sharding.make_mesh()
+  tc = config.train
+  sharding.check_batch_size(tc.batch_size, mesh)
+  write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort()))
+  keys = _keys(config)
+  repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                 keep=tc.get("keep_checkpoints", 3))
+  if ckpt.latest_step() is not None:
+    state, meta = ckpt.restore(_abstract_state(trainer, keys["init"], mesh))
+    log.info("Resumed from step %d in %s", meta["step"], workdir)
+  else:
+    state = jax.jit(trainer.init_state, out_shardings=repl)(keys["init"])
+    meta = {"step": 0, "data_position": 0}
+  start = int(meta["step"])
+  loader = data.Loader(data.get_source(config.data, "train"), config.data,
+                       tc.batch_size, config.seed, position=meta["data_position"])
+
+  def step_fn(state, batch):
+    return trainer.train_step(state, batch, jax.random.fold_in(keys["step"], state.step))
+
+  train_step = jax.jit(step_fn, in_shardings=(repl, batch_sh),
+                       out_shardings=(repl, repl), donate_argnums=0)
+  writer = MetricWriter(workdir, start)
+  pending: list[tuple[int, dict]] = []  # device metrics not yet fetched
+
+  def flush() -> dict:
+    """Fetch pending metrics, check them, and return their means (or {})."""
+    if not pending:
+      return {}
+    fetched = jax.device_get([m for _, m in pending])
+    for (s, _), m in zip(pending, fetched):
+      bad = [k for k, v in m.items() if not np.all(np.isfinite(v))]
+      if bad:
+        last = ckpt.latest_step()
+        raise NonFiniteError(
+            f"Non-finite {', '.join(bad)} at step {s} (loss={m.get('loss')}). "
+            f"Training stopped; the last good checkpoint (step "
+            f"{last if last is not None else 'none'}) is intact. Lower "
+            f"config.optim.learning_rate, enable config.optim.grad_clip_norm, or "
+            f"check the data.")
+    pending.clear()
+    return {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+
+  def save(step):
+    flush()  # never checkpoint a state that went non-finite
+    ckpt.save(step, state, {"step": step, "data_position": loader.position})
+
+  bar = tqdm(total=tc.num_steps, initial=start, desc="train", dynamic_ncols=True,
+             disable=not _is_writer())
+  t0, s0 = time.perf_counter(), start
+  step = start
+  try:
+    with _StopRequest() as stop:
+      while step < tc.num_steps:
+        batch = sharding.put_batch(next(loader), mesh)
+        state, metrics = train_step(state, batch)
+        step += 1
+        pending.append((step, metrics))
+        bar.update(1)
+        last = step == tc.num_steps
+        if step % tc.log_every == 0 or last:
+          means = flush()
+          now = time.perf_counter()
+          means["steps_per_sec"] = (step - s0) / max(now - t0, 1e-9)
+          t0, s0 = now, step
+          writer.write(step, means)
+          bar.set_postfix(loss=f"{means['loss']:.4g}",
+                          steps_s=f"{means['steps_per_sec']:.3g}")
+        if stop.signal:
+          save(step)
+          log.warning("%s received: saved checkpoint at step %d in %s; rerun the "
+                      "same command to resume.", stop.signal, step, workdir)
+          bar.close()
+          return state
+        if step % tc.checkpoint_every == 0 or last:
+          save(step)
+        if (tc.sample_every and step % tc.sample_every == 0) or last:
+          flush()
+          save_pictures(trainer, state, config, workdir, step)
+  finally:
+    bar.close()
+    writer.close()
+    ckpt.close()
+  eval_path = os.path.join(workdir, "eval.json")
+  if _json_step(eval_path) != step:  # evaluate each finished run once
+    write_json(eval_path, {"step": step, **evaluate(trainer, state, config, mesh)})
+  return state
+
+
+def _json_step(path):
+  try:
+    with open(path) as f:
+      return json.load(f).get("step")
+  except (OSError, ValueError):
+    return None

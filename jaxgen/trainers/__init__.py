@@ -1,0 +1,18 @@
+"""One trainer per model family, selected by ``config.family``."""
+from __future__ import annotations
+
+import importlib
+
+# family name -> "module:class"; modules are imported only when used.
+FAMILIES = {
+    "vae": "jaxgen.trainers.vae:VAETrainer",
+}
+
+
+def create(config, example_shape):
+  family = config.get("family")
+  if family not in FAMILIES:
+    raise ValueError(f"Unknown config.family {family!r}; available: "
+                     f"{', '.join(sorted(FAMILIES))}.")
+  module, cls = FAMILIES[family].split(":")
+  return getattr(importlib.import_module(module), cls)(config, example_shape)

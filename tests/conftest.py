@@ -1,0 +1,34 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+
+def load_config(name: str, arg: str | None = None):
+  """configs/<name>.py's get_config(arg), as the CLI would build it."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(
+      name, os.path.join(REPO, "configs", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def run_main(*args, env=None, timeout=600, check=True):
+  """Run ``python -m jaxgen.main ARGS`` from the repository root."""
+  full_env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}
+  proc = subprocess.run([sys.executable, "-m", "jaxgen.main", *args], cwd=REPO,
+                        env=full_env, capture_output=True, text=True, timeout=timeout)
+  if check and proc.returncode != 0:
+    raise AssertionError(f"jaxgen.main {' '.join(args)} failed ({proc.returncode}):\n"
+                         f"{proc.stderr[-4000:]}")
+  return proc
+
+
+@pytest.fixture
+def tiny_vae():
+  return load_config("vae_mnist", "tiny")

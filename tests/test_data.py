@@ -1,0 +1,217 @@
+"""Datasets, preprocessing and the resumable loader."""
+import numpy as np
+import pytest
+from ml_collections import ConfigDict
+
+from jaxgen import data
+from jaxgen.data import preprocess, sources, toy2d
+
+
+def _cfg(**kw):
+  base = dict(name="mnist5k", scale="unit", binarize="", dequantize=False, resize=(),
+              random_flip=False, tfds_data_dir="")
+  return ConfigDict({**base, **kw})
+
+
+def test_mnist5k_fixed_split():
+  train, test = sources.mnist5k("train"), sources.mnist5k("test")
+  assert len(train) == 4500 and len(test) == 500
+  assert np.bincount(test.arrays["label"]).tolist() == [50] * 10
+  assert train.arrays["image"].dtype == np.uint8 and train.element_shape == (28, 28, 1)
+  # Disjoint: no test digit appears among the training digits.
+  flat_train = {im.tobytes() for im in train.arrays["image"]}
+  assert not any(im.tobytes() in flat_train for im in test.arrays["image"])
+  # Real digits: a mean image has ink in the middle, none in the corners.
+  mean = train.arrays["image"].mean(0)[..., 0]
+  assert mean[10:18, 10:18].mean() > 60 and mean[:3, :3].max() < 1
+
+
+def test_digits_source():
+  tr, te = sources.digits("train"), sources.digits("test")
+  assert len(tr) + len(te) == 1797 and tr.element_shape == (8, 8, 1)
+  assert tr.arrays["image"].max() == 255
+
+
+def test_unknown_dataset_lists_available():
+  with pytest.raises(ValueError, match="Available: the offline sets mnist5k, digits, toy2d"):
+    data.get_source(_cfg(name="no_such_set"), "train")
+
+
+def test_loader_is_deterministic_and_resumable():
+  src = sources.mnist5k("train")
+  cfg = _cfg(binarize="dynamic")
+  a = data.Loader(src, cfg, 64, seed=3)
+  batches = [next(a) for _ in range(150)]  # > 2 epochs of 4,500 examples
+  b = data.Loader(src, cfg, 64, seed=3, position=100)
+  for i in range(100, 150):
+    nb = next(b)
+    np.testing.assert_array_equal(nb["image"], batches[i]["image"])
+    np.testing.assert_array_equal(nb["label"], batches[i]["label"])
+  assert a.position == 150
+  other = next(data.Loader(src, cfg, 64, seed=4))
+  assert not np.array_equal(other["label"], batches[0]["label"])
+
+
+def test_each_epoch_visits_every_example_once():
+  src = sources.ArraySource({"image": np.zeros((10, 2, 2, 1), np.uint8),
+                             "label": np.arange(10, dtype=np.int32)})
+  loader = data.Loader(src, _cfg(), 4, seed=0)
+  labels = np.concatenate([next(loader)["label"] for _ in range(5)])  # 20 = 2 epochs
+  assert sorted(labels[:10]) == list(range(10)) and sorted(labels[10:]) == list(range(10))
+  assert not np.array_equal(labels[:10], labels[10:])  # reshuffled per epoch
+
+
+@pytest.mark.parametrize("scale,lo,hi", [("unit", 0, 1), ("symmetric", -1, 1)])
+def test_preprocessing_ranges(scale, lo, hi):
+  raw = sources.mnist5k("test")[np.arange(32)]
+  rng = np.random.default_rng(0)
+  idx = np.arange(32)
+  plain = preprocess.process(raw, _cfg(scale=scale), rng, True, idx)["image"]
+  assert plain.dtype == np.float32 and plain.min() == lo and plain.max() == hi
+  binary = preprocess.process(raw, _cfg(scale=scale, binarize="dynamic"), rng, True,
+                              idx)["image"]
+  assert set(np.unique(binary)) == {lo, hi}
+  deq = preprocess.process(raw, _cfg(scale=scale, dequantize=True), rng, True,
+                           idx)["image"]
+  assert deq.min() >= lo and deq.max() < hi
+  # Dequantised values stay within their grey level's bin.
+  levels = raw["image"].astype(np.float32)
+  unit = (deq - lo) / (hi - lo) * 256
+  assert np.all((unit >= levels) & (unit < levels + 1))
+
+
+def test_dynamic_binarisation_has_the_grey_level_as_mean():
+  raw = {"image": np.full((20000, 1, 1, 1), 64, np.uint8)}
+  x = preprocess.process(raw, _cfg(binarize="dynamic"), np.random.default_rng(0), True,
+                         np.arange(20000))["image"]
+  assert abs(x.mean() - 64 / 255) < 0.01
+
+
+def test_fixed_binarisation_is_the_same_every_time():
+  raw = sources.mnist5k("test")[np.arange(8)]
+  cfg = _cfg(binarize="fixed")
+  a = preprocess.process(raw, cfg, np.random.default_rng(0), True, np.arange(8))
+  b = preprocess.process(raw, cfg, np.random.default_rng(1), True, np.arange(8))
+  np.testing.assert_array_equal(a["image"], b["image"])
+  assert 0 < a["image"].mean() < 0.5
+
+
+def test_flip_and_resize():
+  img = np.zeros((1, 4, 4, 1), np.uint8)
+  img[0, :, 0] = 255
+  flips = [preprocess.process({"image": img}, _cfg(random_flip=True),
+                              np.random.default_rng(s), True, np.arange(1))["image"]
+           for s in range(20)]
+  assert any(f[0, 0, -1, 0] == 1 for f in flips) and any(f[0, 0, 0, 0] == 1 for f in flips)
+  no_flip_in_eval = preprocess.process({"image": img}, _cfg(random_flip=True),
+                                       np.random.default_rng(0), False, np.arange(1))
+  assert no_flip_in_eval["image"][0, 0, 0, 0] == 1
+  out = preprocess.process({"image": np.full((2, 28, 28, 1), 255, np.uint8)},
+                           _cfg(resize=(32, 32)), np.random.default_rng(0), True,
+                           np.arange(2))["image"]
+  assert out.shape == (2, 32, 32, 1) and np.allclose(out, 1)
+  assert data.example_shape(_cfg(resize=(32, 32))) == (32, 32, 1)
+
+
+def test_eval_batches_pad_and_mask():
+  src = sources.digits("test")  # 297 examples
+  batches = list(data.eval_batches(src, _cfg(name="digits"), 100, seed=0))
+  assert len(batches) == 3
+  assert sum(b["mask"].sum() for b in batches) == 297
+  assert all(b["image"].shape == (100, 8, 8, 1) for b in batches)
+
+
+def test_binarize_and_dequantize_exclude_each_other():
+  with pytest.raises(ValueError, match="exclude each other"):
+    preprocess.validate(_cfg(binarize="dynamic", dequantize=True))
+
+
+# --- toy 2-D ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(toy2d.DISTRIBUTIONS))
+def test_toy2d_density_is_normalised_and_matches_samples(name):
+  dist = toy2d.get(name)
+  fine_edges = np.linspace(-3.6, 3.6, 181)
+  g = (fine_edges[1:] + fine_edges[:-1]) / 2  # midpoint rule, 180 x 180 cells
+  cell = (g[1] - g[0]) ** 2
+  grid = np.stack(np.meshgrid(g, g), -1)
+  p = np.exp(dist.log_density(grid))
+  assert abs(p.sum() * cell - 1) < 1e-3
+  # Samples: the histogram agrees with the density integrated over coarse cells.
+  x = dist.sample(200_000, np.random.default_rng(0))
+  edges = np.linspace(-3.6, 3.6, 13)
+  hist, _, _ = np.histogram2d(x[:, 1], x[:, 0], bins=[edges, edges])
+  coarse = p.reshape(12, 15, 12, 15).sum((1, 3)) * cell
+  assert np.abs(hist / len(x) - coarse).max() < 0.003  # ~3 sampling std devs
+
+
+def test_toy2d_eight_gaussians_closed_form():
+  d = toy2d.get("eight_gaussians")
+  x = np.array([[2.0, 0.0]])  # on a centre; the other seven are far away
+  expected = np.log(1 / 8) - np.log(2 * np.pi * 0.01)
+  np.testing.assert_allclose(d.log_density(x), expected, rtol=1e-9)
+
+
+def test_toy2d_source_through_registry():
+  src = data.get_source(ConfigDict(dict(name="toy2d", distribution="two_moons")), "test")
+  assert src[np.arange(5)]["x"].shape == (5, 2)
+  with pytest.raises(ValueError, match="available: eight_gaussians"):
+    data.get_source(ConfigDict(dict(name="toy2d", distribution="spiral")), "test")
+
+
+# --- tensorflow-datasets -----------------------------------------------------------
+
+import tensorflow_datasets as tfds  # noqa: E402
+
+
+def _tiny_images(n, seed):
+  rng = np.random.default_rng(seed)
+  return rng.integers(0, 256, (n, 8, 8, 1), dtype=np.uint8), rng.integers(0, 3, n)
+
+
+class JaxgenTinyImages(tfds.core.GeneratorBasedBuilder):
+  """A tfds dataset built offline, read back through jaxgen's tfds path."""
+  VERSION = tfds.core.Version("1.0.0")
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+        "image": tfds.features.Image(shape=(8, 8, 1)),
+        "label": tfds.features.ClassLabel(num_classes=3)}))
+
+  def _split_generators(self, dl_manager):
+    return {"train": self._generate_examples(20, 0),
+            "test": self._generate_examples(6, 1)}
+
+  def _generate_examples(self, n, seed):
+    images, labels = _tiny_images(n, seed)
+    for i in range(n):
+      yield i, {"image": images[i], "label": int(labels[i])}
+
+
+def test_tfds_dataset_prepared_then_read_without_download(tmp_path):
+  cfg = _cfg(name="jaxgen_tiny_images", tfds_data_dir=str(tmp_path))
+  with pytest.raises(FileNotFoundError, match="python -m jaxgen.data.prepare "
+                                              "jaxgen_tiny_images"):
+    data.get_source(cfg, "train")
+  sources.prepare("jaxgen_tiny_images", str(tmp_path))
+  src = data.get_source(cfg, "test")
+  images, labels = _tiny_images(6, 1)
+  got = src[np.arange(6)]
+  # tfds stores examples in its own (hashed) order: compare as sets of pairs.
+  pairs = lambda ims, ls: sorted((im.tobytes(), int(l)) for im, l in zip(ims, ls))
+  assert pairs(got["image"], got["label"]) == pairs(images, labels)
+  assert data.example_shape(cfg) == (8, 8, 1)
+  batch = next(data.Loader(data.get_source(cfg, "train"), cfg, 4, seed=0))
+  assert batch["image"].shape == (4, 8, 8, 1) and batch["image"].dtype == np.float32
+
+
+def test_prepare_without_network_says_how(tmp_path, monkeypatch):
+  builder_cls = type(tfds.builder("mnist", data_dir=str(tmp_path)))
+
+  def offline(self, *a, **k):
+    raise ConnectionError("Failed to resolve host")
+
+  monkeypatch.setattr(builder_cls, "download_and_prepare", offline)
+  with pytest.raises(RuntimeError, match="Could not download and prepare 'mnist'.*"
+                                         "internet"):
+    sources.prepare("mnist", str(tmp_path))

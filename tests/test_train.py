@@ -1,0 +1,144 @@
+"""The generic loop: exact resumption, pre-emption, the non-finite guard, bad checkpoints."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import REPO, load_config
+from jaxgen import checkpoint, train
+from jaxgen.trainers.vae import VAETrainer
+
+
+def _params(state):
+  return jax.tree.map(np.asarray, jax.device_get(state.params))
+
+
+def _assert_bitwise_equal(a, b):
+  la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert len(la) == len(lb)
+  for x, y in zip(la, lb):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_resume_is_bitwise_exact(tmp_path, tiny_vae):
+  c = tiny_vae
+  c.train.update(num_steps=6, checkpoint_every=3, log_every=1, sample_every=0)
+  wd = str(tmp_path / "run")
+  straight = _params(train.train(c, wd))
+  lines_before = open(os.path.join(wd, "metrics.jsonl")).read()
+
+  # Stop after step 3: remove what came later, as if the run had died there.
+  shutil.rmtree(os.path.join(wd, "checkpoints", "6"))
+  os.remove(os.path.join(wd, "eval.json"))
+  resumed_state = train.train(c, wd)
+  _assert_bitwise_equal(straight, _params(resumed_state))
+  assert int(resumed_state.step) == 6
+  # The metrics of the steps trained twice are not duplicated, and they agree.
+  assert open(os.path.join(wd, "metrics.jsonl")).read().count('"step": 4,') == 1
+  steps = [json.loads(l)["step"] for l in open(os.path.join(wd, "metrics.jsonl"))]
+  assert steps == [1, 2, 3, 4, 5, 6]
+  before = {json.loads(l)["step"]: json.loads(l)["loss"] for l in lines_before.splitlines()}
+  after = {json.loads(l)["step"]: json.loads(l)["loss"]
+           for l in open(os.path.join(wd, "metrics.jsonl"))}
+  assert before == after
+
+
+def test_resume_restores_the_data_position(tmp_path, tiny_vae):
+  """Without the data position, a resumed run would replay the first batches."""
+  c = tiny_vae
+  c.train.update(num_steps=4, checkpoint_every=2, sample_every=0)
+  wd = str(tmp_path / "run")
+  train.train(c, wd)
+  ckpt = checkpoint.Checkpointer(os.path.join(wd, "checkpoints"))
+  trainer = train.make_trainer(c)
+  _, meta = ckpt.restore(train._abstract_state(
+      trainer, train._keys(c)["init"], train.sharding.make_mesh()), step=2)
+  assert meta == {"step": 2, "data_position": 2}
+
+
+class _NaNAtStep3(VAETrainer):
+  """The VAE whose third batch is poisoned with NaN."""
+
+  def train_step(self, state, batch, rng):
+    poison = jnp.where(state.step == 2, jnp.nan, 0.0)
+    return super().train_step(state, {**batch, "image": batch["image"] + poison}, rng)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_vae):
+  c = tiny_vae
+  c.train.update(num_steps=8, checkpoint_every=2, log_every=4, sample_every=0)
+  wd = str(tmp_path / "run")
+  trainer = _NaNAtStep3(c, (28, 28, 1))
+  with pytest.raises(train.NonFiniteError, match="at step 3") as e:
+    train.train(c, wd, trainer=trainer)
+  assert "last good checkpoint (step 2)" in str(e.value)
+  ckpt = checkpoint.Checkpointer(os.path.join(wd, "checkpoints"))
+  assert ckpt.all_steps() == [2]
+  state, _ = ckpt.restore(train._abstract_state(
+      trainer, train._keys(c)["init"], train.sharding.make_mesh()))
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.params))
+
+
+def _corrupt(step_dir):
+  n = 0
+  for root, _, files in os.walk(os.path.join(step_dir, "state")):
+    for f in files:
+      if "manifest" in f or f in ("_METADATA",):
+        with open(os.path.join(root, f), "wb") as fh:
+          fh.write(b"garbage")
+        n += 1
+  assert n
+
+
+def test_corrupt_checkpoint_is_a_clear_error_and_is_not_deleted(tmp_path, tiny_vae):
+  c = tiny_vae
+  c.train.update(num_steps=4, checkpoint_every=2, sample_every=0)
+  wd = str(tmp_path / "run")
+  train.train(c, wd)
+  _corrupt(os.path.join(wd, "checkpoints", "4"))
+  c.train.num_steps = 6
+  with pytest.raises(checkpoint.CheckpointError) as e:
+    train.train(c, wd)
+  msg = str(e.value)
+  assert "step 4" in msg and "corrupt" in msg and "resume from step 2" in msg
+  assert sorted(os.listdir(os.path.join(wd, "checkpoints"))) == ["2", "4"]
+
+
+def test_checkpoint_of_another_config_is_a_clear_error(tmp_path, tiny_vae):
+  c = tiny_vae
+  c.train.update(num_steps=2, sample_every=0)
+  wd = str(tmp_path / "run")
+  train.train(c, wd)
+  c.model.latent_dim = 7
+  c.train.num_steps = 4
+  with pytest.raises(checkpoint.CheckpointError, match="different config"):
+    train.train(c, wd)
+
+
+def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes(tmp_path):
+  wd = str(tmp_path / "run")
+  args = [sys.executable, "-m", "jaxgen.main", "--config=configs/vae_mnist.py:tiny",
+          f"--workdir={wd}", "--config.train.num_steps=100000",
+          "--config.train.log_every=1", "--config.train.checkpoint_every=100000",
+          "--config.train.sample_every=0"]
+  proc = subprocess.Popen(args, cwd=REPO, stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  metrics = os.path.join(wd, "metrics.jsonl")
+  deadline = time.time() + 300
+  while not (os.path.exists(metrics) and os.path.getsize(metrics) > 0):
+    assert proc.poll() is None and time.time() < deadline, "training did not start"
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 0, err[-3000:]
+  assert "SIGTERM received: saved checkpoint at step" in err
+  steps = checkpoint.Checkpointer(os.path.join(wd, "checkpoints")).all_steps()
+  assert len(steps) == 1 and 0 < steps[0] < 100000
