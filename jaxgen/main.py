@@ -76,8 +76,28 @@ def main(argv):
     print(f"wrote pictures for step {step} to {os.path.join(workdir, 'samples')}")
 
 
+def parse_flags(argv):
+  """absl's flag parsing, with config overrides that name no field (or give a
+  value of the wrong type) reported as one clear line instead of a traceback."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f"FATAL Flags parsing error: {e}")
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    msg = str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'")
+    sys.exit(f"FATAL bad --config override: {type(e).__name__}: {msg}. The config "
+             f"fields are listed in {argv_config(argv)}.")
+
+
+def argv_config(argv):
+  for a in argv:
+    if a.startswith("--config="):
+      return a.split("=", 1)[1].split(":")[0]
+  return "the config file"
+
+
 def run():
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

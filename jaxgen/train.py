@@ -64,7 +64,7 @@ class MetricWriter:
       return
     if os.path.exists(self.path):  # forget lines from after the restored checkpoint
       with open(self.path) as f:
-        keep = [l for l in f if l.strip() and json.loads(l)["step"] <= resume_step]
+        keep = [l for l in f if _json_line_step(l) <= resume_step]
       with open(self.path, "w") as f:
         f.writelines(keep)
     from tensorboardX import SummaryWriter
@@ -152,8 +152,8 @@ def save_pictures(trainer, state, config, workdir, step: int):
   """The family's pictures for ``step``: samples/step_N.png and samples/NAME_step_N.png."""
   if not _is_writer():
     return
-  batch = next(data.eval_batches(data.get_source(config.data, config.eval.get(
-      "split", "test")), config.data, config.eval.batch_size, config.seed))
+  source = data.get_source(config.data, config.eval.get("split", "test"))
+  batch = data.spread_batch(source, config.data, 16, config.seed)
   rng = jax.random.fold_in(_keys(config)["sample"], step)
   for name, image in trainer.visualize(state, rng, batch).items():
     fname = f"step_{step}.png" if name == "samples" else f"{name}_step_{step}.png"
@@ -257,6 +257,13 @@ def train(config, workdir: str, trainer=None, mesh=None):
   if _json_step(eval_path) != step:  # evaluate each finished run once
     write_json(eval_path, {"step": step, **evaluate(trainer, state, config, mesh)})
   return state
+
+
+def _json_line_step(line) -> float:
+  try:
+    return json.loads(line)["step"]
+  except (ValueError, KeyError, TypeError):  # a line cut short by a crash
+    return math.inf
 
 
 def _json_step(path):

@@ -61,7 +61,20 @@ def test_resume_restores_the_data_position(tmp_path, tiny_vae):
   trainer = train.make_trainer(c)
   _, meta = ckpt.restore(train._abstract_state(
       trainer, train._keys(c)["init"], train.sharding.make_mesh()), step=2)
+  ckpt.close()
   assert meta == {"step": 2, "data_position": 2}
+
+
+def test_a_finished_run_loads_read_only_as_a_frozen_stage(tmp_path, tiny_vae):
+  c = tiny_vae
+  c.train.update(num_steps=2, sample_every=0)
+  wd = str(tmp_path / "run")
+  final = train.train(c, wd)
+  state, meta = checkpoint.load_state(wd)
+  assert meta["step"] == 2
+  _assert_bitwise_equal(_params(final), jax.tree.map(np.asarray, state["params"]))
+  with pytest.raises(checkpoint.CheckpointError, match="train that stage first"):
+    checkpoint.load_state(str(tmp_path / "nothing"))
 
 
 class _NaNAtStep3(VAETrainer):
@@ -84,6 +97,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_vae
   assert ckpt.all_steps() == [2]
   state, _ = ckpt.restore(train._abstract_state(
       trainer, train._keys(c)["init"], train.sharding.make_mesh()))
+  ckpt.close()
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.params))
 
 

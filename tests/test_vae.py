@@ -55,7 +55,7 @@ def test_pictures_include_the_manifold_for_a_2d_latent():
   c = _digits_config(latent_dim=2)
   trainer = train.make_trainer(c)
   state = trainer.init_state(jax.random.key(0))
-  batch = next(data.eval_batches(data.get_source(c.data, "test"), c.data, 8, 0))
+  batch = data.spread_batch(data.get_source(c.data, "test"), c.data, 8, 0)
   pics = trainer.visualize(state, jax.random.key(1), batch)
   assert set(pics) == {"samples", "reconstructions", "interpolation", "manifold"}
   assert pics["manifold"].shape[:2] == (160, 160)  # 20 x 20 digits of 8 x 8

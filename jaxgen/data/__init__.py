@@ -12,7 +12,8 @@ from jaxgen import sharding
 from jaxgen.data import preprocess
 from jaxgen.data.sources import OFFLINE, element_shape, get_source
 
-__all__ = ["OFFLINE", "Loader", "eval_batches", "example_shape", "get_source"]
+__all__ = ["OFFLINE", "Loader", "eval_batches", "example_shape", "get_source",
+           "spread_batch"]
 
 
 def example_shape(data_config) -> tuple:
@@ -91,3 +92,11 @@ def eval_batches(source, data_config, batch_size: int, seed: int,
 def _process_index():
   import jax
   return jax.process_index()
+
+
+def spread_batch(source, data_config, size: int, seed: int) -> dict:
+  """``size`` preprocessed examples spread evenly over a split (not just its first
+  class, for sorted splits): the fixed inputs of reconstruction pictures."""
+  idx = np.linspace(0, len(source) - 1, size).astype(np.int64)
+  rng = np.random.default_rng([seed, 11])
+  return preprocess.process(source[idx], data_config, rng, train=False, indices=idx)

@@ -77,7 +77,7 @@ def apply_gradients(state: TrainState, grads, tx: optax.GradientTransformation,
   ema = optax.incremental_update(params, state.ema_params, 1.0 - ema_decay)
   new = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                       ema_params=ema, **replace)
-  return new, optax.global_norm(grads)
+  return new, optax.tree.norm(grads)
 
 
 def count_params(module: nn.Module, *example_args) -> int:
