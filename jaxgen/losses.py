@@ -93,3 +93,36 @@ def bits_per_dim(nll_nats, num_dims, log_bin_width=0.0):
   256-level data (Theis et al. 2016); that bound is what is converted.
   """
   return (nll_nats - num_dims * log_bin_width) / (num_dims * math.log(2))
+
+
+# ----------------------------------------------------------------------------------
+# Diffusion: the denoising objective and the terms of its variational bound.
+
+def eps_mse(target, prediction):
+  """Ho et al.'s simplified objective per example: mean over dimensions of
+  ||target - prediction||^2 (target is the noise epsilon, or x0 / v)."""
+  d = (target - prediction) ** 2
+  return d.reshape(d.shape[0], -1).mean(-1)
+
+
+def gaussian_kl_between(mean1, logvar1, mean2, logvar2):
+  """KL(N(mean1, exp(logvar1)) || N(mean2, exp(logvar2))) per example (diagonal)."""
+  kl = 0.5 * (logvar2 - logvar1 + jnp.exp(logvar1 - logvar2)
+              + (mean1 - mean2) ** 2 * jnp.exp(-logvar2) - 1.0)
+  return _sum_per_example(kl)
+
+
+def discretized_gaussian_log_prob(x, mean, log_scale, num_bins=256):
+  """log P(x) per example for x on the grid of ``num_bins`` levels in [-1, 1], under a
+  Gaussian integrated over each bin; the end bins extend to infinity (the decoder
+  term L_0 of Ho et al. 2020)."""
+  half_bin = 1.0 / (num_bins - 1)
+  inv_s = jnp.exp(-log_scale)
+  cdf = lambda v: jax.scipy.stats.norm.cdf(v)
+  log_cdf_plus = jax.scipy.stats.norm.logcdf(inv_s * (x - mean + half_bin))
+  log_sf_minus = jax.scipy.stats.norm.logcdf(-inv_s * (x - mean - half_bin))
+  delta = cdf(inv_s * (x - mean + half_bin)) - cdf(inv_s * (x - mean - half_bin))
+  logp = jnp.where(x < -1 + half_bin, log_cdf_plus,
+                   jnp.where(x > 1 - half_bin, log_sf_minus,
+                             jnp.log(jnp.maximum(delta, 1e-12))))
+  return _sum_per_example(logp)
