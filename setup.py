@@ -33,6 +33,6 @@ setup(
         "mlxtend>=0.23,<0.26",
         "scikit-learn>=1.4,<2",
     ],
-    extras_require={"test": ["pytest>=8,<10"]},
+    extras_require={"test": ["pytest>=8,<10", "scikit-image>=0.22,<0.27"]},
     entry_points={"console_scripts": ["jaxgen=jaxgen.main:run"]},
 )

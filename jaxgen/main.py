@@ -36,8 +36,8 @@ def summary(config) -> dict:
   from jaxgen import train
   from jaxgen.trainers.base import count_params
   trainer = train.make_trainer(config)
-  counts = {name: count_params(module, *args)
-            for name, (module, args) in trainer.networks().items()}
+  counts = {name: count_params(module, *args, **kwargs)
+            for name, (module, args, kwargs) in trainer.networks().items()}
   width = max(len(n) for n in [*counts, "total"])
   print(f"{'network':<{width}}  {'parameters':>14}")
   for name, n in counts.items():

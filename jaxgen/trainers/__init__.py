@@ -6,6 +6,7 @@ import importlib
 # family name -> "module:class"; modules are imported only when used.
 FAMILIES = {
     "vae": "jaxgen.trainers.vae:VAETrainer",
+    "ddpm": "jaxgen.trainers.ddpm:DDPMTrainer",
 }
 
 

@@ -5,6 +5,7 @@ A family subclasses ``Trainer``; the loop in ``jaxgen/train.py`` jit-compiles it
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax
@@ -80,9 +81,10 @@ def apply_gradients(state: TrainState, grads, tx: optax.GradientTransformation,
   return new, optax.tree.norm(grads)
 
 
-def count_params(module: nn.Module, *example_args) -> int:
+def count_params(module: nn.Module, *example_args, **example_kwargs) -> int:
   """Number of parameters of ``module`` (the 'params' collection only), no FLOPs."""
-  shapes = jax.eval_shape(module.init, jax.random.key(0), *example_args)
+  shapes = jax.eval_shape(functools.partial(module.init, **example_kwargs),
+                          jax.random.key(0), *example_args)
   return sum(x.size for x in jax.tree.leaves(shapes.get("params", {})))
 
 
@@ -98,8 +100,9 @@ class Trainer:
     self.config = config
     self.example_shape = tuple(example_shape)
 
-  def networks(self) -> dict[str, tuple[nn.Module, tuple]]:
-    """Each network by name, with example inputs to build it (for --mode=summary)."""
+  def networks(self) -> dict[str, tuple[nn.Module, tuple, dict]]:
+    """Each network by name, with example positional and keyword inputs to build it
+    (for --mode=summary and init)."""
     raise NotImplementedError
 
   def init_state(self, rng) -> TrainState:

@@ -49,13 +49,13 @@ class VAETrainer(Trainer):
   def networks(self):
     x = jnp.zeros((1, *self.example_shape))
     z = jnp.zeros((1, self.config.model.latent_dim))
-    return {"encoder": (self.encoder, (x,)), "decoder": (self.decoder, (z,))}
+    return {"encoder": (self.encoder, (x,), {}), "decoder": (self.decoder, (z,), {})}
 
   def init_state(self, rng):
     params = {}
-    for (name, (module, args)), key in zip(self.networks().items(),
-                                           jax.random.split(rng, 2)):
-      params[name] = module.init(key, *args)["params"]
+    for (name, (module, args, kwargs)), key in zip(self.networks().items(),
+                                                   jax.random.split(rng, 2)):
+      params[name] = module.init(key, *args, **kwargs)["params"]
     return TrainState.create(params, self.tx)
 
   def encode(self, params, x):

@@ -1,0 +1,28 @@
+r"""DDPM on CelebA-HQ 256x256 as Ho et al. 2020 configured it (113,673,219 parameters).
+
+  python -m jaxgen.data.prepare celeb_a_hq/256   # needs the manual CelebA-HQ files
+  python -m jaxgen.main --config=configs/ddpm_celebahq.py:paper --workdir=DIR
+
+``paper`` (and the default): ch 128, mult (1,1,2,2,4,4), 2 res blocks, attention at
+16x16, no dropout, T=1000 linear betas, Adam 2e-5, batch 64, EMA 0.9999, random flips.
+"""
+import importlib.util
+import os
+
+_spec = importlib.util.spec_from_file_location(
+    "ddpm_cifar10", os.path.join(os.path.dirname(__file__), "ddpm_cifar10.py"))
+_cifar = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_cifar)
+
+
+def get_config(arg=None):
+  variants = set(filter(None, (arg or "").split(",")))
+  if variants - {"paper"}:
+    raise ValueError(f"Unknown variant(s) {sorted(variants - {'paper'})} of "
+                     f"ddpm_celebahq; use paper.")
+  c = _cifar.get_config("paper")
+  c.data.name = "celeb_a_hq/256"
+  c.model.update(ch_mult=(1, 1, 2, 2, 4, 4), dropout=0.0)
+  c.optim.update(learning_rate=2e-5)
+  c.train.update(batch_size=64, num_steps=500_000)
+  return c

@@ -1,0 +1,130 @@
+"""The DDPM family (Ho et al. 2020): epsilon-prediction training of a U-Net, the
+variational bound in bits/dim on the test set, sample grids and process pictures.
+
+Class-conditional models (``model.num_classes > 0``) train with label dropout
+(``model.label_dropout``) and sample with classifier-free guidance
+(``sample.guidance_scale``).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgen import losses, viz
+from jaxgen.diffusion import samplers
+from jaxgen.diffusion.process import GaussianDiffusion
+from jaxgen.models.unet import UNet
+from jaxgen.trainers.base import Trainer, TrainState, apply_gradients, make_optimizer
+
+
+class DDPMTrainer(Trainer):
+
+  def __init__(self, config, example_shape):
+    super().__init__(config, example_shape)
+    m, d = config.model, config.data
+    if d.get("scale", "unit") != "symmetric" or d.get("binarize"):
+      raise ValueError("DDPM models grey levels scaled to [-1, 1]: set "
+                       "--config.data.scale=symmetric and --config.data.binarize=''.")
+    self.process = GaussianDiffusion.create(config.diffusion.schedule,
+                                            config.diffusion.num_steps)
+    self.param = config.diffusion.get("parameterization", "eps")
+    self.num_classes = m.get("num_classes", 0)
+    self.unet = UNet(ch=m.ch, ch_mult=tuple(m.ch_mult),
+                     num_res_blocks=m.num_res_blocks,
+                     attn_resolutions=tuple(m.attn_resolutions), dropout=m.dropout,
+                     out_ch=self.example_shape[-1], num_classes=self.num_classes,
+                     time_embedding=m.get("time_embedding", "sinusoidal"),
+                     scale_shift=m.get("scale_shift", False),
+                     num_groups=m.get("num_groups", 32))
+    self.tx = make_optimizer(config.optim, config.train.num_steps)
+
+  def networks(self):
+    x = jnp.zeros((1, *self.example_shape))
+    y = jnp.zeros((1,), jnp.int32) if self.num_classes else None
+    return {"unet": (self.unet, (x, jnp.zeros((1,), jnp.int32), y), {"train": False})}
+
+  def init_state(self, rng):
+    module, args, kwargs = self.networks()["unet"]
+    return TrainState.create(module.init(rng, *args, **kwargs)["params"], self.tx)
+
+  def apply(self, params, x, t, y=None, *, train=False, rng=None):
+    rngs = {"dropout": rng} if train else None
+    return self.unet.apply({"params": params}, x, t, y, train=train, rngs=rngs)
+
+  def train_step(self, state, batch, rng):
+    x0 = batch["image"]
+    k_t, k_noise, k_drop, k_label = jax.random.split(rng, 4)
+    t = jax.random.randint(k_t, (x0.shape[0],), 0, self.process.num_steps)
+    noise = jax.random.normal(k_noise, x0.shape, x0.dtype)
+    xt = self.process.q_sample(x0, t, noise)
+    y = None
+    if self.num_classes:  # label dropout: the null label teaches the unconditional
+      drop = jax.random.uniform(k_label, t.shape) < self.config.model.label_dropout
+      y = jnp.where(drop, self.num_classes, batch["label"])
+    target = self.process.target(x0, noise, t, self.param)
+
+    def loss_fn(params):
+      pred = self.apply(params, xt, t, y, train=True, rng=k_drop)
+      return losses.eps_mse(target, pred).mean()
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    state, grad_norm = apply_gradients(state, grads, self.tx, self.config.optim.ema_decay)
+    return state, {"loss": loss, "grad_norm": grad_norm}
+
+  def _model_fn(self, params, labels=None, guidance=0.0):
+    if not self.num_classes:
+      return lambda x, t: self.apply(params, x, t)
+    return samplers.guided(lambda x, t, y: self.apply(params, x, t, y), labels,
+                           self.num_classes, guidance)
+
+  def eval_step(self, state, batch, rng):
+    """Masked sums of the bound's terms (bits/dim) over the batch: all T timesteps."""
+    x0, mask = batch["image"], batch["mask"]
+    labels = batch.get("label") if self.num_classes else None
+    out = self.process.bpd(self._model_fn(state.ema_params, labels), x0, rng,
+                           self.param, self.config.sample.get("variance", "fixedlarge"))
+    return {"count": mask.sum(), "bpd": (out["total"] * mask).sum(),
+            "prior_bpd": (out["prior"] * mask).sum(),
+            "decoder_bpd": (out["decoder"] * mask).sum()}
+
+  def finalize_eval(self, sums):
+    n = float(sums["count"])
+    return {"num_examples": int(n), "bits_per_dim": float(sums["bpd"]) / n,
+            "prior_bits_per_dim": float(sums["prior_bpd"]) / n,
+            "decoder_bits_per_dim": float(sums["decoder_bpd"]) / n,
+            "num_timesteps": self.process.num_steps}
+
+  def sample(self, params, rng, num: int, num_frames: int = 0):
+    """``num`` samples (and a trajectory) with the configured sampler; for a
+    class-conditional model, labels cycle through the classes."""
+    s = self.config.sample
+    labels = (jnp.arange(num) % self.num_classes if self.num_classes else None)
+    kwargs = {"num_steps": s.num_steps} if s.sampler == "ddim" else {}
+    if s.sampler == "ddim":
+      kwargs["eta"] = s.get("eta", 0.0)
+    else:
+      kwargs["variance"] = s.get("variance", "fixedlarge")
+    return samplers.get(s.sampler)(
+        self._model_fn(params, labels, s.get("guidance_scale", 0.0)), self.process,
+        (num, *self.example_shape), rng, parameterization=self.param,
+        num_frames=num_frames, **kwargs)
+
+  def visualize(self, state, rng, batch):
+    if not hasattr(self, "_sample"):
+      self._sample = jax.jit(self.sample, static_argnames=("num", "num_frames"))
+    n = self.config.train.get("num_samples", 64)
+    x, frames = self._sample(state.ema_params, rng, n, num_frames=10)
+    u8 = lambda a: viz.to_uint8(np.asarray(a), "symmetric")
+    rows = self.num_classes or None
+    # Forward process: the first test images noised at 10 evenly spaced t.
+    x0 = jnp.asarray(batch["image"][:8])
+    ts = np.linspace(0, self.process.num_steps - 1, 10).astype(np.int32)
+    noise = jax.random.normal(jax.random.fold_in(rng, 1), x0.shape)
+    forward = jnp.stack([self.process.q_sample(x0, jnp.full((8,), t), noise)
+                         for t in ts], 1)
+    reverse = jnp.moveaxis(frames[:, :8], 0, 1)  # 8 chains x 10 frames
+    return {"samples": viz.grid(u8(x), rows=rows),
+            "forward_process": viz.grid(u8(forward.reshape(-1, *x0.shape[1:])), rows=8),
+            "reverse_process": viz.grid(u8(reverse.reshape(-1, *x0.shape[1:])), rows=8)}
+
