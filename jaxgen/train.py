@@ -195,10 +195,8 @@ def train(config, workdir: str, trainer=None, mesh=None):
   writer = MetricWriter(workdir, start)
   pending: list[tuple[int, dict]] = []  # device metrics not yet fetched
 
-  def flush() -> dict:
-    """Fetch pending metrics, check them, and return their means (or {})."""
-    if not pending:
-      return {}
+  def check():
+    """Fetch the pending metrics and stop if any is not finite."""
     fetched = jax.device_get([m for _, m in pending])
     for (s, _), m in zip(pending, fetched):
       bad = [k for k, v in m.items() if not np.all(np.isfinite(v))]
@@ -210,11 +208,16 @@ def train(config, workdir: str, trainer=None, mesh=None):
             f"{last if last is not None else 'none'}) is intact. Lower "
             f"config.optim.learning_rate, enable config.optim.grad_clip_norm, or "
             f"check the data.")
+    return fetched
+
+  def flush() -> dict:
+    """Check the pending metrics and return their means, emptying the buffer."""
+    fetched = check()
     pending.clear()
     return {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
 
   def save(step):
-    flush()  # never checkpoint a state that went non-finite
+    check()  # never checkpoint a state that went non-finite
     ckpt.save(step, state, {"step": step, "data_position": loader.position})
 
   bar = tqdm(total=tc.num_steps, initial=start, desc="train", dynamic_ncols=True,
@@ -242,12 +245,11 @@ def train(config, workdir: str, trainer=None, mesh=None):
           save(step)
           log.warning("%s received: saved checkpoint at step %d in %s; rerun the "
                       "same command to resume.", stop.signal, step, workdir)
-          bar.close()
           return state
         if step % tc.checkpoint_every == 0 or last:
           save(step)
         if (tc.sample_every and step % tc.sample_every == 0) or last:
-          flush()
+          check()
           save_pictures(trainer, state, config, workdir, step)
   finally:
     bar.close()
