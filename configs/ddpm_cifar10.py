@@ -23,7 +23,8 @@ def get_config(arg=None):
       name="cifar10", scale="symmetric", binarize="", dequantize=False, resize=(),
       random_flip=True, tfds_data_dir=""))
   c.diffusion = ml_collections.ConfigDict(dict(
-      schedule="linear", num_steps=1000, parameterization="eps"))
+      schedule="linear", num_steps=1000, parameterization="eps",
+      variance="fixedlarge"))
   c.model = ml_collections.ConfigDict(dict(
       ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,),
       dropout=0.1, num_groups=32, num_classes=0, label_dropout=0.1,
@@ -36,8 +37,7 @@ def get_config(arg=None):
       batch_size=128, num_steps=800_000, log_every=100, checkpoint_every=10_000,
       sample_every=50_000, keep_checkpoints=3, num_samples=64))
   c.sample = ml_collections.ConfigDict(dict(
-      sampler="ancestral", num_steps=1000, eta=0.0, variance="fixedlarge",
-      guidance_scale=0.0))
+      sampler="ancestral", num_steps=1000, eta=0.0, guidance_scale=0.0))
   c.eval = ml_collections.ConfigDict(dict(split="test", batch_size=100, num_examples=1000))
   if "tiny" in variants:
     c.data.name = "mnist5k"

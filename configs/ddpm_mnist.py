@@ -22,7 +22,8 @@ def get_config(arg=None):
       name="mnist5k", scale="symmetric", binarize="", dequantize=False, resize=(),
       random_flip=False, tfds_data_dir=""))
   c.diffusion = ml_collections.ConfigDict(dict(
-      schedule="linear", num_steps=1000, parameterization="eps"))
+      schedule="linear", num_steps=1000, parameterization="eps",
+      variance="fixedlarge"))
   c.model = ml_collections.ConfigDict(dict(
       ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(7,), dropout=0.1,
       num_groups=8, num_classes=0, label_dropout=0.1, time_embedding="sinusoidal",
@@ -35,7 +36,7 @@ def get_config(arg=None):
       batch_size=64, num_steps=6000, log_every=50, checkpoint_every=1000,
       sample_every=2000, keep_checkpoints=3, num_samples=64))
   c.sample = ml_collections.ConfigDict(dict(
-      sampler="ddim", num_steps=50, eta=0.0, variance="fixedlarge", guidance_scale=0.0))
+      sampler="ddim", num_steps=50, eta=0.0, guidance_scale=0.0))
   c.eval = ml_collections.ConfigDict(dict(split="test", batch_size=50, num_examples=100))
   if "cond" in variants:
     c.model.num_classes = 10

@@ -22,15 +22,10 @@ DEFAULT = ["configs/vae_mnist.py", "configs/vae_mnist.py:paper",
 
 
 def bench_one(spec: str, steps: int, batch_size: int | None) -> dict:
-  import importlib.util
   import jax
   sys.path.insert(0, REPO)
-  from jaxgen import data, sharding, train
-  path, _, arg = spec.partition(":")
-  mod_spec = importlib.util.spec_from_file_location("cfg", os.path.join(REPO, path))
-  mod = importlib.util.module_from_spec(mod_spec)
-  mod_spec.loader.exec_module(mod)
-  config = mod.get_config(arg or None)
+  from jaxgen import config_file, data, sharding, train
+  config = config_file.load(spec, root=REPO)
   if batch_size:
     config.train.batch_size = batch_size
   trainer, mesh = train.make_trainer(config), sharding.make_mesh()
@@ -83,11 +78,13 @@ def main():
       print(f"{spec}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
       continue
     rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+  if not rows:
+    sys.exit("No config could be benchmarked.")
   cols = ["config", "device", "batch_size", "steps_per_sec", "images_per_sec",
           "compile_s", "peak_host_rss_mb", "peak_device_mb"]
   fmt = lambda v: f"{v:.1f}" if isinstance(v, float) else str(v)
   table = [[fmt(r[c]) for c in cols] for r in rows]
-  widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
+  widths = [max([len(c)] + [len(t[i]) for t in table]) for i, c in enumerate(cols)]
   print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
   for t in table:
     print("  ".join(v.ljust(w) for v, w in zip(t, widths)))

@@ -21,7 +21,15 @@ def _sum_per_example(x):
 
 def gaussian_kl(mean, logvar):
   """KL(N(mean, exp(logvar)) || N(0, I)) per example, in closed form."""
-  return _sum_per_example(0.5 * (jnp.exp(logvar) + mean ** 2 - 1.0 - logvar))
+  zero = jnp.zeros_like(mean)
+  return gaussian_kl_between(mean, logvar, zero, zero)
+
+
+def gaussian_kl_between(mean1, logvar1, mean2, logvar2):
+  """KL(N(mean1, exp(logvar1)) || N(mean2, exp(logvar2))) per example (diagonal)."""
+  kl = 0.5 * (logvar2 - logvar1 + jnp.exp(logvar1 - logvar2)
+              + (mean1 - mean2) ** 2 * jnp.exp(-logvar2) - 1.0)
+  return _sum_per_example(kl)
 
 
 def gaussian_log_prob(x, mean, logvar):
@@ -103,13 +111,6 @@ def eps_mse(target, prediction):
   ||target - prediction||^2 (target is the noise epsilon, or x0 / v)."""
   d = (target - prediction) ** 2
   return d.reshape(d.shape[0], -1).mean(-1)
-
-
-def gaussian_kl_between(mean1, logvar1, mean2, logvar2):
-  """KL(N(mean1, exp(logvar1)) || N(mean2, exp(logvar2))) per example (diagonal)."""
-  kl = 0.5 * (logvar2 - logvar1 + jnp.exp(logvar1 - logvar2)
-              + (mean1 - mean2) ** 2 * jnp.exp(-logvar2) - 1.0)
-  return _sum_per_example(kl)
 
 
 def discretized_gaussian_log_prob(x, mean, log_scale, num_bins=256):

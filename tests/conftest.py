@@ -10,12 +10,8 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 def load_config(name: str, arg: str | None = None):
   """configs/<name>.py's get_config(arg), as the CLI would build it."""
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(
-      name, os.path.join(REPO, "configs", f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  from jaxgen import config_file
+  return config_file.load(f"configs/{name}.py:{arg or ''}", root=REPO)
 
 
 def run_main(*args, env=None, timeout=600, check=True):

@@ -9,11 +9,8 @@ from conftest import REPO
 SCRIPT = textwrap.dedent("""
     import jax, numpy as np
     assert jax.device_count() == 4, jax.devices()
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("c", "configs/vae_mnist.py")
-    m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
-    from jaxgen import data, sharding, train
-    c = m.get_config("tiny")
+    from jaxgen import config_file, data, sharding, train
+    c = config_file.load("configs/vae_mnist.py:tiny")
     c.train.batch_size = 8
     trainer = train.make_trainer(c)
     loader = data.Loader(data.get_source(c.data, "train"), c.data, 8, 0)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import REPO, load_config
+from conftest import REPO
 from jaxgen import checkpoint, train
 from jaxgen.trainers.vae import VAETrainer
 

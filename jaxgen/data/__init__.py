@@ -6,6 +6,7 @@ fixed 4,500/500 split), ``digits`` (sklearn 8x8), ``toy2d`` (with
 """
 from __future__ import annotations
 
+import jax
 import numpy as np
 
 from jaxgen import sharding
@@ -60,7 +61,7 @@ class Loader:
 
   def __next__(self) -> dict:
     idx = self.indices(self.position)[sharding.process_slice(self.batch_size)]
-    rng = np.random.default_rng([self.seed, self.position, 1 + _process_index()])
+    rng = np.random.default_rng([self.seed, self.position, 1 + jax.process_index()])
     batch = preprocess.process(self.source[idx], self.cfg, rng, train=True,
                                indices=idx)
     self.position += 1
@@ -82,16 +83,11 @@ def eval_batches(source, data_config, batch_size: int, seed: int,
     idx = np.arange(start, start + batch_size)
     mask = (idx < n).astype(np.float32)
     idx = np.minimum(idx, n - 1)[rows]
-    rng = np.random.default_rng([seed, b, 1 + _process_index(), 7])
+    rng = np.random.default_rng([seed, b, 1 + jax.process_index(), 7])
     batch = preprocess.process(source[idx], data_config, rng, train=False,
                                indices=idx)
     batch["mask"] = mask[rows]
     yield batch
-
-
-def _process_index():
-  import jax
-  return jax.process_index()
 
 
 def spread_batch(source, data_config, size: int, seed: int) -> dict:

@@ -44,13 +44,10 @@ def _record(frames, x, i, num_steps, num_frames):
 def ancestral(model_fn: Callable, process: GaussianDiffusion, shape, rng, *,
               parameterization: str = "eps", variance: str = "fixedlarge",
               clip_x0: bool = True, num_frames: int = 0, progress: bool = False,
-              num_steps: int | None = None, x_init=None):
+              x_init=None):
   """Algorithm 2 of Ho et al. 2020: x_{t-1} = mean_theta(x_t) + sigma_t z, z = 0 at
   the last step; T network evaluations."""
   T = process.num_steps
-  if num_steps not in (None, T):
-    raise ValueError(f"Ancestral sampling takes all T={T} steps; use the ddim sampler "
-                     f"for {num_steps} steps.")
   k_init, k_loop = jax.random.split(rng)
   x = jax.random.normal(k_init, shape) if x_init is None else x_init
   frames = jnp.zeros((max(num_frames, 1), *shape)).at[0].set(x)
@@ -81,11 +78,10 @@ def ddim_timesteps(T: int, num_steps: int) -> np.ndarray:
 def ddim(model_fn: Callable, process: GaussianDiffusion, shape, rng, *,
          num_steps: int = 50, eta: float = 0.0, parameterization: str = "eps",
          clip_x0: bool = True, num_frames: int = 0, progress: bool = False,
-         variance: str | None = None, x_init=None):
+         x_init=None):
   """Song et al. 2021, eq. 12: x_prev = sqrt(ab_prev) x0 + sqrt(1 - ab_prev -
   sigma^2) eps + sigma z, sigma = eta sqrt((1-ab_prev)/(1-ab) (1 - ab/ab_prev));
   ``num_steps`` network evaluations. eta = 0 is deterministic given x_T."""
-  del variance  # DDIM's variance is set by eta
   ts = ddim_timesteps(process.num_steps, num_steps)
   prev = np.append(ts[1:], -1)
   ab_all = process.alphas_cumprod

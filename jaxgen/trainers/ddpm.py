@@ -29,6 +29,7 @@ class DDPMTrainer(Trainer):
     self.process = GaussianDiffusion.create(config.diffusion.schedule,
                                             config.diffusion.num_steps)
     self.param = config.diffusion.get("parameterization", "eps")
+    self.variance = config.diffusion.get("variance", "fixedlarge")  # of p(x_{t-1}|x_t)
     self.num_classes = m.get("num_classes", 0)
     self.unet = UNet(ch=m.ch, ch_mult=tuple(m.ch_mult),
                      num_res_blocks=m.num_res_blocks,
@@ -83,7 +84,7 @@ class DDPMTrainer(Trainer):
     x0, mask = batch["image"], batch["mask"]
     labels = batch.get("label") if self.num_classes else None
     out = self.process.bpd(self._model_fn(state.ema_params, labels), x0, rng,
-                           self.param, self.config.sample.get("variance", "fixedlarge"))
+                           self.param, self.variance)
     return {"count": mask.sum(), "bpd": (out["total"] * mask).sum(),
             "prior_bpd": (out["prior"] * mask).sum(),
             "decoder_bpd": (out["decoder"] * mask).sum()}
@@ -100,11 +101,8 @@ class DDPMTrainer(Trainer):
     class-conditional model, labels cycle through the classes."""
     s = self.config.sample
     labels = (jnp.arange(num) % self.num_classes if self.num_classes else None)
-    kwargs = {"num_steps": s.num_steps} if s.sampler == "ddim" else {}
-    if s.sampler == "ddim":
-      kwargs["eta"] = s.get("eta", 0.0)
-    else:
-      kwargs["variance"] = s.get("variance", "fixedlarge")
+    kwargs = ({"num_steps": s.num_steps, "eta": s.get("eta", 0.0)}
+              if s.sampler == "ddim" else {"variance": self.variance})
     return samplers.get(s.sampler)(
         self._model_fn(params, labels, s.get("guidance_scale", 0.0)), self.process,
         (num, *self.example_shape), rng, parameterization=self.param,
@@ -119,12 +117,11 @@ class DDPMTrainer(Trainer):
     rows = self.num_classes or None
     # Forward process: the first test images noised at 10 evenly spaced t.
     x0 = jnp.asarray(batch["image"][:8])
-    ts = np.linspace(0, self.process.num_steps - 1, 10).astype(np.int32)
+    ts = jnp.tile(jnp.linspace(0, self.process.num_steps - 1, 10).astype(jnp.int32), 8)
     noise = jax.random.normal(jax.random.fold_in(rng, 1), x0.shape)
-    forward = jnp.stack([self.process.q_sample(x0, jnp.full((8,), t), noise)
-                         for t in ts], 1)
+    forward = self.process.q_sample(jnp.repeat(x0, 10, 0), ts, jnp.repeat(noise, 10, 0))
     reverse = jnp.moveaxis(frames[:, :8], 0, 1)  # 8 chains x 10 frames
     return {"samples": viz.grid(u8(x), rows=rows),
-            "forward_process": viz.grid(u8(forward.reshape(-1, *x0.shape[1:])), rows=8),
+            "forward_process": viz.grid(u8(forward), rows=8),
             "reverse_process": viz.grid(u8(reverse.reshape(-1, *x0.shape[1:])), rows=8)}
 
