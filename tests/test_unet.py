@@ -2,7 +2,6 @@
 import functools
 import math
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,18 +12,10 @@ from jaxgen.models.unet import UNet
 from jaxgen.trainers.base import count_params
 
 
-class _Eval(nn.Module):
-  """Fixes train=False, so that positional example inputs suffice for count_params."""
-  net: nn.Module
-
-  def __call__(self, x, t):
-    return self.net(x, t, train=False)
-
-
 def _count(model, image_shape):
   x = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
   t = jax.ShapeDtypeStruct((1,), jnp.int32)
-  return count_params(_Eval(model), x, t)
+  return count_params(model, x, t, train=False)
 
 
 def _tiny(**kw):

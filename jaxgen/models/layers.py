@@ -44,11 +44,13 @@ def sinusoidal_embedding(t, dim: int, max_period: float = 10000.0) -> jax.Array:
     raise ValueError(f"sinusoidal_embedding needs dim >= 4, got {dim}.")
   i = jnp.arange(half, dtype=jnp.float32)
   freqs = jnp.exp(-math.log(max_period) / (half - 1) * i)
-  angles = _as_times(t)[:, None] * freqs[None, :]
+  return _sin_cos(_as_times(t)[:, None] * freqs[None, :], dim)
+
+
+def _sin_cos(angles, dim: int) -> jax.Array:
+  """[sin(angles), cos(angles)], zero-padded to ``dim`` columns when it is odd."""
   emb = jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=1)
-  if dim % 2:
-    emb = jnp.pad(emb, ((0, 0), (0, 1)))
-  return emb
+  return jnp.pad(emb, ((0, 0), (0, dim % 2)))
 
 
 class FourierFeatures(nn.Module):
@@ -65,11 +67,7 @@ class FourierFeatures(nn.Module):
   def __call__(self, t):
     half = self.dim // 2
     freqs = self.scale * jax.random.normal(jax.random.key(self.seed), (half,), jnp.float32)
-    angles = 2 * math.pi * _as_times(t)[:, None] * freqs[None, :]
-    emb = jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=1)
-    if self.dim % 2:
-      emb = jnp.pad(emb, ((0, 0), (0, 1)))
-    return emb
+    return _sin_cos(2 * math.pi * _as_times(t)[:, None] * freqs[None, :], self.dim)
 
 
 class TimeEmbedding(nn.Module):
@@ -97,8 +95,7 @@ class ResBlock(nn.Module):
   """Pre-activation residual block conditioned on a time embedding.
 
   norm -> swish -> conv3x3 -> (+ Dense(swish(temb))) -> norm -> swish -> dropout ->
-  conv3x3, plus the input (through a 1x1 "nin" projection, or a 3x3 convolution with
-  ``conv_shortcut``, when the width changes). With ``scale_shift`` the embedding gives
+  conv3x3, plus the input (through a 1x1 "nin" projection when the width changes). With ``scale_shift`` the embedding gives
   2 * out_ch values and the second norm becomes norm(h) * (1 + scale) + shift
   (Nichol & Dhariwal 2021). ``temb=None`` leaves the block unconditioned.
   """
@@ -106,7 +103,6 @@ class ResBlock(nn.Module):
   dropout: float = 0.0
   num_groups: int = 32
   scale_shift: bool = False
-  conv_shortcut: bool = False
 
   @nn.compact
   def __call__(self, x, temb, *, train: bool):
@@ -127,10 +123,7 @@ class ResBlock(nn.Module):
     h = nn.Dropout(self.dropout)(nn.swish(h), deterministic=not train)
     h = nn.Conv(self.out_ch, (3, 3), kernel_init=default_init(0.0), name="conv2")(h)
     if x.shape[-1] != self.out_ch:
-      if self.conv_shortcut:
-        x = nn.Conv(self.out_ch, (3, 3), kernel_init=default_init(), name="conv_shortcut")(x)
-      else:
-        x = nn.Dense(self.out_ch, kernel_init=default_init(), name="nin_shortcut")(x)
+      x = nn.Dense(self.out_ch, kernel_init=default_init(), name="nin_shortcut")(x)
     return x + h
 
 
