@@ -17,7 +17,8 @@ def test_mnist5k_fixed_split():
   train, test = sources.mnist5k("train"), sources.mnist5k("test")
   assert len(train) == 4500 and len(test) == 500
   assert np.bincount(test.arrays["label"]).tolist() == [50] * 10
-  assert train.arrays["image"].dtype == np.uint8 and train.element_shape == (28, 28, 1)
+  assert train.arrays["image"].dtype == np.uint8
+  assert train.arrays["image"].shape[1:] == data.example_shape(_cfg()) == (28, 28, 1)
   # Disjoint: no test digit appears among the training digits.
   flat_train = {im.tobytes() for im in train.arrays["image"]}
   assert not any(im.tobytes() in flat_train for im in test.arrays["image"])
@@ -28,7 +29,8 @@ def test_mnist5k_fixed_split():
 
 def test_digits_source():
   tr, te = sources.digits("train"), sources.digits("test")
-  assert len(tr) + len(te) == 1797 and tr.element_shape == (8, 8, 1)
+  assert len(tr) + len(te) == 1797
+  assert tr.arrays["image"].shape[1:] == data.example_shape(_cfg(name="digits")) == (8, 8, 1)
   assert tr.arrays["image"].max() == 255
 
 

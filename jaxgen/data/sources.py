@@ -20,20 +20,14 @@ MNIST5K_TEST_PER_CLASS = 50  # 10 x 50 = 500 test digits, 4,500 for training
 class ArraySource:
   """A split held in memory as numpy arrays of equal length."""
 
-  def __init__(self, arrays: dict, num_classes: int | None = None):
+  def __init__(self, arrays: dict):
     self.arrays = arrays
-    self.num_classes = num_classes
 
   def __len__(self):
     return len(next(iter(self.arrays.values())))
 
   def __getitem__(self, indices):
     return {k: v[indices] for k, v in self.arrays.items()}
-
-  @property
-  def element_shape(self):
-    key = "image" if "image" in self.arrays else "x"
-    return self.arrays[key].shape[1:]
 
 
 @functools.cache
@@ -50,7 +44,7 @@ def mnist5k(split: str) -> ArraySource:
   for c in range(10):
     test[np.flatnonzero(labels == c)[-MNIST5K_TEST_PER_CLASS:]] = True
   keep = {"train": ~test, "test": test}[_check_split(split, ("train", "test"))]
-  return ArraySource({"image": images[keep], "label": labels[keep]}, num_classes=10)
+  return ArraySource({"image": images[keep], "label": labels[keep]})
 
 
 def digits(split: str) -> ArraySource:
@@ -62,7 +56,7 @@ def digits(split: str) -> ArraySource:
   n_test = 297  # 1,500 / 297
   sl = {"train": slice(0, len(labels) - n_test),
         "test": slice(len(labels) - n_test, None)}[_check_split(split, ("train", "test"))]
-  return ArraySource({"image": images[sl], "label": labels[sl]}, num_classes=10)
+  return ArraySource({"image": images[sl], "label": labels[sl]})
 
 
 TOY2D_SIZES = {"train": 100_000, "test": 10_000}
@@ -92,9 +86,7 @@ class TfdsSource:
           + how_to_prepare(name, data_dir))
     self._source = builder.as_data_source(split=split)
     features = builder.info.features
-    self.num_classes = (features["label"].num_classes
-                        if "label" in features.keys() else None)
-    self.element_shape = tuple(features["image"].shape)
+    self.has_labels = "label" in features.keys()
 
   def __len__(self):
     return len(self._source)
@@ -102,7 +94,7 @@ class TfdsSource:
   def __getitem__(self, indices):
     examples = self._source.__getitems__([int(i) for i in indices])
     out = {"image": np.stack([e["image"] for e in examples]).astype(np.uint8)}
-    if self.num_classes is not None:
+    if self.has_labels:
       out["label"] = np.asarray([e["label"] for e in examples], np.int32)
     return out
 
