@@ -1,0 +1,318 @@
+"""Read and write PyTorch state dicts (``.pth`` files) with only the standard library and numpy.
+
+``load_state_dict(path)`` reads what ``torch.save(model.state_dict(), path)`` writes, in the
+zip format (the default since torch 1.6) and in the legacy format that preceded it, into a
+``dict[str, np.ndarray]``. The pickle inside is read by a restricted unpickler that builds
+nothing but ordered dicts and tensors, so a weights file cannot run code.
+``save_state_dict(path, arrays)`` writes the zip format, which ``torch.load`` reads.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import io
+import pickle
+import struct
+import zipfile
+from typing import Mapping
+
+import numpy as np
+
+_STORAGE_DTYPES = {
+    "DoubleStorage": np.float64,
+    "FloatStorage": np.float32,
+    "HalfStorage": np.float16,
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ShortStorage": np.int16,
+    "CharStorage": np.int8,
+    "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
+}
+_STORAGE_NAMES = {np.dtype(dtype): name for name, dtype in _STORAGE_DTYPES.items()}
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_PROTOCOL = 1001
+_ZIP_ALIGNMENT = 64  # torch aligns tensor data in its archives, for memory mapping
+
+
+class TorchPickleError(ValueError):
+  """A file is not a readable PyTorch state dict."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _StorageType:
+  dtype: np.dtype
+
+
+class _Storage:
+  """A flat typed buffer; in the legacy format its bytes arrive after the pickle."""
+
+  def __init__(self, dtype: np.dtype, numel: int, data: np.ndarray | None = None):
+    self.dtype, self.numel, self.data = dtype, numel, data
+
+
+@dataclasses.dataclass(frozen=True)
+class _Tensor:
+  """A view (offset, sizes, strides in elements) into a storage, made an array later."""
+  storage: _Storage
+  offset: int
+  size: tuple
+  stride: tuple
+
+  def to_numpy(self) -> np.ndarray:
+    data = self.storage.data
+    if data is None or len(data) != self.storage.numel:
+      raise TorchPickleError("a tensor's storage has no data")
+    size, stride = tuple(self.size), tuple(self.stride)
+    if len(size) != len(stride) or min(size + stride, default=0) < 0:
+      raise TorchPickleError(f"invalid tensor sizes {size} and strides {stride}")
+    if 0 in size:
+      return np.zeros(size, data.dtype)
+    last = self.offset + sum((n - 1) * s for n, s in zip(size, stride))
+    if self.offset < 0 or last >= len(data):
+      raise TorchPickleError(f"a tensor of sizes {size}, strides {stride} and offset "
+                             f"{self.offset} reaches past its storage of {len(data)} elements")
+    view = np.lib.stride_tricks.as_strided(
+        data[self.offset:], size, [s * data.itemsize for s in stride], writeable=False)
+    return view.copy()
+
+
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
+                       backward_hooks=None, metadata=None):
+  del requires_grad, backward_hooks, metadata  # autograd state, meaningless here
+  if not isinstance(storage, _Storage):
+    raise TorchPickleError("a tensor is not backed by a storage")
+  return _Tensor(storage, storage_offset, tuple(size), tuple(stride))
+
+
+def _rebuild_parameter(data, requires_grad, backward_hooks):
+  del requires_grad, backward_hooks
+  return data
+
+
+class _Unpickler(pickle.Unpickler):
+  """Resolves only the globals of a state dict; storages come from ``load_storage``."""
+
+  def __init__(self, file, load_storage):
+    super().__init__(file)
+    self._load_storage = load_storage
+
+  def find_class(self, module, name):
+    if (module, name) == ("collections", "OrderedDict"):
+      return collections.OrderedDict
+    if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+      return _rebuild_tensor_v2
+    if (module, name) == ("torch._utils", "_rebuild_parameter"):
+      return _rebuild_parameter
+    if module == "torch" and name in _STORAGE_DTYPES:
+      return _StorageType(np.dtype(_STORAGE_DTYPES[name]))
+    raise pickle.UnpicklingError(
+        f"it refers to {module}.{name}, which a state dict of tensors does not contain")
+
+  def persistent_load(self, pid):
+    if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"
+            and isinstance(pid[1], _StorageType)):
+      raise pickle.UnpicklingError(f"unsupported persistent id {pid!r:.100}")
+    return self._load_storage(pid)
+
+
+def _load_zip(file) -> object:
+  with zipfile.ZipFile(file) as archive:
+    names = archive.namelist()
+    pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
+    if len(pickles) != 1:
+      raise TorchPickleError("the archive has no data.pkl record")
+    prefix = pickles[0][:-len("data.pkl")]
+    if prefix + "byteorder" in names and archive.read(prefix + "byteorder") != b"little":
+      raise TorchPickleError("it was written on a big-endian machine, which is not supported")
+    storages = {}
+
+    def load_storage(pid):
+      _, storage_type, key, _, numel = pid[:5]
+      if key not in storages:
+        data = np.frombuffer(archive.read(f"{prefix}data/{key}"), storage_type.dtype)
+        if len(data) != numel:
+          raise TorchPickleError(f"storage {key} holds {len(data)} elements, expected {numel}")
+        storages[key] = _Storage(storage_type.dtype, numel, data)
+      return storages[key]
+
+    return _Unpickler(io.BytesIO(archive.read(pickles[0])), load_storage).load()
+
+
+def _load_legacy(f) -> object:
+  """The format of ``torch.save(..., _use_new_zipfile_serialization=False)``.
+
+  Three small pickles (magic number, protocol, system info), the object pickle, the
+  list of storage keys, then each storage as an int64 element count and raw bytes.
+  """
+  def header():
+    return _Unpickler(f, _no_storage).load()
+
+  if header() != _LEGACY_MAGIC:
+    raise TorchPickleError("it is neither a zip archive nor a legacy PyTorch file")
+  if header() != _LEGACY_PROTOCOL:
+    raise TorchPickleError("it uses an unknown legacy protocol version")
+  sys_info = header()
+  if not sys_info.get("little_endian", False):
+    raise TorchPickleError("it was written on a big-endian machine, which is not supported")
+  storages = {}
+
+  def load_storage(pid):
+    _, storage_type, key, _, numel = pid[:5]
+    if len(pid) > 5 and pid[5] is not None:
+      raise TorchPickleError("it uses storage views, written only by torch < 0.4; load and "
+                             "save it again with a newer torch")
+    if key not in storages:
+      storages[key] = _Storage(storage_type.dtype, numel)
+    return storages[key]
+
+  result = _Unpickler(f, load_storage).load()
+  keys = _Unpickler(f, _no_storage).load()
+  for key in keys:
+    storage = storages[key]
+    (numel,) = struct.unpack("<q", _read_exactly(f, 8))
+    if numel != storage.numel:
+      raise TorchPickleError(f"storage {key} holds {numel} elements, expected {storage.numel}")
+    storage.data = np.frombuffer(_read_exactly(f, numel * storage.dtype.itemsize),
+                                 storage.dtype)
+  return result
+
+
+def _no_storage(pid):
+  raise pickle.UnpicklingError("storage outside the object pickle")
+
+
+def _read_exactly(f, n: int) -> bytes:
+  data = f.read(n)
+  if len(data) != n:
+    raise EOFError(f"the file ends {n - len(data)} bytes early")
+  return data
+
+
+def load_state_dict(path) -> dict[str, np.ndarray]:
+  """The tensors of a PyTorch state dict file, by name, as numpy arrays."""
+  try:
+    with open(path, "rb") as f:
+      is_zip = f.read(4) == b"PK\x03\x04"
+      f.seek(0)
+      obj = _load_zip(f) if is_zip else _load_legacy(f)
+      if not isinstance(obj, dict):
+        raise TorchPickleError(f"it holds a {type(obj).__name__}, not a dict of tensors")
+      state = {}
+      for key, value in obj.items():
+        if not isinstance(value, _Tensor):
+          raise TorchPickleError(
+              f"entry {key!r} is a {type(value).__name__}, not a tensor (a training "
+              "checkpoint rather than a state dict? save model.state_dict() instead)")
+        state[key] = value.to_numpy()
+      return state
+  except TorchPickleError as e:
+    raise TorchPickleError(f"{path} is not a PyTorch state dict: {e}.") from None
+  except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, KeyError, ValueError,
+          TypeError, IndexError, AttributeError, struct.error) as e:
+    raise TorchPickleError(
+        f"{path} cannot be read as a PyTorch state dict ({type(e).__name__}: {e}). The file "
+        "is truncated or corrupt (an interrupted download?) or is not a .pth file of "
+        "tensors; delete it and download it again.") from e
+
+
+# Writing: torch's pickle refers to torch globals, which the standard pickler cannot emit
+# without importing torch, so the few opcodes needed are written directly (protocol 2).
+
+
+@dataclasses.dataclass(frozen=True)
+class _Global:
+  module: str
+  name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class _Call:
+  func: _Global
+  args: tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class _PersistentId:
+  pid: tuple
+
+
+_ORDERED_DICT = _Global("collections", "OrderedDict")
+
+
+def _emit(out: io.BytesIO, obj) -> None:
+  if isinstance(obj, _Global):
+    out.write(pickle.GLOBAL + f"{obj.module}\n{obj.name}\n".encode("ascii"))
+  elif isinstance(obj, _Call):
+    _emit(out, obj.func)
+    _emit(out, obj.args)
+    out.write(pickle.REDUCE)
+  elif isinstance(obj, _PersistentId):
+    _emit(out, obj.pid)
+    out.write(pickle.BINPERSID)
+  elif isinstance(obj, bool):
+    out.write(pickle.NEWTRUE if obj else pickle.NEWFALSE)
+  elif isinstance(obj, int):
+    if -2**31 <= obj < 2**31:
+      out.write(pickle.BININT + struct.pack("<i", obj))
+    else:
+      data = obj.to_bytes(obj.bit_length() // 8 + 1, "little", signed=True)
+      out.write(pickle.LONG1 + bytes([len(data)]) + data)
+  elif isinstance(obj, str):
+    data = obj.encode("utf-8")
+    out.write(pickle.BINUNICODE + struct.pack("<I", len(data)) + data)
+  elif isinstance(obj, tuple):
+    out.write(pickle.MARK)
+    for item in obj:
+      _emit(out, item)
+    out.write(pickle.TUPLE)
+  elif isinstance(obj, dict):  # as torch writes a state dict: an OrderedDict
+    _emit(out, _Call(_ORDERED_DICT, ()))
+    if obj:
+      out.write(pickle.MARK)
+      for key, value in obj.items():
+        _emit(out, key)
+        _emit(out, value)
+      out.write(pickle.SETITEMS)
+  else:
+    raise TypeError(f"cannot write a {type(obj).__name__}")
+
+
+def _write_aligned(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
+  """Store a record uncompressed, padding the local header so its data is aligned."""
+  info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+  header_end = archive.fp.tell() + 30 + len(name.encode("utf-8")) + 4
+  padding = -header_end % _ZIP_ALIGNMENT
+  info.extra = b"FB" + struct.pack("<H", padding) + b"Z" * padding
+  archive.writestr(info, data, compress_type=zipfile.ZIP_STORED)
+
+
+def save_state_dict(path, arrays: Mapping[str, np.ndarray]) -> None:
+  """Write numpy arrays as a PyTorch state dict in torch's zip format.
+
+  Every tensor gets its own C-contiguous storage. ``torch.load(path)`` returns an
+  OrderedDict of tensors equal to ``arrays``.
+  """
+  state, storages = {}, []
+  for key, array in arrays.items():
+    array = np.asarray(array)
+    if array.dtype not in _STORAGE_NAMES:
+      raise TypeError(f"{key}: dtype {array.dtype} has no PyTorch storage type here; "
+                      f"supported: {', '.join(str(d) for d in _STORAGE_NAMES)}.")
+    storage_key = str(len(storages))
+    storages.append(array.astype(array.dtype.newbyteorder("<")).tobytes(order="C"))
+    pid = ("storage", _Global("torch", _STORAGE_NAMES[array.dtype]), storage_key, "cpu",
+           array.size)
+    strides = tuple(int(np.prod(array.shape[i + 1:])) for i in range(array.ndim))
+    state[key] = _Call(_Global("torch._utils", "_rebuild_tensor_v2"), (
+        _PersistentId(pid), 0, array.shape, strides, False, _Call(_ORDERED_DICT, ())))
+  out = io.BytesIO()
+  out.write(pickle.PROTO + bytes([2]))
+  _emit(out, state)
+  out.write(pickle.STOP)
+  with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+    _write_aligned(archive, "archive/data.pkl", out.getvalue())
+    _write_aligned(archive, "archive/byteorder", b"little")
+    for key, data in enumerate(storages):
+      _write_aligned(archive, f"archive/data/{key}", data)
+    _write_aligned(archive, "archive/version", b"3\n")

@@ -1,0 +1,311 @@
+"""The FID Inception port against pytorch-fid, torch's file format, and both resize conventions.
+
+The committed fixtures come from tests/fixtures/make_inception_fixture.py (torch,
+torchvision, pytorch-fid); the random weights and images they were computed from are
+regenerated here from tests/fixtures/inception_random_weights.py, without torch.
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+import pathlib
+import pickle
+import sys
+import zipfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxgen.metrics import inception, torch_pickle, weights
+
+FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+
+
+def _load_fixture_helper():
+  spec = importlib.util.spec_from_file_location(
+      "inception_random_weights", FIXTURES / "inception_random_weights.py")
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[spec.name] = module
+  spec.loader.exec_module(module)
+  return module
+
+
+rw = _load_fixture_helper()
+
+
+@pytest.fixture(scope="module")
+def random_weights(tmp_path_factory):
+  """The fixture's random weights as a .pth file, written without torch."""
+  path = tmp_path_factory.mktemp("weights") / "random_inception.pth"
+  torch_pickle.save_state_dict(path, rw.random_state_dict())
+  return path
+
+
+@pytest.fixture(scope="module")
+def features(random_weights, tmp_path_factory):
+  """pytorch-fid-mode features through the same path as real weights (compiled once)."""
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setenv("JAXGEN_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield inception.feature_net(random_weights, mode="pytorch-fid", batch_size=2,
+                                progress=False)
+
+
+# ---------------------------------------------------------------------------------------
+# The network.
+
+
+def test_parameter_counts_match_pytorch_fid():
+  variables = jax.eval_shape(inception.InceptionV3().init, jax.random.key(0),
+                             jax.ShapeDtypeStruct((1, 299, 299, 3), jnp.float32))
+  def count(tree):
+    return sum(math.prod(x.shape) for x in jax.tree.leaves(tree))
+  total = count(variables["params"])
+  assert total == 23_850_960
+  assert total - count(variables["params"]["fc"]) == 21_785_568
+  outputs = jax.eval_shape(inception.InceptionV3().apply, variables,
+                           jax.ShapeDtypeStruct((4, 299, 299, 3), jnp.float32))
+  assert outputs["pool3"].shape == (4, 2048) and outputs["logits"].shape == (4, 1008)
+
+
+def test_network_matches_pytorch_fid(features):
+  expected = np.load(FIXTURES / "inception_parity.npz")
+  # Three images of different sizes (299, up- and downsampled): three padded batches.
+  out = features(rw.parity_images(), total=3)
+  assert features.mode == "pytorch-fid" and features.name == "inception-v3-fid (pytorch-fid inputs)"
+  # "logits" are the Inception Score's: without the classifier's bias.
+  ours = {"pool3": out["features"], "logits": out["logits"] + features.fc_bias}
+  for key in ("pool3", "logits"):
+    assert ours[key].shape == expected[key].shape and ours[key].dtype == np.float32
+    scale = np.abs(expected[key]).max()
+    error = np.abs(ours[key] - expected[key]).max()
+    assert error <= 1e-4 * scale, (key, error, scale)
+
+
+def test_tf_mode_normalisation_batching_and_grey(features, random_weights):
+  tf_features = inception.feature_net(random_weights, mode="tf", batch_size=2,
+                                     progress=False)
+  images = np.random.default_rng(5).integers(0, 256, (3, 299, 299, 3)).astype(np.uint8)
+  out = tf_features(images)
+  # At 299x299 nothing is resized, and (x - 128) / 128 == 2 (x / 256) - 1 exactly.
+  same = features(images / 256.0)
+  for key in out:
+    np.testing.assert_array_equal(out[key], same[key])
+  # The stream regroups arrays of any length into the same batches.
+  streamed = tf_features(iter([images[:1], images[1:]]), total=3)
+  for key in out:
+    np.testing.assert_array_equal(streamed[key], out[key])
+  grey = images[:2, :, :, :1]
+  np.testing.assert_array_equal(tf_features(grey)["features"],
+                                tf_features(np.repeat(grey, 3, axis=-1))["features"])
+  # Float samples in [0, 1] are rounded to uint8 first, as if saved as PNG files.
+  np.testing.assert_array_equal(tf_features(images / 255.0)["features"], out["features"])
+  empty = tf_features(images[:0])
+  assert empty["features"].shape == (0, 2048) and empty["logits"].shape == (0, 1008)
+
+
+# ---------------------------------------------------------------------------------------
+# Resizing and input conventions.
+
+
+def _tf1_resize_reference(x, height, width):
+  """TF1 resize_bilinear (align_corners=False, no half-pixel centres), pixel by pixel."""
+  n, h, w, c = x.shape
+  x = x.astype(np.float64)
+  out = np.zeros((n, height, width, c))
+  for i in range(height):
+    sy = i * h / height
+    y0 = math.floor(sy)
+    y1, fy = min(y0 + 1, h - 1), sy - y0
+    for j in range(width):
+      sx = j * w / width
+      x0 = math.floor(sx)
+      x1, fx = min(x0 + 1, w - 1), sx - x0
+      top = x[:, y0, x0] + (x[:, y0, x1] - x[:, y0, x0]) * fx
+      bottom = x[:, y1, x0] + (x[:, y1, x1] - x[:, y1, x0]) * fx
+      out[:, i, j] = top + (bottom - top) * fy
+  return out
+
+
+def test_pytorch_fid_resize_matches_torch_interpolate():
+  expected = np.load(FIXTURES / "inception_resize_torch.npz")
+  for i, (x, (_, size)) in enumerate(zip(rw.resize_inputs(), rw.RESIZE_CASES)):
+    y = inception.resize_bilinear(x, size, half_pixel_centers=True)
+    np.testing.assert_allclose(y, expected[f"case{i}"], rtol=1e-6, atol=1e-4)
+
+
+def test_tf_resize_matches_pixelwise_formula():
+  for x, (_, size) in zip(rw.resize_inputs(), rw.RESIZE_CASES):
+    y = inception.resize_bilinear(x, size, half_pixel_centers=False)
+    np.testing.assert_allclose(y, _tf1_resize_reference(x, *size), rtol=1e-6, atol=1e-4)
+  # The whole "tf" preprocessing of a small uint8 image, upsampled to 299.
+  image = np.random.default_rng(6).integers(0, 256, (1, 23, 31, 3)).astype(np.uint8)
+  expected = (_tf1_resize_reference(image, 299, 299) - 128) / 128
+  np.testing.assert_allclose(inception.preprocess(image, "tf"), expected, rtol=0, atol=1e-5)
+
+
+def test_tf_resize_matches_tensorflow():
+  tf = pytest.importorskip("tensorflow")
+  for x, (_, size) in zip(rw.resize_inputs(), rw.RESIZE_CASES):
+    expected = tf.compat.v1.image.resize_bilinear(x, size, align_corners=False,
+                                                  half_pixel_centers=False).numpy()
+    y = inception.resize_bilinear(x, size, half_pixel_centers=False)
+    np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-4)
+
+
+def test_to_uint8_rounds_like_saving_a_png():
+  levels = np.arange(256) / 255.0
+  np.testing.assert_array_equal(inception.to_uint8(levels), np.arange(256))
+  np.testing.assert_array_equal(inception.to_uint8(np.array([0.49, 0.51]) / 255), [0, 1])
+  with pytest.raises(ValueError, match=r"\[-1, 1\].*\(images \+ 1\) / 2"):
+    inception.to_uint8(np.array([-1.0, 1.0]))
+
+
+@pytest.mark.parametrize("images, mode, message", [
+    (np.zeros((8, 8, 3), np.uint8), "tf", r"\(N, H, W, C\).*images\[None\]"),
+    (np.zeros((2, 3, 8, 8), np.uint8), "tf", r"transpose\(0, 2, 3, 1\)"),
+    (np.zeros((2, 8, 8, 4), np.uint8), "tf", r"alpha"),
+    (np.zeros((2, 8, 8, 3), np.float32), "tf", r"uint8.*to_uint8"),
+    (np.zeros((2, 8, 8, 3), np.uint8), "pytorch-fid", r"float.*images / 255"),
+    (np.full((2, 8, 8, 3), -0.5), "pytorch-fid", r"range over \[-0.5, -0.5\].*\(images \+ 1\)"),
+    (np.full((2, 8, 8, 3), 200.0), "pytorch-fid", r"range over \[200, 200\].*images / 255"),
+    (np.full((2, 8, 8, 3), np.nan), "pytorch-fid", r"NaN"),
+    (np.zeros((2, 8, 8, 3), np.uint8), "torch", r"Unknown Inception input mode"),
+])
+def test_bad_images_are_rejected_with_a_fix(images, mode, message):
+  with pytest.raises(ValueError, match=message):
+    inception.check_images(images, mode)
+
+
+def test_the_stream_checks_every_batch(features):
+  good = np.full((1, 8, 8, 3), 0.5, np.float32)
+  with pytest.raises(ValueError, match=r"range over \[0.5, 2\]"):
+    features([good, good, np.concatenate([good, 4 * good])])
+  with pytest.raises(ValueError, match=r"float"):
+    features(np.zeros((1, 8, 8, 3), np.uint8))
+
+
+# ---------------------------------------------------------------------------------------
+# torch_pickle.
+
+
+def _assert_same_arrays(loaded, expected):
+  assert list(loaded) == list(expected)
+  for key, value in expected.items():
+    assert loaded[key].dtype == value.dtype and loaded[key].shape == value.shape, key
+    np.testing.assert_array_equal(loaded[key], value, err_msg=key)
+
+
+@pytest.mark.parametrize("fmt", ["zip", "legacy"])
+def test_reads_files_written_by_torch(fmt):
+  path = FIXTURES / f"inception_torch_{fmt}.pth"
+  assert zipfile.is_zipfile(path) == (fmt == "zip")
+  _assert_same_arrays(torch_pickle.load_state_dict(path), rw.small_state_dict())
+
+
+def test_writer_round_trip(tmp_path):
+  rng = np.random.default_rng(7)
+  arrays = {
+      "conv.weight": rng.normal(size=(4, 3, 3, 3)).astype(np.float32),
+      "transposed": rng.normal(size=(3, 5)).T,  # written from a non-contiguous array
+      "half": rng.normal(size=(6,)).astype(np.float16),
+      "big": np.array([2**40, -(2**62)], np.int64),
+      "steps": np.array(12345, np.int64),
+      "mask": rng.integers(0, 2, (2, 3)).astype(bool),
+      "pixels": rng.integers(0, 256, (2, 2, 3)).astype(np.uint8),
+      "empty": np.zeros((0, 3), np.float32),
+  }
+  path = tmp_path / "round_trip.pth"
+  torch_pickle.save_state_dict(path, arrays)
+  _assert_same_arrays(torch_pickle.load_state_dict(path), arrays)
+  with pytest.raises(TypeError, match="complex64"):
+    torch_pickle.save_state_dict(path, {"z": np.zeros(2, np.complex64)})
+
+
+def _legacy_file(path, obj):
+  """A legacy-format torch file whose object pickle is ``obj`` (no storages)."""
+  with open(path, "wb") as f:
+    for header in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}):
+      pickle.dump(header, f, protocol=2)
+    pickle.dump(obj, f, protocol=2)
+    pickle.dump([], f, protocol=2)
+
+
+class _RemoveFile:
+  def __init__(self, path):
+    self.path = path
+
+  def __reduce__(self):
+    import os
+    return os.remove, (str(self.path),)
+
+
+def test_corrupt_or_foreign_files_give_clear_errors(tmp_path):
+  for fmt in ("zip", "legacy"):
+    data = (FIXTURES / f"inception_torch_{fmt}.pth").read_bytes()
+    truncated = tmp_path / f"truncated_{fmt}.pth"
+    truncated.write_bytes(data[:len(data) * 2 // 3])
+    with pytest.raises(torch_pickle.TorchPickleError, match="truncated or corrupt"):
+      torch_pickle.load_state_dict(truncated)
+  text = tmp_path / "text.pth"
+  text.write_text("not a weights file")
+  with pytest.raises(torch_pickle.TorchPickleError, match=str(text)):
+    torch_pickle.load_state_dict(text)
+  # A pickle that would run code when loaded is refused before it can.
+  canary = tmp_path / "canary"
+  canary.write_text("still here")
+  evil = tmp_path / "evil.pth"
+  _legacy_file(evil, {"x": _RemoveFile(canary)})
+  with pytest.raises(torch_pickle.TorchPickleError, match="posix.remove|os.remove|nt.remove"):
+    torch_pickle.load_state_dict(evil)
+  assert canary.exists()
+  checkpoint = tmp_path / "checkpoint.pth"
+  _legacy_file(checkpoint, {"epoch": 3})
+  with pytest.raises(torch_pickle.TorchPickleError, match="'epoch' is a int, not a tensor"):
+    torch_pickle.load_state_dict(checkpoint)
+
+
+# ---------------------------------------------------------------------------------------
+# Weights conversion and cache.
+
+
+def test_conversion_is_cached_by_content(random_weights, tmp_path, monkeypatch):
+  monkeypatch.setenv("JAXGEN_CACHE", str(tmp_path))
+  state = rw.random_state_dict()
+  variables = inception.load_variables(random_weights)
+  cache = tmp_path / f"inception_{weights.sha256(random_weights)}.npz"
+  assert cache.is_file()
+  mtime = cache.stat().st_mtime_ns
+
+  def no_conversion(path):
+    raise AssertionError(f"{path} was converted again instead of read from the cache")
+  monkeypatch.setattr(torch_pickle, "load_state_dict", no_conversion)
+  cached = inception.load_variables(random_weights)
+  assert cache.stat().st_mtime_ns == mtime
+  jax.tree.map(np.testing.assert_array_equal, cached, variables)
+  # The layouts: OIHW -> HWIO, fc transposed, BatchNorm weight -> scale, stats apart.
+  params, stats = cached["params"], cached["batch_stats"]
+  np.testing.assert_array_equal(params["Mixed_6b"]["branch7x7_2"]["conv"]["kernel"],
+                                state["Mixed_6b.branch7x7_2.conv.weight"].transpose(2, 3, 1, 0))
+  np.testing.assert_array_equal(params["fc"]["kernel"], state["fc.weight"].T)
+  np.testing.assert_array_equal(params["Mixed_7c"]["branch_pool"]["bn"]["scale"],
+                                state["Mixed_7c.branch_pool.bn.weight"])
+  np.testing.assert_array_equal(stats["Conv2d_1a_3x3"]["bn"]["var"],
+                                state["Conv2d_1a_3x3.bn.running_var"])
+
+
+def test_wrong_weights_give_clear_errors(tmp_path, monkeypatch):
+  monkeypatch.setenv("JAXGEN_CACHE", str(tmp_path))
+  state = rw.random_state_dict()
+  state["fc.weight"] = state["fc.weight"][:1000]
+  state["aux.weight"] = state.pop("fc.bias")
+  with pytest.raises(ValueError, match=r"missing: params/fc/bias; unexpected: aux.weight; "
+                                       r"wrong shape: fc.weight \(1000, 2048\)"):
+    inception.convert_state_dict(state)
+  data = (FIXTURES / "inception_torch_zip.pth").read_bytes()
+  truncated = tmp_path / "pt_inception.pth"
+  truncated.write_bytes(data[:-100])
+  with pytest.raises(weights.WeightsError, match="truncated or corrupt"):
+    inception.load_variables(truncated)
+  assert not list(tmp_path.glob("inception_*.npz"))
