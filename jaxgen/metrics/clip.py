@@ -1,0 +1,473 @@
+"""CLIP (Radford et al. 2021) in Flax, its Hugging Face weights, and CLIPScore.
+
+``CLIP(VIT_B_32)`` is OpenAI's ViT-B/32 (``clip/model.py``): 151,277,313 parameters. Its
+parameter tree mirrors the state dict of transformers' ``CLIPModel`` (``vision_model``,
+``text_model``, ``visual_projection``, ``text_projection``, ``logit_scale``, with HF's own
+spelling ``pre_layrnorm``), so ``load_hf_checkpoint`` reads ``openai/clip-vit-base-patch32``'s
+``model.safetensors`` with a fixed renaming and transposition and no torch.
+
+CLIPScore (Hessel et al. 2021, jmhessel/clipscore) is 2.5 * max(cos(image, caption), 0)
+per pair, averaged, with captions prefixed by "A photo depicts ". torchmetrics' variant is
+max(100 * mean cos, 0) without a prefix (its per-pair values are not clipped). Images go
+through CLIP's transform on the host: PIL bicubic resize of the shorter side to 224 (as
+torchvision's ``Resize`` does for PIL images, which is what CLIPScore runs; jax.image's
+cubic kernel differs from PIL's antialiased one), centre crop, OpenAI's mean and std.
+``CLIPEmbedder`` streams images and captions through the jit-compiled towers over the
+device mesh, the batch sharded on ``data``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import safetensors.numpy
+from flax import traverse_util
+from PIL import Image
+
+from jaxgen import sharding
+from jaxgen.metrics import weights
+from jaxgen.metrics.clip_tokenizer import CLIPTokenizer
+
+HIGHEST = jax.lax.Precision.HIGHEST
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+CLIPSCORE_PREFIX = "A photo depicts "
+
+
+@dataclasses.dataclass(frozen=True)
+class CLIPConfig:
+  """Dimensions of a ViT CLIP; the defaults are OpenAI's ViT-B/32."""
+  embed_dim: int = 512
+  image_size: int = 224
+  patch_size: int = 32
+  vision_width: int = 768
+  vision_layers: int = 12
+  vision_heads: int = 12
+  context_length: int = 77
+  vocab_size: int = 49408
+  text_width: int = 512
+  text_layers: int = 12
+  text_heads: int = 8
+
+  def __post_init__(self):
+    if self.image_size % self.patch_size:
+      raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size "
+                       f"{self.patch_size}.")
+    for width, heads, tower in ((self.vision_width, self.vision_heads, "vision"),
+                                (self.text_width, self.text_heads, "text")):
+      if width % heads:
+        raise ValueError(f"{tower}_width {width} is not divisible by {tower}_heads {heads}.")
+
+
+VIT_B_32 = CLIPConfig()
+
+
+def _dense(features: int, name: str | None = None, use_bias: bool = True) -> nn.Dense:
+  return nn.Dense(features, use_bias=use_bias, precision=HIGHEST, name=name)
+
+
+def _layer_norm(name: str) -> nn.LayerNorm:
+  # Two-pass variance, as torch computes it.
+  return nn.LayerNorm(epsilon=1e-5, use_fast_variance=False, name=name)
+
+
+class Attention(nn.Module):
+  """Multi-head self-attention with separate q, k, v projections (HF's layout)."""
+  width: int
+  heads: int
+  causal: bool
+
+  @nn.compact
+  def __call__(self, x):
+    n, length, _ = x.shape
+    head_dim = self.width // self.heads
+    q, k, v = (_dense(self.width, name)(x).reshape(n, length, self.heads, head_dim)
+               for name in ("q_proj", "k_proj", "v_proj"))
+    logits = jnp.einsum("nqhd,nkhd->nhqk", q, k, precision=HIGHEST) * head_dim ** -0.5
+    if self.causal:
+      logits = jnp.where(jnp.tril(jnp.ones((length, length), bool)), logits, -jnp.inf)
+    weights_ = jax.nn.softmax(logits, axis=-1)
+    out = jnp.einsum("nhqk,nkhd->nqhd", weights_, v, precision=HIGHEST)
+    return _dense(self.width, "out_proj")(out.reshape(n, length, self.width))
+
+
+class MLP(nn.Module):
+  width: int
+
+  @nn.compact
+  def __call__(self, x):
+    x = _dense(4 * self.width, "fc1")(x)
+    x = x * jax.nn.sigmoid(1.702 * x)  # QuickGELU
+    return _dense(self.width, "fc2")(x)
+
+
+class EncoderLayer(nn.Module):
+  """OpenAI's ResidualAttentionBlock: pre-LayerNorm attention and MLP, each residual."""
+  width: int
+  heads: int
+  causal: bool
+
+  @nn.compact
+  def __call__(self, x):
+    x = x + Attention(self.width, self.heads, self.causal, name="self_attn")(
+        _layer_norm("layer_norm1")(x))
+    return x + MLP(self.width, name="mlp")(_layer_norm("layer_norm2")(x))
+
+
+class Encoder(nn.Module):
+  width: int
+  layers: int
+  heads: int
+  causal: bool
+
+  @nn.compact
+  def __call__(self, x):
+    for i in range(self.layers):
+      x = EncoderLayer(self.width, self.heads, self.causal, name=f"layers_{i}")(x)
+    return x
+
+
+class VisionEmbeddings(nn.Module):
+  """Patches (a stride-p convolution without bias), a class token, learned positions."""
+  patch_size: int
+  width: int
+
+  @nn.compact
+  def __call__(self, pixels):
+    p = self.patch_size
+    x = nn.Conv(self.width, (p, p), strides=(p, p), padding="VALID", use_bias=False,
+                precision=HIGHEST, name="patch_embedding")(pixels)
+    n = x.shape[0]
+    x = x.reshape(n, -1, self.width)  # row-major patches, as torch's flatten(2)
+    cls = self.param("class_embedding", nn.initializers.normal(self.width ** -0.5),
+                     (self.width,))
+    x = jnp.concatenate([jnp.broadcast_to(cls, (n, 1, self.width)), x], axis=1)
+    positions = nn.Embed(x.shape[1], self.width, name="position_embedding")
+    return x + positions(jnp.arange(x.shape[1]))
+
+
+class VisionTransformer(nn.Module):
+  """Image (N, S, S, 3), normalised -> the class token after ln_post (N, width)."""
+  config: CLIPConfig
+
+  @nn.compact
+  def __call__(self, pixels):
+    c = self.config
+    x = VisionEmbeddings(c.patch_size, c.vision_width, name="embeddings")(pixels)
+    x = _layer_norm("pre_layrnorm")(x)
+    x = Encoder(c.vision_width, c.vision_layers, c.vision_heads, False, name="encoder")(x)
+    return _layer_norm("post_layernorm")(x[:, 0])
+
+
+class TextEmbeddings(nn.Module):
+  config: CLIPConfig
+
+  @nn.compact
+  def __call__(self, tokens):
+    c = self.config
+    x = nn.Embed(c.vocab_size, c.text_width, name="token_embedding")(tokens)
+    positions = nn.Embed(c.context_length, c.text_width, name="position_embedding")
+    return x + positions(jnp.arange(tokens.shape[1]))
+
+
+class TextTransformer(nn.Module):
+  """Token ids (N, L) -> the end-of-text position after ln_final (N, width).
+
+  The end token is found as the largest id in each row (OpenAI's argmax; CLIP's end token
+  49407 is the largest id of its vocabulary), so rows must hold one.
+  """
+  config: CLIPConfig
+
+  @nn.compact
+  def __call__(self, tokens):
+    c = self.config
+    x = TextEmbeddings(c, name="embeddings")(tokens)
+    x = Encoder(c.text_width, c.text_layers, c.text_heads, True, name="encoder")(x)
+    x = _layer_norm("final_layer_norm")(x)
+    return x[jnp.arange(x.shape[0]), jnp.argmax(tokens, axis=-1)]
+
+
+def _normalize(x):
+  return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
+
+
+class CLIP(nn.Module):
+  """CLIP: ``encode_image``, ``encode_text`` and, as ``__call__``, logits per image.
+
+  ``model.apply(variables, pixels, method=CLIP.encode_image)`` embeds normalised images
+  (N, S, S, 3) (``preprocess`` makes them); ``encode_text`` embeds token ids (N, L) with
+  L <= context_length (``CLIPTokenizer`` makes them). Embeddings are not normalised.
+  """
+  config: CLIPConfig = VIT_B_32
+
+  def setup(self):
+    c = self.config
+    self.vision_model = VisionTransformer(c)
+    self.visual_projection = _dense(c.embed_dim, use_bias=False)
+    self.text_model = TextTransformer(c)
+    self.text_projection = _dense(c.embed_dim, use_bias=False)
+    self.logit_scale = self.param("logit_scale", nn.initializers.constant(np.log(1 / 0.07)),
+                                  ())
+
+  def encode_image(self, pixels):
+    s = self.config.image_size
+    if pixels.ndim != 4 or pixels.shape[1:] != (s, s, 3):
+      raise ValueError(f"CLIP expects normalised images of shape (N, {s}, {s}, 3), got "
+                       f"{pixels.shape}; preprocess(images, {s}) makes them.")
+    return self.visual_projection(self.vision_model(pixels))
+
+  def encode_text(self, tokens):
+    if tokens.ndim != 2 or tokens.shape[1] > self.config.context_length:
+      raise ValueError(f"CLIP expects token ids of shape (N, L <= "
+                       f"{self.config.context_length}), got {tokens.shape}.")
+    return self.text_projection(self.text_model(tokens))
+
+  def __call__(self, pixels, tokens):
+    image, text = _normalize(self.encode_image(pixels)), _normalize(self.encode_text(tokens))
+    return jnp.exp(self.logit_scale) * jnp.matmul(image, text.T, precision=HIGHEST)
+
+
+def param_shapes(config: CLIPConfig = VIT_B_32) -> dict:
+  """The shapes of CLIP(config)'s parameters, without computing them."""
+  pixels = jax.ShapeDtypeStruct((1, config.image_size, config.image_size, 3), jnp.float32)
+  tokens = jax.ShapeDtypeStruct((1, config.context_length), jnp.int32)
+  return jax.eval_shape(CLIP(config).init, jax.random.key(0), pixels, tokens)["params"]
+
+
+# ---------------------------------------------------------------------------------------
+# Hugging Face checkpoints.
+
+_LEAF_NAMES = {"kernel": "weight", "scale": "weight", "embedding": "weight", "bias": "bias"}
+
+
+def _hf_key(path: tuple[str, ...]) -> str:
+  """The HF state-dict key of the Flax parameter at ``path``."""
+  *modules, leaf = path
+  modules = [m.replace("layers_", "layers.") if m.startswith("layers_") else m
+             for m in modules]
+  return ".".join([*modules, _LEAF_NAMES.get(leaf, leaf)])
+
+
+def _from_torch_layout(path: tuple[str, ...], value: np.ndarray) -> np.ndarray:
+  if path[-1] == "kernel" and value.ndim == 2:  # Linear (out, in) -> Dense (in, out)
+    return value.T
+  if path[-1] == "kernel" and value.ndim == 4:  # Conv2d (out, in, kh, kw) -> (kh, kw, in, out)
+    return value.transpose(2, 3, 1, 0)
+  return value
+
+
+def _torch_shape(path: tuple[str, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
+  """The shape in the checkpoint of the Flax parameter at ``path`` of shape ``shape``."""
+  if path[-1] == "kernel" and len(shape) == 2:
+    return shape[::-1]
+  if path[-1] == "kernel" and len(shape) == 4:
+    return (shape[3], shape[2], shape[0], shape[1])
+  return tuple(shape)
+
+
+def load_hf_checkpoint(path, config: CLIPConfig = VIT_B_32) -> dict:
+  """Variables ``{"params": ...}`` of CLIP(config) from an HF ``CLIPModel`` .safetensors file.
+
+  Keys and shapes must match exactly (the ``position_ids`` buffers that older
+  transformers saved are ignored); otherwise a ValueError lists what is missing,
+  unexpected or of the wrong shape.
+  """
+  state = safetensors.numpy.load_file(str(path))
+  expected = traverse_util.flatten_dict(param_shapes(config))
+  by_key = {_hf_key(p): p for p in expected}
+  present = {k for k in state if not k.endswith(".position_ids")}
+  missing, unexpected = sorted(by_key.keys() - present), sorted(present - by_key.keys())
+  params, wrong = {}, []
+  for key in sorted(by_key.keys() & present):
+    flax_path = by_key[key]
+    needed = _torch_shape(flax_path, expected[flax_path].shape)
+    if state[key].shape != needed:
+      wrong.append(f"{key} is {tuple(state[key].shape)}, the model needs {needed}")
+    else:
+      params[flax_path] = _from_torch_layout(flax_path, np.asarray(state[key], np.float32))
+  if missing or unexpected or wrong:
+    def listing(name, items):
+      more = f" and {len(items) - 8} more" if len(items) > 8 else ""
+      return f"\n  {len(items)} {name}: {', '.join(items[:8])}{more}" if items else ""
+    raise ValueError(
+        f"{path} is not a Hugging Face CLIPModel checkpoint of {config}:"
+        f"{listing('missing keys', missing)}{listing('unexpected keys', unexpected)}"
+        f"{listing('shape mismatches', wrong)}\nUse the model.safetensors of "
+        "openai/clip-vit-base-patch32 for VIT_B_32, or a config with the file's dimensions.")
+  return {"params": traverse_util.unflatten_dict(params)}
+
+
+# ---------------------------------------------------------------------------------------
+# Images.
+
+def _as_uint8_rgb(images) -> np.ndarray:
+  """Images as uint8 (N, H, W, 3): uint8 as given, floats in [0, 1] rounded to 8 bits."""
+  images = np.asarray(images)
+  if images.ndim != 4:
+    raise ValueError(f"Images must be a batch of shape (N, H, W, C), got shape {images.shape}"
+                     "; add a leading axis for one image (image[None]) and a trailing one "
+                     "for grey images (x[..., None]).")
+  channels = images.shape[-1]
+  if channels not in (1, 3):
+    hint = (" They look channels-first: use images.transpose(0, 2, 3, 1)."
+            if images.shape[1] in (1, 3) else "")
+    raise ValueError(f"Images must have 1 (grey) or 3 (RGB) channels last, got shape "
+                     f"{images.shape}.{hint} Drop an alpha channel with images[..., :3].")
+  if np.issubdtype(images.dtype, np.floating):
+    if images.size and not (np.isfinite(images).all() and images.min() >= 0
+                            and images.max() <= 1):
+      raise ValueError(
+          f"Float images must lie in [0, 1], got values in [{np.nanmin(images):.3g}, "
+          f"{np.nanmax(images):.3g}]: map [-1, 1] images with (x + 1) / 2 and [0, 255] "
+          "ones with x / 255 (or pass uint8).")
+    # 8 bits as saving the image to a PNG would keep, since CLIPScore reads image files.
+    images = np.round(images * 255).astype(np.uint8)
+  elif images.dtype != np.uint8:
+    raise ValueError(f"Images must be uint8 or float in [0, 1], got {images.dtype}.")
+  return np.repeat(images, 3, axis=-1) if channels == 1 else images
+
+
+def resize_center_crop(images, size: int = 224) -> np.ndarray:
+  """CLIP's geometry on the host: PIL bicubic resize of the shorter side, centre crop.
+
+  As torchvision's Resize(size) and CenterCrop(size) compute them for PIL images: the
+  longer side becomes int(size * long / short), the crop offset round((side - size) / 2).
+  Returns uint8 (N, size, size, 3).
+  """
+  images = _as_uint8_rgb(images)
+  out = np.empty((len(images), size, size, 3), np.uint8)
+  for i, image in enumerate(images):
+    h, w = image.shape[:2]
+    longer = int(size * max(h, w) / min(h, w))
+    new_h, new_w = (longer, size) if w <= h else (size, longer)
+    resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BICUBIC))
+    top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+    out[i] = resized[top:top + size, left:left + size]
+  return out
+
+
+def preprocess(images, size: int = 224) -> np.ndarray:
+  """CLIP's input: resize and crop, scale to [0, 1], normalise; float32 (N, size, size, 3)."""
+  x = resize_center_crop(images, size).astype(np.float32) / np.float32(255)
+  return (x - np.float32(OPENAI_MEAN)) / np.float32(OPENAI_STD)
+
+
+# ---------------------------------------------------------------------------------------
+# Embedding many images and captions, and the score.
+
+class CLIPEmbedder:
+  """Embeds images and captions with CLIP, jit-compiled over the mesh, in fixed batches.
+
+  Two ``features.FeatureNet``s (one per tower) share the replicated weights: batches
+  (a multiple of the number of devices) are sharded on the mesh's ``data`` axis, the
+  last one padded, so one shape is compiled per tower. Images are preprocessed on the
+  host while the device computes the previous batch. Single process: on several hosts,
+  embed on one of them.
+  """
+
+  def __init__(self, variables, tokenizer: CLIPTokenizer | None = None,
+               config: CLIPConfig = VIT_B_32, batch_size: int = 64, mesh=None,
+               progress: bool = True):
+    from jaxgen.metrics import features
+    if jax.process_count() > 1:
+      raise NotImplementedError("CLIPEmbedder runs in one process; run it on one host.")
+    self.config, self.tokenizer, self.batch_size = config, tokenizer, batch_size
+    if tokenizer is not None and len(tokenizer.vocab) != config.vocab_size:
+      raise ValueError(f"The tokenizer has {len(tokenizer.vocab)} tokens but the model's "
+                       f"vocabulary has {config.vocab_size}: they belong to different CLIPs.")
+    mesh = sharding.make_mesh() if mesh is None else mesh
+    variables = sharding.replicate(variables, mesh)  # shared by both towers
+    model = CLIP(config)
+
+    def tower(method):
+      return lambda v, x: {"features": model.apply(v, x, method=method)}
+    self._images = features.FeatureNet(
+        "clip-vit-b32 images", tower(CLIP.encode_image), variables,
+        functools.partial(preprocess, size=config.image_size), batch_size, mesh, progress)
+    self._texts = features.FeatureNet(
+        "clip-vit-b32 captions", tower(CLIP.encode_text), variables, np.asarray,
+        batch_size, mesh, progress)
+
+  @classmethod
+  def pretrained(cls, weights_path=None, bpe_path=None, batch_size: int = 64,
+                 mesh=None) -> CLIPEmbedder:
+    """OpenAI's ViT-B/32 from Hugging Face's safetensors and OpenAI's BPE vocabulary
+    (cached or downloaded, or given)."""
+    variables = load_hf_checkpoint(weights.resolve("clip_vit_b32", weights_path), VIT_B_32)
+    tokenizer = CLIPTokenizer.from_openai_bpe(weights.resolve("clip_bpe", bpe_path))
+    return cls(variables, tokenizer, VIT_B_32, batch_size, mesh)
+
+  def embed_images(self, images, total: int | None = None) -> np.ndarray:
+    """Embeddings (N, embed_dim) of images: one array (N, H, W, C) or an iterable of them.
+
+    uint8 or float [0, 1], grey or RGB, any size (each is resized and cropped); an
+    iterable (for example a sampler's batches) is consumed as it is produced.
+    """
+    if isinstance(images, jax.Array):
+      images = np.asarray(images)
+    return self._images(images, total)["features"]
+
+  def embed_texts(self, captions) -> np.ndarray:
+    """Embeddings (N, embed_dim) of a list of captions (truncated to the context length)."""
+    if self.tokenizer is None:
+      raise ValueError("This CLIPEmbedder has no tokenizer; pass one to embed captions.")
+    if isinstance(captions, str):
+      captions = [captions]
+    tokens = self.tokenizer(list(captions), self.config.context_length)
+    return self._texts(tokens)["features"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CLIPScore:
+  value: float
+  per_sample: np.ndarray  # per image-caption pair, before averaging
+  variant: str  # "clipscore" (Hessel et al. 2021) or "torchmetrics"
+
+  def __str__(self):
+    return f"CLIP score ({self.variant}) {self.value:.4f} over {len(self.per_sample)} pairs"
+
+
+PREFIXES = {"clipscore": CLIPSCORE_PREFIX, "torchmetrics": ""}
+
+
+def clip_score(image_embeddings, text_embeddings, variant: str = "clipscore") -> CLIPScore:
+  """CLIP score of paired embeddings (N, d), computed in float64.
+
+  ``"clipscore"``: mean over pairs of 2.5 * max(cos, 0) (jmhessel/clipscore).
+  ``"torchmetrics"``: max(mean over pairs of 100 * cos, 0) (torchmetrics' CLIPScore).
+  """
+  if variant not in PREFIXES:
+    raise ValueError(f"Unknown CLIP score variant {variant!r}; use one of {sorted(PREFIXES)}.")
+  image = np.asarray(image_embeddings, np.float64)
+  text = np.asarray(text_embeddings, np.float64)
+  if image.ndim != 2 or image.shape != text.shape or not len(image):
+    raise ValueError(f"CLIP score needs paired embeddings of equal shape (N, d) with N > 0, "
+                     f"got {image.shape} for images and {text.shape} for captions.")
+  cos = np.sum(image * text, axis=1) / (np.linalg.norm(image, axis=1) *
+                                        np.linalg.norm(text, axis=1))
+  if variant == "clipscore":
+    per_sample = 2.5 * np.maximum(cos, 0.0)
+    return CLIPScore(float(per_sample.mean()), per_sample, variant)
+  per_sample = 100.0 * cos
+  return CLIPScore(max(float(per_sample.mean()), 0.0), per_sample, variant)
+
+
+def compute_clip_score(embedder: CLIPEmbedder, images, captions,
+                       variant: str = "clipscore") -> CLIPScore:
+  """CLIP score of images (array or iterable of batches) against their captions.
+
+  The variant's prefix ("A photo depicts " for CLIPScore) is put before each caption.
+  """
+  if variant not in PREFIXES:
+    raise ValueError(f"Unknown CLIP score variant {variant!r}; use one of {sorted(PREFIXES)}.")
+  captions = list(captions)
+  image_embeddings = embedder.embed_images(images)
+  if len(image_embeddings) != len(captions):
+    raise ValueError(f"Got {len(image_embeddings)} images but {len(captions)} captions; "
+                     "CLIP score pairs them one to one.")
+  text_embeddings = embedder.embed_texts([PREFIXES[variant] + c for c in captions])
+  return clip_score(image_embeddings, text_embeddings, variant)
