@@ -25,4 +25,5 @@ def get_config(arg=None):
   c.model.update(ch_mult=(1, 1, 2, 2, 4, 4), dropout=0.0)
   c.optim.update(learning_rate=2e-5)
   c.train.update(batch_size=64, num_steps=500_000)
+  c.eval.update(metrics=("fid",), sample_batch_size=64)  # IS means little for faces
   return c

@@ -38,7 +38,12 @@ def get_config(arg=None):
       sample_every=50_000, keep_checkpoints=3, num_samples=64))
   c.sample = ml_collections.ConfigDict(dict(
       sampler="ancestral", num_steps=1000, eta=0.0, guidance_scale=0.0))
-  c.eval = ml_collections.ConfigDict(dict(split="test", batch_size=100, num_examples=1000))
+  c.eval = ml_collections.ConfigDict(dict(
+      split="test", batch_size=100, num_examples=1000,
+      # the paper's protocol: 50,000 samples against the training set, TF-comparable
+      # Inception features (pytorch-fid's weights; see README "Metrics")
+      metrics=("fid", "is"), feature_net="inception", inception_mode="tf",
+      weights="", num_samples=50_000, reference_split="train", sample_batch_size=500))
   if "tiny" in variants:
     c.data.name = "mnist5k"
     c.data.resize = (32, 32)
@@ -48,5 +53,5 @@ def get_config(arg=None):
                    sample_every=2, num_samples=4)
     c.optim.warmup_steps = 1
     c.sample.update(sampler="ddim", num_steps=5)
-    c.eval.update(batch_size=4, num_examples=4)
+    c.eval.update(batch_size=4, num_examples=4, metrics=())
   return c

@@ -39,7 +39,12 @@ def get_config(arg=None):
       sample_every=2000, keep_checkpoints=3, num_samples=64))
   c.sample = ml_collections.ConfigDict(dict(
       sampler="ddim", num_steps=50, eta=0.0, guidance_scale=0.0))
-  c.eval = ml_collections.ConfigDict(dict(split="test", batch_size=50, num_examples=100))
+  c.eval = ml_collections.ConfigDict(dict(
+      split="test", batch_size=50, num_examples=100,
+      # sample metrics: 1,000 samples (the configured sampler) against the 4,500
+      # training digits, in the features of the shipped MNIST classifier
+      metrics=("fid", "is"), feature_net="mnist_classifier", num_samples=1000,
+      reference_split="train", sample_batch_size=100))
   if "cond" in variants:
     c.model.num_classes = 10
     c.sample.guidance_scale = 2.0
@@ -51,5 +56,5 @@ def get_config(arg=None):
                    sample_every=2, num_samples=10 if c.model.num_classes else 4)
     c.optim.warmup_steps = 1
     c.sample.num_steps = 5
-    c.eval.update(batch_size=4, num_examples=4)
+    c.eval.update(batch_size=4, num_examples=4, num_samples=100, sample_batch_size=50)
   return c

@@ -42,7 +42,11 @@ def get_config(arg=None):
       sample_every=1000, keep_checkpoints=3, num_samples=64))
 
   c.eval = ml_collections.ConfigDict(dict(
-      split="test", batch_size=100, num_examples=0, iw_samples=1000, iw_chunk=100))
+      split="test", batch_size=100, num_examples=0, iw_samples=1000, iw_chunk=100,
+      # sample metrics: 1,000 samples against the 4,500 training digits, in the
+      # features of the shipped MNIST classifier (jaxgen/metrics/mnist_classifier.py)
+      metrics=("fid", "is"), feature_net="mnist_classifier", num_samples=1000,
+      reference_split="train", sample_batch_size=100))
 
   if "paper" in variants:
     c.model.update(arch="mlp", hidden=(500,), latent_dim=20)
@@ -59,5 +63,6 @@ def get_config(arg=None):
     c.train.update(batch_size=8, num_steps=4, log_every=2, checkpoint_every=2,
                    sample_every=2, num_samples=4)
     c.optim.warmup_steps = 1
-    c.eval.update(batch_size=8, num_examples=16, iw_samples=4, iw_chunk=2)
+    c.eval.update(batch_size=8, num_examples=16, iw_samples=4, iw_chunk=2,
+                  num_samples=200)
   return c

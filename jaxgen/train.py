@@ -128,7 +128,8 @@ def restore_latest(trainer, config, workdir, mesh):
 
 
 def evaluate(trainer, state, config, mesh) -> dict:
-  """Run the family's eval step over the eval split and finalise the sums."""
+  """The family's eval step over the eval split, finalised, and the sample metrics
+  that ``config.eval.metrics`` lists."""
   split = config.eval.get("split", "test")
   bs = config.eval.batch_size
   sharding.check_batch_size(bs, mesh, "eval.batch_size")
@@ -145,7 +146,11 @@ def evaluate(trainer, state, config, mesh) -> dict:
     sums = step(state, sharding.put_batch(batch, mesh), jax.random.fold_in(key, i))
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
     jax.block_until_ready(totals)  # an honest progress bar; bounded host memory
-  return trainer.finalize_eval(jax.device_get(totals))
+  result = trainer.finalize_eval(jax.device_get(totals))
+  # Sample-based metrics (FID, IS, KID) where the config's eval section asks for them.
+  from jaxgen.metrics import samples
+  samples_key = jax.random.split(key)[1]  # apart from the per-batch fold_in(key, i)
+  return {**result, **samples.compute(trainer, state, config, mesh, samples_key)}
 
 
 def save_pictures(trainer, state, config, workdir, step: int):

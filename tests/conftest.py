@@ -1,11 +1,14 @@
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Weights and reference statistics that tests cache never touch the user's cache.
+os.environ.setdefault("JAXGEN_CACHE", tempfile.mkdtemp(prefix="jaxgen_test_cache_"))
 
 
 def load_config(name: str, arg: str | None = None):

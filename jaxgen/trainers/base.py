@@ -119,6 +119,12 @@ class Trainer:
   def finalize_eval(self, sums: dict) -> dict:
     raise NotImplementedError
 
+  def generate(self, state, rng, num: int):
+    """``num`` samples (EMA parameters where the family keeps them) as float images in
+    [0, 1], shape (num, H, W, C). Pure, so that sample-based metrics (FID, IS) can
+    jit-compile it; class-conditional families draw labels uniformly."""
+    raise NotImplementedError
+
   def visualize(self, state, rng, batch: dict) -> dict:
     """Named images (uint8 HxWxC or HxW) to save; ``samples`` is the main grid."""
     raise NotImplementedError

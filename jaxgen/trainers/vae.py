@@ -156,9 +156,14 @@ class VAETrainer(Trainer):
     return out
 
   # --- pictures -------------------------------------------------------------------
-  def generate(self, params, rng, num: int):
+  def prior_sample(self, params, rng, num: int):
+    """Decoder means for ``num`` latents from the prior, in the data's range."""
     z = jax.random.normal(rng, (num, self.config.model.latent_dim))
     return self.mean_image(self.decode(params, z))
+
+  def generate(self, state, rng, num: int):
+    low, high = self.range
+    return (self.prior_sample(state.ema_params, rng, num) - low) / (high - low)
 
   def reconstruct(self, params, x):
     return self.mean_image(self.decode(params, self.encode(params, x)[0]))
@@ -180,7 +185,7 @@ class VAETrainer(Trainer):
   def visualize(self, state, rng, batch):
     if not hasattr(self, "_jitted"):
       self._jitted = {name: jax.jit(getattr(self, name), static_argnames=static)
-                      for name, static in (("generate", "num"), ("interpolate", "steps"),
+                      for name, static in (("prior_sample", "num"), ("interpolate", "steps"),
                                            ("manifold", "size"))}
       self._jitted["reconstruct"] = jax.jit(self.reconstruct)
     params, n = state.ema_params, self.config.train.get("num_samples", 64)
@@ -188,7 +193,7 @@ class VAETrainer(Trainer):
     x = batch["image"][:16]
     recon = np.asarray(j["reconstruct"](params, x))
     pairs = np.stack([np.asarray(x), recon], 1).reshape(-1, *x.shape[1:])
-    out = {"samples": viz.grid(u8(j["generate"](params, rng, n))),
+    out = {"samples": viz.grid(u8(j["prior_sample"](params, rng, n))),
            "reconstructions": viz.grid(u8(pairs), rows=4),
            "interpolation": viz.grid(u8(j["interpolate"](params, x, 10)), rows=1)}
     if self.config.model.latent_dim == 2:

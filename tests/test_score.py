@@ -1,0 +1,158 @@
+"""The shipped MNIST classifier, batched feature extraction, sample metrics through
+``--mode=eval``, and the ``python -m jaxgen.score`` command line."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO, load_config, run_main
+from jaxgen.data import sources
+from jaxgen.metrics import features, fid, mnist_classifier as mc
+
+
+@pytest.fixture(scope="module")
+def digits():
+  test, train = sources.mnist5k("test")[:], sources.mnist5k("train")[:]
+  # The splits are sorted by class: a random 1,000 training digits cover all ten.
+  rows = np.random.default_rng(0).permutation(len(train["image"]))[:1000]
+  return test["image"], test["label"], train["image"][rows]
+
+
+@pytest.fixture(scope="module")
+def net():
+  return features.get("mnist_classifier", batch_size=64)
+
+
+def test_shipped_classifier_held_out_accuracy(net, digits):
+  images, labels, _ = digits
+  out = net(images, progress=False)
+  accuracy = np.mean(out["logits"].argmax(-1) == labels)
+  assert accuracy >= 0.97, accuracy  # measured 0.98+ (experiments/train_mnist_classifier.py)
+  assert out["features"].shape == (500, mc.FEATURE_DIM)
+
+
+def test_features_do_not_depend_on_chunking_or_padding(net, digits):
+  images = digits[0][:150]
+  direct = mc.MNISTClassifier().apply({"params": mc.load_params()},
+                                      images.astype(np.float32) / 255.0)
+  chunks = [images[:7], images[7:100], images[100:]]  # uneven; last batch padded
+  out = net(iter(chunks), total=150, progress=False)
+  np.testing.assert_allclose(out["features"], direct[0], atol=1e-4)
+  np.testing.assert_allclose(out["logits"], direct[1], atol=1e-4)
+
+
+def test_classifier_rejects_bad_images(net):
+  with pytest.raises(ValueError, match="28x28 grey"):
+    net(np.zeros((2, 32, 32, 3), np.uint8), progress=False)
+  with pytest.raises(ValueError, match=r"\[0, 1\].*\(x \+ 1\) / 2"):
+    net(-np.ones((2, 28, 28, 1), np.float32), progress=False)
+  with pytest.raises(ValueError, match="Unknown feature network"):
+    features.get("resnet")
+
+
+def score(*args, check=True):
+  proc = subprocess.run([sys.executable, "-m", "jaxgen.score", *map(str, args),
+                         "--no_progress"], cwd=REPO, capture_output=True, text=True,
+                        env={**os.environ, "JAX_PLATFORMS": "cpu"}, timeout=300)
+  if check:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+  return proc
+
+
+def test_score_cli_fid_is_kid_on_real_digits(tmp_path, digits, net):
+  test, _, train = digits
+  np.savez(tmp_path / "test.npz", images=test)
+  np.save(tmp_path / "train.npy", train)
+  folder = tmp_path / "pngs"
+  folder.mkdir()
+  for i, img in enumerate(test[:200]):
+    Image.fromarray(img[..., 0]).save(folder / f"{i:04d}.png")
+  mnist = ["--feature_net", "mnist_classifier"]
+
+  out = score("--metric", "fid", tmp_path / "test.npz", tmp_path / "train.npy", *mnist,
+              "--save_stats", tmp_path / "test_stats.npz")
+  assert out["feature_net"] == "mnist-classifier" and out["num_samples"] == [500, 1000]
+  # Independent recomputation from the features.
+  a = net(test, progress=False)["features"]
+  b = net(train, progress=False)["features"]
+  expected = fid.frechet_distance(*fid.feature_statistics(a), *fid.feature_statistics(b))
+  assert out["value"] == pytest.approx(expected, rel=1e-4)
+  # A statistics file stands in for its images; the same set against itself is 0.
+  again = score("--metric", "fid", tmp_path / "test_stats.npz", tmp_path / "train.npy",
+                *mnist)
+  assert again["value"] == pytest.approx(expected, rel=1e-6)
+  assert abs(score("--metric", "fid", tmp_path / "test_stats.npz",
+                   tmp_path / "test_stats.npz")["value"]) < 1e-6
+
+  # Folders of PNGs read the same pixels.
+  folder_stats = score("--metric", "fid", folder, folder, *mnist)
+  assert abs(folder_stats["value"]) < 1e-6 and folder_stats["num_samples"] == [200, 200]
+
+  # Real, well-classified digits spread over 10 classes: IS close to 10. (IS splits
+  # are consecutive chunks; the test split is sorted by class, so shuffle it.)
+  np.save(tmp_path / "shuffled.npy", test[np.random.default_rng(0).permutation(500)])
+  out = score("--metric", "is", tmp_path / "shuffled.npy", *mnist, "--splits", 5)
+  assert 8.5 < out["value"] <= 10.0, out
+  out = score("--metric", "kid", tmp_path / "test.npz", tmp_path / "train.npy", *mnist,
+              "--kid_subsets", 10, "--kid_subset_size", 200)
+  assert out["subset_size"] == 200
+  # Real digits against real digits: KID is zero within its noise; against digits
+  # shifted by 7 pixels it is far from zero.
+  assert abs(out["value"]) < 3 * out["std"] + 1e-9, out
+  np.save(tmp_path / "shifted.npy", np.roll(train, 7, axis=2))
+  shifted = score("--metric", "kid", tmp_path / "test.npz", tmp_path / "shifted.npy", *mnist,
+                  "--kid_subsets", 10, "--kid_subset_size", 200)
+  assert shifted["value"] > 10 * shifted["std"] and shifted["value"] > 10 * abs(out["value"])
+
+
+def test_score_cli_ssim(tmp_path, digits):
+  test = digits[0][:20]
+  np.save(tmp_path / "a.npy", test)
+  assert score("--metric", "ssim", tmp_path / "a.npy", tmp_path / "a.npy")["value"] == (
+      pytest.approx(1.0, abs=1e-6))
+  noisy = np.clip(test.astype(int) + np.random.default_rng(0).integers(-40, 40, test.shape),
+                  0, 255).astype(np.uint8)
+  np.save(tmp_path / "b.npy", noisy)
+  out = score("--metric", "ssim", tmp_path / "a.npy", tmp_path / "b.npy")
+  assert out["data_range"] == 255.0 and 0.2 < out["value"] < 0.95
+
+
+def test_score_cli_bad_input(tmp_path):
+  np.save(tmp_path / "a.npy", np.zeros((4, 28, 28), np.uint8))
+  np.save(tmp_path / "b.npy", np.zeros((5, 28, 28), np.uint8))
+  np.save(tmp_path / "neg.npy", -np.ones((4, 28, 28), np.float32))
+  (tmp_path / "caps.txt").write_text("a\nb\nc\n")
+  cases = [
+      (("--metric", "fid", tmp_path / "a.npy"), "takes 2 path"),
+      (("--metric", "is", tmp_path / "nothing"), "neither a folder of images"),
+      (("--metric", "ssim", tmp_path / "a.npy", tmp_path / "b.npy"), "paired images"),
+      (("--metric", "is", tmp_path / "neg.npy", "--feature_net", "mnist_classifier"),
+       r"\[0, 1\]"),
+      (("--metric", "clip", tmp_path / "a.npy"), "needs --captions"),
+      (("--metric", "clip", tmp_path / "a.npy", "--captions", tmp_path / "caps.txt"),
+       "3 captions for 4 images"),
+  ]
+  for args, message in cases:
+    proc = score(*args, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "error:" in proc.stderr
+    assert re.search(message, proc.stderr), proc.stderr
+
+
+def test_eval_mode_writes_sample_metrics(tmp_path):
+  """Tiny VAE through main: --mode=eval adds FID and IS from the config's eval section."""
+  workdir = str(tmp_path / "w")
+  run_main("--config=configs/vae_mnist.py:tiny", f"--workdir={workdir}",
+           "--config.train.num_steps=2", "--config.eval.num_examples=8",
+           env={"JAXGEN_CACHE": str(tmp_path / "cache")})
+  result = json.load(open(os.path.join(workdir, "eval.json")))
+  assert result["feature_net"] == "mnist-classifier" and result["num_samples"] == 200
+  assert result["reference"] == "mnist5k/train (4500 images)"
+  assert result["fid"] > 1.0  # an untrained decoder is far from the data
+  assert 1.0 <= result["inception_score"] <= 10.0
