@@ -29,6 +29,8 @@ def test_one_step_tiny_training_and_sampling_through_main(tmp_path, variant):
   result = json.load(open(os.path.join(wd, "eval.json")))
   assert result["num_timesteps"] == 100 and np.isfinite(result["bits_per_dim"])
   assert result["prior_bits_per_dim"] < 1e-3  # L_T vanishes for the linear schedule
+  assert result["feature_net"] == "mnist-classifier" and result["num_samples"] == 100
+  assert np.isfinite(result["fid"]) and 1.0 <= result["inception_score"] <= 10.0
   os.remove(os.path.join(wd, "samples", "step_1.png"))
   run_main(f"--config=configs/ddpm_mnist.py:{variant}", f"--workdir={wd}",
            "--config.train.num_steps=1", "--mode=sample")
@@ -53,3 +55,19 @@ def test_ddpm_needs_symmetric_grey_levels():
   c.data.scale = "unit"
   with pytest.raises(ValueError, match="scale=symmetric"):
     train.make_trainer(c)
+
+
+def test_fourier_time_embedding_sees_continuous_time():
+  """Random Fourier features are made for t in [0, 1]: the trainer feeds t / T."""
+  c = load_config("ddpm_mnist", "tiny")
+  c.model.time_embedding = "fourier"
+  trainer = train.make_trainer(c)
+  params = trainer.init_state(jax.random.key(0)).params
+  x = jax.random.normal(jax.random.key(1), (2, 28, 28, 1))
+  t = jax.numpy.array([3, 70])
+  out = trainer.apply(params, x, t)
+  direct = trainer.unet.apply({"params": params}, x, t / c.diffusion.num_steps,
+                              train=False)
+  np.testing.assert_allclose(out, direct, atol=1e-6)
+  raw = trainer.unet.apply({"params": params}, x, t, train=False)
+  assert np.abs(np.asarray(out - raw)).max() > 1e-3

@@ -50,7 +50,11 @@ class DDPMTrainer(Trainer):
     return TrainState.create(module.init(rng, *args, **kwargs)["params"], self.tx)
 
   def apply(self, params, x, t, y=None, *, train=False, rng=None):
+    """The network at integer timesteps t; random Fourier features, made for
+    continuous time, see t / T in [0, 1) instead."""
     rngs = {"dropout": rng} if train else None
+    if self.unet.time_embedding == "fourier":
+      t = t / self.process.num_steps
     return self.unet.apply({"params": params}, x, t, y, train=train, rngs=rngs)
 
   def train_step(self, state, batch, rng):
@@ -107,6 +111,10 @@ class DDPMTrainer(Trainer):
         self._model_fn(params, labels, s.get("guidance_scale", 0.0)), self.process,
         (num, *self.example_shape), rng, parameterization=self.param,
         num_frames=num_frames, **kwargs)
+
+  def generate(self, state, rng, num: int):
+    x, _ = self.sample(state.ema_params, rng, num)
+    return (jnp.clip(x, -1.0, 1.0) + 1.0) / 2.0
 
   def visualize(self, state, rng, batch):
     if not hasattr(self, "_sample"):
