@@ -127,3 +127,72 @@ def discretized_gaussian_log_prob(x, mean, log_scale, num_bins=256):
                    jnp.where(x > 1 - half_bin, log_sf_minus,
                              jnp.log(jnp.maximum(delta, 1e-12))))
   return _sum_per_example(logp)
+
+
+# ----------------------------------------------------------------------------------
+# GANs. Discriminator outputs are logits l, with D(x) = sigmoid(l); everything is
+# computed from the logits (log D = log_sigmoid(l), log(1 - D) = -softplus(l)), so
+# saturated discriminators give finite losses and gradients. Unlike the functions
+# above, these return scalars: means over the batch (and any other axes, e.g. the
+# patches of a PatchGAN).
+
+GAN_LOSSES = ("minimax", "nonsaturating", "hinge", "lsgan")
+
+
+def _check_gan_kind(kind):
+  if kind not in GAN_LOSSES:
+    raise ValueError(f"Unknown GAN loss kind {kind!r}; choose one of "
+                     f"{', '.join(GAN_LOSSES)}.")
+
+
+def gan_value(real_logits, fake_logits):
+  """The minimax value V(G, D) = E[log D(x)] + E[log(1 - D(G(z)))] (Goodfellow et
+  al. 2014), estimated on a batch. It is -log 4 when D = 1/2 everywhere."""
+  return (jnp.mean(jax.nn.log_sigmoid(real_logits))
+          - jnp.mean(jax.nn.softplus(fake_logits)))
+
+
+def discriminator_loss(real_logits, fake_logits, kind="nonsaturating"):
+  """The loss the discriminator minimises.
+
+  ``minimax`` and ``nonsaturating`` (they differ only for the generator): -V, the
+  binary cross-entropy with targets real 1, fake 0. ``hinge``: E[relu(1 - real)] +
+  E[relu(1 + fake)]. ``lsgan`` (Mao et al. 2017, targets real 1, fake 0, logits used
+  as the raw outputs): 0.5 E[(real - 1)^2] + 0.5 E[fake^2].
+  """
+  _check_gan_kind(kind)
+  if kind == "hinge":
+    return (jnp.mean(jax.nn.relu(1.0 - real_logits))
+            + jnp.mean(jax.nn.relu(1.0 + fake_logits)))
+  if kind == "lsgan":
+    return 0.5 * jnp.mean((real_logits - 1.0) ** 2) + 0.5 * jnp.mean(fake_logits ** 2)
+  return -gan_value(real_logits, fake_logits)
+
+
+def generator_loss(fake_logits, kind="nonsaturating"):
+  """The loss the generator minimises.
+
+  ``minimax``: the saturating E[log(1 - D(G(z)))], whose gradient vanishes when D
+  confidently rejects the samples; ``nonsaturating``: -E[log D(G(z))], same fixed
+  points, strong gradients there; ``hinge``: -E[fake]; ``lsgan``: 0.5 E[(fake - 1)^2].
+  """
+  _check_gan_kind(kind)
+  if kind == "minimax":
+    return -jnp.mean(jax.nn.softplus(fake_logits))
+  if kind == "nonsaturating":
+    return jnp.mean(jax.nn.softplus(-fake_logits))
+  if kind == "hinge":
+    return -jnp.mean(fake_logits)
+  return 0.5 * jnp.mean((fake_logits - 1.0) ** 2)
+
+
+def r1_penalty(d_fn, x):
+  """R1 (Mescheder et al. 2018): the batch mean of ||grad_x d_fn(x)_i||^2.
+
+  ``d_fn`` maps a batch x to logits of shape (batch,) or (batch, 1). The per-example
+  gradients are taken as the gradient of the summed logits, which is exact only when
+  the examples do not interact inside ``d_fn`` (no BatchNorm in training mode, no
+  minibatch statistics). Returns the unscaled mean; the trainer multiplies by gamma/2.
+  """
+  grads = jax.grad(lambda v: jnp.sum(d_fn(v)))(x)
+  return jnp.mean(jnp.sum(grads.reshape(grads.shape[0], -1) ** 2, axis=-1))
