@@ -309,3 +309,34 @@ def test_wrong_weights_give_clear_errors(tmp_path, monkeypatch):
   with pytest.raises(weights.WeightsError, match="truncated or corrupt"):
     inception.load_variables(truncated)
   assert not list(tmp_path.glob("inception_*.npz"))
+
+
+def test_score_cli_inception_fid(random_weights, tmp_path):
+  """``python -m jaxgen.score`` with --weights: the FID the Python path gives."""
+  import json
+  import os
+  import subprocess
+  from jaxgen.metrics import fid
+  rng = np.random.default_rng(3)
+  a = rng.integers(0, 256, (6, 40, 40, 3)).astype(np.uint8)
+  b = np.clip(a.astype(int) + rng.integers(-60, 60, a.shape), 0, 255).astype(np.uint8)
+  np.save(tmp_path / "a.npy", a)
+  np.save(tmp_path / "b.npy", b)
+  net = inception.feature_net(random_weights, mode="tf", batch_size=4, progress=False)
+  fa, fb = net(a), net(b)
+
+  def score(*args):
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxgen.score", *map(str, args), "--weights",
+         str(random_weights), "--batch_size", "4", "--no_progress"],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "JAX_PLATFORMS": "cpu", "JAXGEN_CACHE": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+  with pytest.warns(UserWarning, match="full-rank covariance"):
+    expected = fid.frechet_distance(*fid.feature_statistics(fa["features"]),
+                                    *fid.feature_statistics(fb["features"]))
+  out = score("--metric", "fid", tmp_path / "a.npy", tmp_path / "b.npy")
+  assert out["feature_net"] == "inception-v3-fid (tf inputs)"
+  assert out["value"] == pytest.approx(expected, rel=1e-3) and out["num_samples"] == [6, 6]
