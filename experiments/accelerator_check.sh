@@ -1,0 +1,42 @@
+#!/bin/bash
+# The checks jaxgen runs when a GPU is lent for a few minutes: one command, about 9 min.
+#
+#   OUT=/tmp/out bash experiments/accelerator_check.sh
+#
+# 1. The Inception and CLIP ports against their torch references at precision HIGHEST
+#    on the accelerator (no TF32 creeping into the parity).
+# 2. Throughput: DDPM CIFAR-10 paper training and sampling, ddpm_mnist, dcgan_mnist,
+#    Inception and CLIP feature extraction (random weights of the real architectures).
+# 3. ddpm_mnist and dcgan_mnist trained in their default configs, with --mode=eval's
+#    FID / IS (MNIST classifier) written to $OUT.
+# The packages jaxgen needs beyond the accelerator image travel as wheels in .whl/.
+set -u
+OUT=${OUT:-/tmp/accelerator_check}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 JAXGEN_CACHE=/tmp/jaxgen_cache PYTHONPATH="$PWD:${PYTHONPATH:-}"
+nvidia-smi -L
+python3 -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, jax.devices())"
+
+echo "== 1. parity on the accelerator"
+timeout 90 python3 -m pytest -q -p no:cacheprovider tests/test_inception.py \
+  tests/test_clip.py -k "matches_pytorch_fid or matches_transformers or tf_mode" 2>&1 | tail -4
+
+echo "== 2. throughput"
+configs=configs/ddpm_cifar10.py:paper,configs/ddpm_mnist.py
+[ -f configs/dcgan_mnist.py ] && configs=$configs,configs/dcgan_mnist.py
+timeout 190 python3 experiments/benchmark.py --configs=$configs --steps=100 \
+  --samplers=ddim:50,ancestral:1000 --sample_batch_size=256 --features=inception,clip \
+  --num_images=10000 --feature_batch_size=500 2>&1 | tee "$OUT/benchmark.txt" | tail -12
+
+echo "== 3. default configs trained on the accelerator"
+for spec in ddpm_mnist:170 dcgan_mnist:90; do
+  config=${spec%:*}
+  [ -f configs/$config.py ] || continue
+  start=$(date +%s)
+  timeout ${spec#*:} python3 -m jaxgen.main --config=configs/$config.py --workdir=/tmp/$config \
+    > "$OUT/$config.log" 2>&1
+  echo "$config: exit $? after $(( $(date +%s) - start )) s"
+  cp /tmp/$config/eval.json "$OUT/${config}_eval.json" 2>/dev/null && cat "$OUT/${config}_eval.json"
+  last=$(ls /tmp/$config/samples/step_*.png 2>/dev/null | sort -V | tail -1)
+  [ -n "$last" ] && cp "$last" "$OUT/${config}_samples.png"
+done
