@@ -210,8 +210,8 @@ def train(config, workdir: str, trainer=None, mesh=None):
         raise NonFiniteError(
             f"Non-finite {', '.join(bad)} at step {s} (loss={m.get('loss')}). "
             f"Training stopped; the last good checkpoint (step "
-            f"{last if last is not None else 'none'}) is intact. Lower "
-            f"config.optim.learning_rate, enable config.optim.grad_clip_norm, or "
+            f"{last if last is not None else 'none'}) is intact. Lower the learning "
+            f"rate(s) in config.optim, enable gradient clipping (grad_clip_norm), or "
             f"check the data.")
     return fetched
 

@@ -217,3 +217,17 @@ def test_prepare_without_network_says_how(tmp_path, monkeypatch):
   with pytest.raises(RuntimeError, match="Could not download and prepare 'mnist'.*"
                                          "internet"):
     sources.prepare("mnist", str(tmp_path))
+
+
+def test_center_crop_keeps_the_aspect_ratio():
+  """CelebA-style 218x178 -> 64x64: scale the short side to 64, crop the centre, as
+  torchvision's Resize(64) + CenterCrop(64)."""
+  from PIL import Image
+  rng = np.random.default_rng(0)
+  img = rng.integers(0, 256, (1, 218, 178, 3)).astype(np.uint8)
+  out = preprocess.resize(img, (64, 64), center_crop=True)
+  # 178 -> 64 scales 218 to round(78.4) = 78 rows; the crop starts at row 7.
+  direct = np.asarray(Image.fromarray(img[0]).resize((64, 78), Image.BILINEAR))[7:71]
+  np.testing.assert_array_equal(out[0], direct)
+  squashed = preprocess.resize(img, (64, 64))
+  assert squashed.shape == out.shape and not np.array_equal(squashed, out)

@@ -28,16 +28,26 @@ def validate(cfg):
                      "other: binary data has nothing to dequantise.")
 
 
-def resize(images: np.ndarray, size) -> np.ndarray:
-  """Bilinear (antialiased) resize of uint8 NHWC images to size = (H, W)."""
+def resize(images: np.ndarray, size, center_crop: bool = False) -> np.ndarray:
+  """Bilinear (antialiased) resize of uint8 NHWC images to size = (H, W).
+
+  With ``center_crop`` the aspect ratio is kept: the image is scaled so that it covers
+  (H, W), then its centre is cropped (torchvision's Resize(min) + CenterCrop, as the
+  DCGAN CelebA recipe does).
+  """
   h, w = size
   if images.shape[1:3] == (h, w):
     return images
+  in_h, in_w = images.shape[1:3]
+  scale = max(h / in_h, w / in_w) if center_crop else None
+  new_h, new_w = (max(h, round(in_h * scale)), max(w, round(in_w * scale))) if scale \
+      else (h, w)
+  top, left = (new_h - h) // 2, (new_w - w) // 2
   out = []
   for img in images:
     squeeze = img.shape[-1] == 1
     pil = Image.fromarray(img[..., 0] if squeeze else img)
-    arr = np.asarray(pil.resize((w, h), Image.BILINEAR))
+    arr = np.asarray(pil.resize((new_w, new_h), Image.BILINEAR))[top:top + h, left:left + w]
     out.append(arr[..., None] if squeeze else arr)
   return np.stack(out)
 
@@ -56,7 +66,7 @@ def process(batch: dict, cfg, rng: np.random.Generator, train: bool,
   out = dict(batch)
   images = batch["image"]
   if cfg.get("resize"):
-    images = resize(images, tuple(cfg.resize))
+    images = resize(images, tuple(cfg.resize), cfg.get("center_crop", False))
   if train and cfg.get("random_flip"):
     flip = rng.uniform(size=len(images)) < 0.5
     images = np.where(flip[:, None, None, None], images[:, :, ::-1], images)

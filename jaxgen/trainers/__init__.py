@@ -7,6 +7,7 @@ import importlib
 FAMILIES = {
     "vae": "jaxgen.trainers.vae:VAETrainer",
     "ddpm": "jaxgen.trainers.ddpm:DDPMTrainer",
+    "gan": "jaxgen.trainers.gan:GANTrainer",
 }
 
 

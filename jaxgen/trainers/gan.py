@@ -1,0 +1,366 @@
+"""The GAN family: MLP GAN, DCGAN, conditional GAN and AC-GAN, two players in one state.
+
+The state holds ``params = {"generator", "discriminator"}``, one optimiser state per
+player (``config.optim.generator`` / ``config.optim.discriminator``), BatchNorm
+statistics in ``extra["batch_stats"]`` (per player) and an EMA copy of the generator
+in ``ema_params``. ``step`` counts generator steps.
+
+One train step is ``config.gan.d_steps`` discriminator updates, each on fresh noise
+(``update_latents``) against the same real batch, then one generator update on the
+noise of the last discriminator update (the reference DCGAN reuses that fake batch).
+BatchNorm runs in training mode as in pytorch/examples ``dcgan``: the discriminator
+sees the real and the fake batch in separate forward passes, and every forward pass
+updates the running averages; in the generator update, the generator's forward pass
+repeats the last discriminator update's (same parameters, same z), so its statistics
+are not counted twice. Under ``jit`` over a sharded global batch, BatchNorm's batch
+statistics are those of the global batch: N devices compute what one device does.
+
+Losses (``config.gan.loss``): minimax | nonsaturating | hinge | lsgan, from
+jaxgen/losses.py; ``config.gan.r1_gamma`` > 0 adds gamma/2 times the R1 penalty on real
+data to the discriminator's loss. AC-GAN adds ``config.gan.aux_weight`` times the
+cross-entropy of the auxiliary classifier to both players' losses (the discriminator
+on real and fake images, the generator on its fakes).
+
+Data: images scaled to [-1, 1] (``config.data.scale='symmetric'``, for the tanh
+output), or toy 2-D points (batch key ``x``); for those, ``generate`` returns the
+points (num, 2) instead of images, and the picture is a scatter plot of real and
+generated points over the discriminator's D(x).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxgen import losses, viz
+from jaxgen.models import gan as gan_models
+from jaxgen.trainers.base import Trainer, TrainState, make_optimizer
+
+PLAYERS = ("generator", "discriminator")
+CONDITIONING = ("", "cgan", "acgan")
+
+
+class GANTrainer(Trainer):
+
+  def __init__(self, config, example_shape):
+    super().__init__(config, example_shape)
+    m, g = config.model, config.gan
+    self.points = len(self.example_shape) == 1
+    self.conditioning = m.get("conditioning", "")
+    self.num_classes = m.get("num_classes", 0) if self.conditioning else 0
+    self.latent_dim = m.latent_dim
+    self.loss_kind, self.d_steps = g.loss, g.get("d_steps", 1)
+    self.r1_gamma, self.aux_weight = g.get("r1_gamma", 0.0), g.get("aux_weight", 1.0)
+    _validate(config, self.points)
+    self.generator, self.discriminator = gan_models.make(
+        m.arch, self.example_shape, hidden_g=m.get("hidden_g", ()),
+        hidden_d=m.get("hidden_d", ()), base_g=m.get("ngf", 64),
+        base_d=m.get("ndf", 64), num_classes=self.num_classes,
+        conditioning=self.conditioning, upsample=m.get("upsample", "transpose"),
+        g_batch_norm=m.get("g_batch_norm", False),
+        d_batch_norm=m.get("d_batch_norm", True), d_dropout=m.get("d_dropout", 0.0))
+    n = config.train.num_steps
+    self.tx = {"generator": make_optimizer(config.optim.generator, n),
+               "discriminator": make_optimizer(config.optim.discriminator,
+                                               n * self.d_steps)}
+    self.ema_decay = config.optim.get("ema_decay", 0.0)
+
+  # --- networks -------------------------------------------------------------------
+  def networks(self):
+    z = jnp.zeros((1, self.latent_dim))
+    y = jnp.zeros((1,), jnp.int32) if self.num_classes else None
+    x = jnp.zeros((1, *self.example_shape))
+    y_d = y if self.conditioning == "cgan" else None
+    return {"generator": (self.generator, (z, y), {"train": False}),
+            "discriminator": (self.discriminator, (x, y_d), {"train": False})}
+
+  def init_state(self, rng):
+    params, stats = {}, {}
+    for (name, (module, args, kwargs)), key in zip(self.networks().items(),
+                                                   jax.random.split(rng)):
+      variables = module.init(key, *args, **kwargs)
+      params[name], stats[name] = variables["params"], variables.get("batch_stats", {})
+    return TrainState(
+        step=jnp.zeros((), jnp.int32), params=params,
+        opt_state={p: self.tx[p].init(params[p]) for p in PLAYERS},
+        ema_params=jax.tree.map(jnp.copy, params["generator"]),
+        extra={"batch_stats": stats})
+
+  def _apply(self, module, params, stats, *args, train: bool, rng=None):
+    """(output, new batch statistics) of a player; statistics change only in train,
+    where ``rng`` keys dropout."""
+    variables = {"params": params, "batch_stats": stats}
+    if not train:
+      return module.apply(variables, *args, train=False), stats
+    out, mutated = module.apply(variables, *args, train=True, mutable=["batch_stats"],
+                                rngs={"dropout": rng} if rng is not None else None)
+    return out, mutated.get("batch_stats", {})
+
+  def _discriminate(self, params, stats, x, y, *, train: bool, rng=None):
+    """(logits, class logits or None, new statistics)."""
+    y_d = y if self.conditioning == "cgan" else None
+    out, stats = self._apply(self.discriminator, params, stats, x, y_d, train=train,
+                             rng=rng)
+    if self.conditioning == "acgan":
+      return out[0], out[1], stats
+    return out, None, stats
+
+  def latents(self, rng, num: int):
+    """z ~ N(0, I) and, for conditional models, labels drawn uniformly."""
+    kz, ky = jax.random.split(rng)
+    z = jax.random.normal(kz, (num, self.latent_dim))
+    y = (jax.random.randint(ky, (num,), 0, self.num_classes) if self.num_classes
+         else None)
+    return z, y
+
+  def update_latents(self, rng, i: int, num: int):
+    """The z (and labels) of discriminator update ``i`` of the train step keyed
+    ``rng``; the generator update reuses those of the last one."""
+    return self.latents(jax.random.fold_in(jax.random.split(rng)[0], i), num)
+
+  def _inputs(self, batch):
+    x = batch["x"] if self.points else batch["image"]
+    return x, (batch["label"] if self.num_classes else None)
+
+  # --- training -------------------------------------------------------------------
+  def train_step(self, state, batch, rng):
+    x, y_real = self._inputs(batch)
+    num = x.shape[0]
+    g_params = state.params["generator"]
+    stats = state.extra["batch_stats"]
+    classify = lambda logits, y: optax.softmax_cross_entropy_with_integer_labels(
+        logits, y).mean()
+
+    drop_key = jax.random.split(rng)[1]  # dropout, if the discriminator has any
+
+    def d_update(carry, i):
+      d_params, d_opt, d_stats, g_stats = carry
+      z, y_fake = self.update_latents(rng, i, num)
+      k_real, k_fake = jax.random.split(jax.random.fold_in(drop_key, i))
+      fake, g_stats = self._apply(self.generator, g_params, g_stats, z, y_fake,
+                                  train=True)
+      fake = jax.lax.stop_gradient(fake)
+
+      def loss_fn(dp):
+        real_logits, real_cls, s = self._discriminate(dp, d_stats, x, y_real,
+                                                      train=True, rng=k_real)
+        fake_logits, fake_cls, s = self._discriminate(dp, s, fake, y_fake, train=True,
+                                                      rng=k_fake)
+        loss = losses.discriminator_loss(real_logits, fake_logits, self.loss_kind)
+        aux = {"d_real": jax.nn.sigmoid(real_logits).mean(),
+               "d_fake": jax.nn.sigmoid(fake_logits).mean()}
+        if self.conditioning == "acgan":
+          aux["d_aux_loss"] = classify(real_cls, y_real) + classify(fake_cls, y_fake)
+          aux["d_aux_accuracy"] = (real_cls.argmax(-1) == y_real).mean()
+          loss += self.aux_weight * aux["d_aux_loss"]
+        if self.r1_gamma:
+          # On real data, with the statistics the loss saw (BatchNorm is refused).
+          d_fn = lambda v: self._discriminate(dp, d_stats, v, y_real, train=True,
+                                              rng=k_real)[0]
+          aux["r1"] = losses.r1_penalty(d_fn, x)
+          loss += 0.5 * self.r1_gamma * aux["r1"]
+        return loss, (s, aux)
+
+      (loss, (d_stats, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+          d_params)
+      updates, d_opt = self.tx["discriminator"].update(grads, d_opt, d_params)
+      d_params = optax.apply_updates(d_params, updates)
+      metrics = {"d_loss": loss, "d_grad_norm": optax.tree.norm(grads), **aux}
+      return (d_params, d_opt, d_stats, g_stats), metrics
+
+    carry = (state.params["discriminator"], state.opt_state["discriminator"],
+             stats["discriminator"], stats["generator"])
+    # A Python loop (d_steps is small and static): on CPU, XLA ran this step 5-8x
+    # more slowly with the D updates inside lax.scan (a while loop), even unrolled.
+    d_metrics = []
+    for i in range(self.d_steps):
+      carry, m = d_update(carry, i)
+      d_metrics.append(m)
+    d_params, d_opt, d_stats, g_stats = carry
+    # Means over the D updates of this step.
+    d_metrics = jax.tree.map(lambda *v: jnp.mean(jnp.stack(v)), *d_metrics)
+
+    # The generator update, on the last D update's noise: that forward pass already
+    # counted into g_stats, so this one's statistics are dropped.
+    z, y_fake = self.update_latents(rng, self.d_steps - 1, num)
+
+    def g_loss_fn(gp):
+      fake, _ = self._apply(self.generator, gp, stats["generator"], z, y_fake,
+                            train=True)
+      logits, cls, s = self._discriminate(d_params, d_stats, fake, y_fake, train=True,
+                                          rng=jax.random.fold_in(drop_key, self.d_steps))
+      loss = losses.generator_loss(logits, self.loss_kind)
+      aux = {"d_fake_after": jax.nn.sigmoid(logits).mean()}
+      if self.conditioning == "acgan":
+        aux["g_aux_loss"] = classify(cls, y_fake)
+        loss += self.aux_weight * aux["g_aux_loss"]
+      return loss, (s, aux)
+
+    (g_loss, (d_stats, g_aux)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
+        g_params)
+    updates, g_opt = self.tx["generator"].update(grads, state.opt_state["generator"],
+                                                 g_params)
+    g_params = optax.apply_updates(g_params, updates)
+    ema = optax.incremental_update(g_params, state.ema_params, 1.0 - self.ema_decay)
+    state = state.replace(
+        step=state.step + 1,
+        params={"generator": g_params, "discriminator": d_params},
+        opt_state={"generator": g_opt, "discriminator": d_opt}, ema_params=ema,
+        extra={**state.extra,
+               "batch_stats": {"generator": g_stats, "discriminator": d_stats}})
+    # ``loss`` (what the loop shows and checks) is the generator's loss.
+    metrics = {"loss": g_loss, "g_loss": g_loss, "g_grad_norm": optax.tree.norm(grads),
+               **d_metrics, **g_aux}
+    return state, metrics
+
+  # --- evaluation -----------------------------------------------------------------
+  def eval_step(self, state, batch, rng):
+    """Masked sums of D(x) on real data, D(G(z)) on as many fakes, and the GAN value
+    log D(x) + log(1 - D(G(z))), for the players as trained (not the EMA generator),
+    BatchNorm with running statistics."""
+    x, y = self._inputs(batch)
+    mask = batch["mask"]
+    stats = state.extra["batch_stats"]
+    z, y_fake = self.latents(rng, x.shape[0])
+    fake, _ = self._apply(self.generator, state.params["generator"],
+                          stats["generator"], z, y_fake, train=False)
+    d_params = state.params["discriminator"]
+    real_logits, real_cls, _ = self._discriminate(d_params, stats["discriminator"], x,
+                                                  y, train=False)
+    fake_logits, _, _ = self._discriminate(d_params, stats["discriminator"], fake,
+                                           y_fake, train=False)
+    value = jax.vmap(losses.gan_value)(real_logits[:, None], fake_logits[:, None])
+    sums = {"count": mask.sum(), "d_real": (jax.nn.sigmoid(real_logits) * mask).sum(),
+            "d_fake": (jax.nn.sigmoid(fake_logits) * mask).sum(),
+            "gan_value": (value * mask).sum()}
+    if self.conditioning == "acgan":
+      sums["aux_accuracy"] = ((real_cls.argmax(-1) == y) * mask).sum()
+    return sums
+
+  def finalize_eval(self, sums):
+    n = float(sums["count"])
+    return {"num_examples": int(n),
+            **{k: float(v) / n for k, v in sums.items() if k != "count"}}
+
+  # --- samples and pictures -------------------------------------------------------
+  def _generate(self, state, z, y):
+    out, _ = self._apply(self.generator, state.ema_params,
+                         state.extra["batch_stats"]["generator"], z, y, train=False)
+    return out if self.points else jnp.clip((out + 1) / 2, 0.0, 1.0)
+
+  def generate(self, state, rng, num: int):
+    """``num`` samples of the EMA generator (BatchNorm with running statistics):
+    images in [0, 1] (num, H, W, C), or for toy 2-D data the points (num, 2)."""
+    return self._generate(state, *self.latents(rng, num))
+
+  def interpolate(self, state, rng, rows: int, steps: int):
+    """Samples along linear and spherical (slerp) paths between pairs of latents:
+    two arrays (rows * steps, ...); conditional rows keep one class (row mod K)."""
+    k0, k1, ky = jax.random.split(rng, 3)
+    z0, z1 = (jax.random.normal(k, (rows, self.latent_dim)) for k in (k0, k1))
+    t = jnp.linspace(0.0, 1.0, steps)[None, :, None]
+    linear = (1 - t) * z0[:, None] + t * z1[:, None]
+    spherical = slerp(z0[:, None], z1[:, None], t)
+    y = (jnp.repeat(jnp.arange(rows) % self.num_classes, steps) if self.num_classes
+         else None)
+    flat = lambda path: path.reshape(rows * steps, self.latent_dim)
+    return (self._generate(state, flat(linear), y),
+            self._generate(state, flat(spherical), y))
+
+  def d_probability(self, state, points):
+    """D(x) (sigmoid of the logits, running statistics) at points (N, 2)."""
+    logits, _, _ = self._discriminate(state.params["discriminator"],
+                                      state.extra["batch_stats"]["discriminator"],
+                                      points, None, train=False)
+    return jax.nn.sigmoid(logits)
+
+  def visualize(self, state, rng, batch):
+    if not hasattr(self, "_jitted"):
+      self._jitted = {
+          "generate": jax.jit(self.generate, static_argnames="num"),
+          "interpolate": jax.jit(self.interpolate, static_argnames=("rows", "steps")),
+          "samples": jax.jit(self._generate),
+          "d_probability": jax.jit(self.d_probability)}
+    j = self._jitted
+    if self.points:
+      return {"samples": self._scatter(state, rng)}
+    n = self.config.train.get("num_samples", 64)
+    u8 = lambda a: viz.to_uint8(np.asarray(a))
+    if self.num_classes:  # row = class
+      per_row = max(1, n // self.num_classes)
+      z = jax.random.normal(rng, (self.num_classes * per_row, self.latent_dim))
+      y = jnp.repeat(jnp.arange(self.num_classes), per_row)
+      samples = viz.grid(u8(j["samples"](state, z, y)), rows=self.num_classes)
+    else:
+      samples = viz.grid(u8(j["generate"](state, rng, n)))
+    rows = self.num_classes or 8
+    linear, spherical = j["interpolate"](state, jax.random.fold_in(rng, 1), rows, 10)
+    return {"samples": samples,
+            "interpolation_linear": viz.grid(u8(linear), rows=rows),
+            "interpolation_slerp": viz.grid(u8(spherical), rows=rows)}
+
+  def _scatter(self, state, rng, size: int = 256):
+    """``train.num_samples`` real (blue, from the test split) and generated (red)
+    points over D(x) (darker = more 'real')."""
+    from jaxgen import data
+    source = data.get_source(self.config.data, "test")
+    num = min(self.config.train.get("num_samples", 2000), len(source))
+    real = source[np.arange(num)]["x"]
+    fake = np.asarray(self._jitted["generate"](state, rng, num))
+    lo, hi = np.percentile(real, 0.5, axis=0), np.percentile(real, 99.5, axis=0)
+    centre, half = (lo + hi) / 2, 0.6 * float(np.max(hi - lo))
+    cells = 64
+    u = centre[None] + half * (2 * (np.arange(cells) + 0.5) / cells - 1)[:, None]
+    gx, gy = np.meshgrid(u[:, 0], u[::-1, 1])  # image rows run top (high y) down
+    grid_pts = np.stack([gx.ravel(), gy.ravel()], -1).astype(np.float32)
+    d = np.asarray(self._jitted["d_probability"](state, jnp.asarray(grid_pts)))
+    shade = (255 - 90 * d.reshape(cells, cells)).astype(np.uint8)
+    image = np.repeat(np.repeat(shade, size // cells, 0), size // cells, 1)
+    image = np.repeat(image[..., None], 3, -1)
+    scale = (size - 2) / (2 * half)
+    for pts, colour in ((real, (40, 90, 220)), (fake, (220, 50, 30))):
+      col = np.round((pts[:, 0] - centre[0] + half) * scale).astype(int)
+      row = np.round((centre[1] + half - pts[:, 1]) * scale).astype(int)
+      keep = (col >= 0) & (col < size - 1) & (row >= 0) & (row < size - 1)
+      for dr in (0, 1):
+        for dc in (0, 1):
+          image[row[keep] + dr, col[keep] + dc] = colour
+    return image
+
+
+def slerp(z0, z1, t):
+  """Spherical interpolation (Shoemake 1985; White 2016 for GAN latents) between z0
+  and z1 along the last axis; the straight line where they are (anti)parallel."""
+  n0 = z0 / jnp.linalg.norm(z0, axis=-1, keepdims=True)
+  n1 = z1 / jnp.linalg.norm(z1, axis=-1, keepdims=True)
+  omega = jnp.arccos(jnp.clip(jnp.sum(n0 * n1, -1, keepdims=True), -1.0, 1.0))
+  so = jnp.sin(omega)
+  safe = jnp.where(so > 1e-6, so, 1.0)
+  curved = (jnp.sin((1 - t) * omega) * z0 + jnp.sin(t * omega) * z1) / safe
+  return jnp.where(so > 1e-6, curved, (1 - t) * z0 + t * z1)
+
+
+def _validate(config, points: bool):
+  m, g, d = config.model, config.gan, config.data
+  if g.loss not in losses.GAN_LOSSES:
+    raise ValueError(f"config.gan.loss={g.loss!r}; use one of {losses.GAN_LOSSES}.")
+  if g.get("d_steps", 1) < 1:
+    raise ValueError(f"config.gan.d_steps={g.d_steps}; it must be at least 1.")
+  cond = m.get("conditioning", "")
+  if cond not in CONDITIONING:
+    raise ValueError(f"config.model.conditioning={cond!r}; use '' (none), cgan or "
+                     f"acgan.")
+  if cond and m.get("num_classes", 0) < 2:
+    raise ValueError(f"config.model.conditioning={cond!r} needs the number of classes: "
+                     f"set --config.model.num_classes (10 for MNIST).")
+  if cond and points:
+    raise ValueError("The toy 2-D data has no labels: set "
+                     "--config.model.conditioning=''.")
+  if (g.get("r1_gamma", 0.0) and m.arch == "dcgan" and m.get("d_batch_norm", True)):
+    raise ValueError("R1 needs per-example gradients, but a BatchNorm discriminator "
+                     "mixes the examples of a batch: set "
+                     "--config.model.d_batch_norm=False, or --config.gan.r1_gamma=0.")
+  if not points and (d.get("scale", "unit") != "symmetric" or d.get("binarize")):
+    raise ValueError("The generator's tanh output models grey levels in [-1, 1]: set "
+                     "--config.data.scale=symmetric and --config.data.binarize=''.")
