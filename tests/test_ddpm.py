@@ -40,7 +40,7 @@ def test_one_step_tiny_training_and_sampling_through_main(tmp_path, variant):
 def test_ddpm_resume_is_bitwise_exact(tmp_path):
   c = load_config("ddpm_mnist", "tiny")
   c.train.update(num_steps=4, checkpoint_every=2, sample_every=0)
-  c.eval.num_examples = 4
+  c.eval.update(num_examples=4, metrics=())  # sample metrics: tested through main
   wd = str(tmp_path / "run")
   straight = jax.device_get(train.train(c, wd).params)
   shutil.rmtree(os.path.join(wd, "checkpoints", "4"))
@@ -63,11 +63,17 @@ def test_fourier_time_embedding_sees_continuous_time():
   c.model.time_embedding = "fourier"
   trainer = train.make_trainer(c)
   params = trainer.init_state(jax.random.key(0)).params
+  # Random weights everywhere (the output layer starts at zero), so that the output
+  # depends visibly on the time embedding.
+  leaves, tree = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.key(2), len(leaves))
+  params = jax.tree.unflatten(tree, [0.3 * jax.random.normal(k, p.shape)
+                                     for k, p in zip(keys, leaves)])
   x = jax.random.normal(jax.random.key(1), (2, 28, 28, 1))
   t = jax.numpy.array([3, 70])
   out = trainer.apply(params, x, t)
   direct = trainer.unet.apply({"params": params}, x, t / c.diffusion.num_steps,
                               train=False)
-  np.testing.assert_allclose(out, direct, atol=1e-6)
+  np.testing.assert_allclose(out, direct, rtol=1e-5, atol=1e-5)
   raw = trainer.unet.apply({"params": params}, x, t, train=False)
-  assert np.abs(np.asarray(out - raw)).max() > 1e-3
+  assert np.abs(np.asarray(out - raw)).max() > 1e-2 * np.abs(np.asarray(out)).max()
