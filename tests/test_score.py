@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -156,3 +157,20 @@ def test_eval_mode_writes_sample_metrics(tmp_path):
   assert result["reference"] == "mnist5k/train (4500 images)"
   assert result["fid"] > 1.0  # an untrained decoder is far from the data
   assert 1.0 <= result["inception_score"] <= 10.0
+
+
+def test_reference_statistics_are_cached_per_weights(tmp_path, monkeypatch):
+  from jaxgen.metrics import samples
+  monkeypatch.setenv("JAXGEN_CACHE", str(tmp_path))
+  c = load_config("vae_mnist", "tiny")
+  net = features.get("mnist_classifier")
+  first = samples.reference(net, c.data, "test")
+  assert first.num == 500 and len(list((tmp_path / "stats").iterdir())) == 1
+  again = samples.reference(net, c.data, "test")  # read from the cache
+  np.testing.assert_array_equal(again.sigma, first.sigma)
+  other = jax.tree.map(lambda x: x * 1.1, mc.load_params())
+  mc.save_params(other, tmp_path / "other.npz")
+  changed = samples.reference(features.get("mnist_classifier", weights=tmp_path / "other.npz"),
+                              c.data, "test")
+  assert len(list((tmp_path / "stats").iterdir())) == 2
+  assert not np.allclose(changed.mu, first.mu)

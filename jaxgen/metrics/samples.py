@@ -56,10 +56,21 @@ class Reference:
   num: int
 
 
+def _weights_digest(net: features.FeatureNet) -> str:
+  """SHA-256 of the network's weights: statistics from other weights never match."""
+  digest = hashlib.sha256()
+  for leaf in jax.tree.leaves(jax.device_get(net.variables)):
+    digest.update(np.ascontiguousarray(leaf).tobytes())
+  return digest.hexdigest()
+
+
 def reference(net: features.FeatureNet, data_config, split: str) -> Reference:
-  """Feature statistics of a dataset split, computed once and cached."""
-  key = hashlib.sha256(repr((net.name, data_config.name, data_config.get("distribution"),
-                             tuple(data_config.get("resize") or ()), split)).encode())
+  """Feature statistics of a dataset split, computed once and cached (keyed by the
+  network, its weights, the dataset, its resolution and the split)."""
+  key = hashlib.sha256(repr((net.name, _weights_digest(net), data_config.name,
+                             data_config.get("distribution"),
+                             tuple(data_config.get("resize") or ()),
+                             data_config.get("center_crop", False), split)).encode())
   path = weights.cache_dir() / "stats" / f"{data_config.name}-{split}-{key.hexdigest()[:12]}.npz"
   if path.is_file():
     with np.load(path) as f:
