@@ -6,13 +6,7 @@ r"""DDPM on CelebA-HQ 256x256 as Ho et al. 2020 configured it (113,673,219 param
 ``paper`` (and the default): ch 128, mult (1,1,2,2,4,4), 2 res blocks, attention at
 16x16, no dropout, T=1000 linear betas, Adam 2e-5, batch 64, EMA 0.9999, random flips.
 """
-import importlib.util
-import os
-
-_spec = importlib.util.spec_from_file_location(
-    "ddpm_cifar10", os.path.join(os.path.dirname(__file__), "ddpm_cifar10.py"))
-_cifar = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_cifar)
+from jaxgen import config_file
 
 
 def get_config(arg=None):
@@ -20,7 +14,7 @@ def get_config(arg=None):
   if variants - {"paper"}:
     raise ValueError(f"Unknown variant(s) {sorted(variants - {'paper'})} of "
                      f"ddpm_celebahq; use paper.")
-  c = _cifar.get_config("paper")
+  c = config_file.sibling(__file__, "ddpm_cifar10", "paper")
   c.data.name = "celeb_a_hq/256"
   c.model.update(ch_mult=(1, 1, 2, 2, 4, 4), dropout=0.0)
   c.optim.update(learning_rate=2e-5)

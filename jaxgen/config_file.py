@@ -9,14 +9,25 @@ import importlib.util
 import os
 
 
-def load(spec: str, root: str | None = None):
-  """The ConfigDict of ``spec`` = 'configs/x.py[:variant]', relative to ``root``."""
-  path, _, variant = spec.partition(":")
-  path = os.path.join(root, path) if root else path
+def _module(path: str):
   module_spec = importlib.util.spec_from_file_location(
       os.path.splitext(os.path.basename(path))[0], path)
   if module_spec is None or not os.path.exists(path):
     raise FileNotFoundError(f"No config file {path}.")
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
-  return module.get_config(variant or None)
+  return module
+
+
+def load(spec: str, root: str | None = None):
+  """The ConfigDict of ``spec`` = 'configs/x.py[:variant]', relative to ``root``."""
+  path, _, variant = spec.partition(":")
+  path = os.path.join(root, path) if root else path
+  return _module(path).get_config(variant or None)
+
+
+def sibling(config_path: str, name: str, variant: str | None = None):
+  """The config ``name``.py beside ``config_path`` (a config's ``__file__``), for
+  configs that are another config plus changes."""
+  return _module(os.path.join(os.path.dirname(config_path), f"{name}.py")).get_config(
+      variant)
