@@ -25,4 +25,6 @@ def get_config(arg=None):
   c = config_file.sibling(__file__, "dcgan_mnist", arg)  # the same players and training
   c.model.update(conditioning="acgan", num_classes=10)
   c.train.num_samples = 10 if "tiny" in variants else 100  # a row per class
+  # Samples conditioned on the eval digits' labels; the classifier checks the class.
+  c.eval.metrics = ("fid", "is", "class_accuracy")
   return c

@@ -48,6 +48,7 @@ def get_config(arg=None):
   if "cond" in variants:
     c.model.num_classes = 10
     c.sample.guidance_scale = 2.0
+    c.eval.metrics = ("fid", "is", "class_accuracy")
     c.train.num_samples = 100
   if "tiny" in variants:
     c.diffusion.num_steps = 100

@@ -119,7 +119,8 @@ def _feature_net(name: str, batch_size: int):
   weights of the same architecture (the speed is the same)."""
   import jax
   import jax.numpy as jnp
-  from jaxgen.metrics import clip, features, inception, weights
+  from jaxgen.metrics import features, inception, weights
+  from jaxgen.models import clip
   if name == "mnist_classifier":
     return features.get(name, batch_size=batch_size), 28
   if name == "inception":
@@ -129,17 +130,14 @@ def _feature_net(name: str, batch_size: int):
     except weights.WeightsError:
       variables = jax.jit(inception.InceptionV3().init)(
           jax.random.key(0), jnp.zeros((1, 299, 299, 3)))
-      return inception.feature_net_from_variables(variables, batch_size=batch_size), 299
+      return features.inception_net(variables, batch_size=batch_size), 299
   if name == "clip":
-    module = clip.CLIP(clip.VIT_B_32)
-    variables = jax.jit(module.init)(jax.random.key(0), jnp.zeros((1, 224, 224, 3)),
-                                     jnp.zeros((1, 77), jnp.int32))
-    embedder = clip.CLIPEmbedder(variables, batch_size=batch_size)
-
-    class Images:  # the FeatureNet calling convention, for the timing loop below
-      def __call__(self, images, total=None, progress=False):
-        return {"features": embedder.embed_images(images)}
-    return Images(), 224
+    try:
+      variables = clip.load_hf_checkpoint(weights.resolve("clip_vit_b32", download=False))
+    except weights.WeightsError:
+      variables = jax.jit(clip.CLIP(clip.VIT_B_32).init)(
+          jax.random.key(0), jnp.zeros((1, 224, 224, 3)), jnp.zeros((1, 77), jnp.int32))
+    return features.clip_image_net(variables, batch_size=batch_size), 224
   raise ValueError(f"unknown feature network {name!r}")
 
 

@@ -44,7 +44,7 @@ def main():
   parser.add_argument("--out", default=str(mc.WEIGHTS))
   args = parser.parse_args()
 
-  train, test = sources.mnist5k("train")[:], sources.mnist5k("test")[:]
+  train, test = sources.mnist5k_arrays("train"), sources.mnist5k_arrays("test")
   x_train = train["image"].astype(np.float32) / 255.0
   x_test = test["image"].astype(np.float32) / 255.0
   model = mc.MNISTClassifier()

@@ -18,12 +18,18 @@ class CheckpointError(RuntimeError):
 class Checkpointer:
   """Saves and restores (state, meta) under ``directory``, keeping the last ``keep``."""
 
-  def __init__(self, directory: str, keep: int = 3):
+  def __init__(self, directory: str, keep: int = 3, read_only: bool = False):
     self.directory = os.path.abspath(directory)
+    if read_only and not os.path.isdir(self.directory):
+      raise CheckpointError(f"No checkpoints in {self.directory}: train that run first "
+                            f"(python -m jaxgen.main --config=... "
+                            f"--workdir={os.path.dirname(self.directory)}).")
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True, enable_async_checkpointing=False))
+            max_to_keep=None if read_only else keep, create=not read_only,
+            read_only=read_only, save_interval_steps=0 if read_only else 1,
+            enable_async_checkpointing=False))
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -76,26 +82,3 @@ def _check_structure(expected, restored, where):
 def _short(e, n=300):
   s = str(e).strip().splitlines()
   return (s[0] if s else "")[:n]
-
-
-def load_state(workdir: str, step: int | None = None):
-  """Read-only load of a run's training state as host numpy arrays, without knowing
-  its structure in advance: for frozen stages (a trained autoencoder, a CLIP, ...)."""
-  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
-  if not os.path.isdir(directory):
-    raise CheckpointError(f"No checkpoints in {directory}: train that stage first "
-                          f"(python -m jaxgen.main --workdir={workdir} ...).")
-  manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
-      read_only=True))
-  step = manager.latest_step() if step is None else step
-  if step is None:
-    raise CheckpointError(f"No checkpoint in {directory}.")
-  try:
-    out = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
-  except Exception as e:
-    raise CheckpointError(f"The checkpoint at step {step} in {directory} cannot be "
-                          f"read ({type(e).__name__}: {_short(e)}).") from e
-  finally:
-    manager.close()
-  return out.state, dict(out.meta)

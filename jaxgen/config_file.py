@@ -26,8 +26,12 @@ def load(spec: str, root: str | None = None):
   return _module(path).get_config(variant or None)
 
 
+def module_beside(config_path: str, name: str):
+  """The module ``name``.py beside ``config_path`` (for configs/common.py)."""
+  return _module(os.path.join(os.path.dirname(config_path), f"{name}.py"))
+
+
 def sibling(config_path: str, name: str, variant: str | None = None):
   """The config ``name``.py beside ``config_path`` (a config's ``__file__``), for
   configs that are another config plus changes."""
-  return _module(os.path.join(os.path.dirname(config_path), f"{name}.py")).get_config(
-      variant)
+  return module_beside(config_path, name).get_config(variant)

@@ -48,6 +48,19 @@ def summary(config) -> dict:
 
 
 def main(argv):
+  """The mode's work; expected failures (a missing or changed stage, an unreadable
+  checkpoint, a locked workdir) end as one line on stderr with exit status 2."""
+  from jaxgen.checkpoint import CheckpointError
+  from jaxgen.stages import StageError
+  from jaxgen.workdir_lock import WorkdirLockError
+  try:
+    _main(argv)
+  except (StageError, CheckpointError, WorkdirLockError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   absl_logging.set_verbosity(absl_logging.WARNING)  # quiet orbax / XLA chatter
@@ -64,7 +77,8 @@ def main(argv):
     train.train(config, workdir)
     return
   from jaxgen import sharding
-  trainer, mesh = train.make_trainer(config), sharding.make_mesh()
+  mesh = sharding.make_mesh()
+  trainer = train.make_trainer(config, mesh)
   state, meta = train.restore_latest(trainer, config, workdir, mesh)
   step = int(meta["step"])
   if FLAGS.mode == "eval":

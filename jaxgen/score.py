@@ -9,7 +9,7 @@ r"""Score image sets from the command line: FID, IS, KID, SSIM, MS-SSIM, CLIP sc
 Images are uint8 (folders of PNG/JPEG, or arrays) or float arrays in [0, 1], shaped
 (N, H, W, C) or (N, H, W). ``--feature_net`` picks the network (``inception``, the FID
 Inception-v3, needs pytorch-fid's weights file; ``mnist_classifier`` is shipped, for
-28x28 digits), ``--mode`` the Inception input convention (``tf``, what papers report, or
+28x28 digits; ``clip``, CLIP ViT-B/32 image embeddings, for FID and KID), ``--mode`` the Inception input convention (``tf``, what papers report, or
 ``pytorch-fid``). The last line printed is a JSON object with the value(s), the metric,
 the feature network and convention, and the number of samples.
 """
@@ -101,7 +101,7 @@ def _parser():
                  "an .npz of statistics (mu, sigma)")
   p.add_argument("--metric", required=True, choices=METRICS)
   p.add_argument("--feature_net", default="inception",
-                 choices=("inception", "mnist_classifier"))
+                 choices=("inception", "mnist_classifier", "clip"))
   p.add_argument("--mode", default="tf", choices=("tf", "pytorch-fid"),
                  help="Inception input convention (default: tf, as papers report)")
   p.add_argument("--weights", default=None,
@@ -130,6 +130,9 @@ def score(args) -> dict:
     return _ssim(args)
   if args.metric == "clip":
     return _clip(args)
+  if args.metric == "is" and args.feature_net == "clip":
+    raise ValueError("--metric is needs class logits, and the clip feature network has "
+                     "none; use --feature_net inception or mnist_classifier.")
   # Read every input before loading a network, so that bad paths fail fast.
   sets = [None if args.metric == "fid" and _is_statistics(p) else ImageSet(p)
           for p in args.paths]
@@ -200,7 +203,8 @@ def _ssim(args) -> dict:
 
 
 def _clip(args) -> dict:
-  from jaxgen.metrics import clip
+  from jaxgen.data.clip_tokenizer import CLIPTokenizer
+  from jaxgen.metrics import clip_score, features
   if not args.captions:
     raise ValueError("--metric clip needs --captions FILE (one caption per image).")
   captions = pathlib.Path(args.captions).read_text().splitlines()
@@ -208,11 +212,15 @@ def _clip(args) -> dict:
   if len(captions) != len(images):
     raise ValueError(f"{args.captions} has {len(captions)} captions for {len(images)} "
                      "images; give one caption per line, in the images' order.")
-  embedder = clip.CLIPEmbedder.pretrained(args.weights, batch_size=args.batch_size)
-  out = clip.compute_clip_score(embedder, images.batches(args.batch_size), captions,
-                                args.clip_variant)
+  tokenizer = CLIPTokenizer.from_openai_bpe(clip_score.bpe_file())
+  embedder = features.clip_embedder(tokenizer, weights=args.weights,
+                                    batch_size=args.batch_size,
+                                    progress=not args.no_progress)
+  out = clip_score.compute_clip_score(embedder, images.batches(args.batch_size), captions,
+                                      args.clip_variant, total=len(images))
   return {"metric": "clip", "value": out.value, "std": float(out.per_sample.std()),
-          "variant": out.variant, "feature_net": "clip-vit-b32", "num_samples": len(images)}
+          "variant": out.variant, "feature_net": clip_score.NAME,
+          "num_samples": len(images)}
 
 
 def main(argv=None) -> int:

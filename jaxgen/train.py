@@ -2,10 +2,11 @@
 
 It knows no model family. A family's ``Trainer`` (jaxgen/trainers/) supplies the
 initial state, the train and eval steps and the pictures; this module compiles the
-steps once over the device mesh (batch sharded, state replicated and donated),
-derives per-step randomness with ``fold_in(key, step)``, and handles logging,
-checkpointing, automatic resumption, pre-emption (SIGTERM/SIGINT) and the
-non-finite guard.
+steps once over the device mesh (batch sharded, state replicated and donated, the
+frozen stages' parameters replicated as their own argument), derives per-step
+randomness with ``fold_in(key, step)``, and handles the workdir lock, logging,
+checkpointing, automatic resumption, pre-emption (SIGTERM/SIGINT) and the non-finite
+guard.
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from jaxgen import checkpoint, data, sharding, trainers, viz
+from jaxgen import checkpoint, data, sharding, stages, trainers, viz
+from jaxgen.workdir_lock import WorkdirLock
 
 log = logging.getLogger("jaxgen")
 
@@ -30,8 +32,18 @@ class NonFiniteError(FloatingPointError):
   """The loss or a gradient became NaN or infinite."""
 
 
-def make_trainer(config):
-  return trainers.create(config, data.example_shape(config.data))
+def make_trainer(config, mesh=None):
+  """The family's trainer for ``config``, with the frozen stages it names loaded
+  (read only) onto ``mesh``."""
+  family = trainers.family_class(config)
+  loaded = (stages.load(config, mesh or sharding.make_mesh(), family.stage_roles)
+            if family.stage_roles or config.get("stages") else {})
+  return family(config, data.example_spec(config.data), loaded)
+
+
+def frozen(trainer) -> dict:
+  """The frozen stages' parameters: the ``frozen`` argument of the compiled steps."""
+  return stages.frozen_params(trainer.stages)
 
 
 def _keys(config):
@@ -108,8 +120,9 @@ class _StopRequest:
       signal.signal(sig, handler)
 
 
-def _abstract_state(trainer, key, mesh):
-  shapes = jax.eval_shape(trainer.init_state, key)
+def abstract_state(trainer, config, mesh):
+  """The state's structure, shapes, dtypes and (replicated) shardings, unbuilt."""
+  shapes = jax.eval_shape(trainer.init_state, _keys(config)["init"])
   repl = sharding.replicated(mesh)
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
                       shapes)
@@ -117,14 +130,20 @@ def _abstract_state(trainer, key, mesh):
 
 def restore_latest(trainer, config, workdir, mesh):
   """(state, meta) from the latest checkpoint in ``workdir``; an error if none."""
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
-  if ckpt.latest_step() is None:
-    raise FileNotFoundError(
-        f"No checkpoint in {os.path.join(workdir, 'checkpoints')}: train first with "
-        f"python -m jaxgen.main --config=... --workdir={workdir}")
-  out = ckpt.restore(_abstract_state(trainer, _keys(config)["init"], mesh))
-  ckpt.close()
-  return out
+  directory = os.path.join(workdir, "checkpoints")
+  missing = FileNotFoundError(f"No checkpoint in {directory}: train first with "
+                              f"python -m jaxgen.main --config=... --workdir={workdir}")
+  if not os.path.isdir(directory):
+    raise missing
+  ckpt = checkpoint.Checkpointer(directory, read_only=True)
+  try:
+    if ckpt.latest_step() is None:
+      raise missing
+    state, meta = ckpt.restore(abstract_state(trainer, config, mesh))
+  finally:
+    ckpt.close()
+  stages.check_record(trainer.stages, meta.get("stages"), workdir)
+  return state, meta
 
 
 def evaluate(trainer, state, config, mesh) -> dict:
@@ -135,22 +154,24 @@ def evaluate(trainer, state, config, mesh) -> dict:
   sharding.check_batch_size(bs, mesh, "eval.batch_size")
   source = data.get_source(config.data, split)
   repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-  step = jax.jit(trainer.eval_step, in_shardings=(repl, batch_sh, repl),
+  step = jax.jit(trainer.eval_step, in_shardings=(repl, batch_sh, repl, repl),
                  out_shardings=repl)
+  params = frozen(trainer)
   key, totals = _keys(config)["eval"], None
   batches = data.eval_batches(source, config.data, bs, config.seed,
                               config.eval.get("num_examples") or None)
   n = min(len(source), config.eval.get("num_examples") or len(source))
   for i, batch in enumerate(tqdm(batches, desc=f"eval ({split})",
                                  total=math.ceil(n / bs), leave=False)):
-    sums = step(state, sharding.put_batch(batch, mesh), jax.random.fold_in(key, i))
+    sums = step(state, sharding.put_batch(batch, mesh), jax.random.fold_in(key, i),
+                params)
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
     jax.block_until_ready(totals)  # an honest progress bar; bounded host memory
   result = trainer.finalize_eval(jax.device_get(totals))
-  # Sample-based metrics (FID, IS, KID) where the config's eval section asks for them.
-  from jaxgen.metrics import samples
+  # Sample-based metrics (FID, IS, class accuracy, ...) that config.eval.metrics lists.
+  from jaxgen import evaluation
   samples_key = jax.random.split(key)[1]  # apart from the per-batch fold_in(key, i)
-  return {**result, **samples.compute(trainer, state, config, mesh, samples_key)}
+  return {**result, **evaluation.compute(trainer, state, config, mesh, samples_key)}
 
 
 def save_pictures(trainer, state, config, workdir, step: int):
@@ -160,7 +181,7 @@ def save_pictures(trainer, state, config, workdir, step: int):
   source = data.get_source(config.data, config.eval.get("split", "test"))
   batch = data.spread_batch(source, config.data, 16, config.seed)
   rng = jax.random.fold_in(_keys(config)["sample"], step)
-  for name, image in trainer.visualize(state, rng, batch).items():
+  for name, image in trainer.visualize(state, rng, batch, frozen(trainer)).items():
     fname = f"step_{step}.png" if name == "samples" else f"{name}_step_{step}.png"
     viz.save_png(image, os.path.join(workdir, "samples", fname))
 
@@ -169,33 +190,45 @@ def train(config, workdir: str, trainer=None, mesh=None):
   """Train ``config`` in ``workdir``, resuming from its latest checkpoint if any.
 
   Returns the final state. Raises NonFiniteError if the loss or a gradient stops
-  being finite; checkpoints written before that step are left untouched.
+  being finite; checkpoints written before that step are left untouched. The
+  workdir is locked for the run: a second run in it is refused at once.
   """
+  with WorkdirLock(workdir, enabled=_is_writer()):
+    return _train(config, workdir, trainer, mesh)
+
+
+def _train(config, workdir, trainer, mesh):
   os.makedirs(workdir, exist_ok=True)
-  trainer = trainer or make_trainer(config)
   mesh = mesh or sharding.make_mesh()
+  trainer = trainer or make_trainer(config, mesh)
   tc = config.train
   sharding.check_batch_size(tc.batch_size, mesh)
-  write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort()))
   keys = _keys(config)
   repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
 
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                  keep=tc.get("keep_checkpoints", 3))
+  run = {"batch_size": tc.batch_size, "seed": config.seed,
+         "stages": stages.record(trainer.stages)}
   if ckpt.latest_step() is not None:
-    state, meta = ckpt.restore(_abstract_state(trainer, keys["init"], mesh))
+    state, meta = ckpt.restore(abstract_state(trainer, config, mesh))
+    _check_resume(meta, run, trainer, workdir)
     log.info("Resumed from step %d in %s", meta["step"], workdir)
   else:
     state = jax.jit(trainer.init_state, out_shardings=repl)(keys["init"])
     meta = {"step": 0, "data_position": 0}
+  # Only now is the config known to fit the workdir's checkpoints.
+  write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort()))
   start = int(meta["step"])
   loader = data.Loader(data.get_source(config.data, "train"), config.data,
                        tc.batch_size, config.seed, position=meta["data_position"])
+  params = frozen(trainer)
 
-  def step_fn(state, batch):
-    return trainer.train_step(state, batch, jax.random.fold_in(keys["step"], state.step))
+  def step_fn(state, batch, params):
+    return trainer.train_step(state, batch, jax.random.fold_in(keys["step"], state.step),
+                              params)
 
-  train_step = jax.jit(step_fn, in_shardings=(repl, batch_sh),
+  train_step = jax.jit(step_fn, in_shardings=(repl, batch_sh, repl),
                        out_shardings=(repl, repl), donate_argnums=0)
   writer = MetricWriter(workdir, start)
   pending: list[tuple[int, dict]] = []  # device metrics not yet fetched
@@ -223,7 +256,7 @@ def train(config, workdir: str, trainer=None, mesh=None):
 
   def save(step):
     check()  # never checkpoint a state that went non-finite
-    ckpt.save(step, state, {"step": step, "data_position": loader.position})
+    ckpt.save(step, state, {"step": step, "data_position": loader.position, **run})
 
   bar = tqdm(total=tc.num_steps, initial=start, desc="train", dynamic_ncols=True,
              disable=not _is_writer())
@@ -233,7 +266,7 @@ def train(config, workdir: str, trainer=None, mesh=None):
     with _StopRequest() as stop:
       while step < tc.num_steps:
         batch = sharding.put_batch(next(loader), mesh)
-        state, metrics = train_step(state, batch)
+        state, metrics = train_step(state, batch, params)
         step += 1
         pending.append((step, metrics))
         bar.update(1)
@@ -264,6 +297,20 @@ def train(config, workdir: str, trainer=None, mesh=None):
   if _json_step(eval_path) != step:  # evaluate each finished run once
     write_json(eval_path, {"step": step, **evaluate(trainer, state, config, mesh)})
   return state
+
+
+def _check_resume(meta, run, trainer, workdir):
+  """Refuse a resume whose batch size, seed or stages differ from the checkpoint's:
+  the stored data position counts batches of the old size, the random streams come
+  from the old seed, and the model was trained on the old stages."""
+  for key in ("batch_size", "seed"):
+    if key in meta and meta[key] != run[key]:
+      field = "train.batch_size" if key == "batch_size" else "seed"
+      raise ValueError(
+          f"The checkpoints in {workdir} were trained with {field}={meta[key]}, this "
+          f"config has {run[key]}: resuming would reread the data and the random "
+          f"streams differently. Use --config.{field}={meta[key]}, or another --workdir.")
+  stages.check_record(trainer.stages, meta.get("stages"), workdir)
 
 
 def _json_line_step(line) -> float:

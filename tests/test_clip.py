@@ -1,5 +1,8 @@
 """CLIP: architecture, HF weight loading, tokenizer, preprocessing and CLIPScore.
 
+The model is jaxgen.models.clip, the tokenizer jaxgen.data.clip_tokenizer, the score and
+the embedder jaxgen.metrics.clip_score (built by jaxgen.metrics.features.clip_embedder).
+
 Reference outputs come from transformers' CLIPModel, OpenAI's tokenizer (open_clip's copy),
 transformers' CLIPTokenizer and torchvision's transform, recorded by
 tests/fixtures/make_clip_fixture.py (run it with the reference environment to refresh them).
@@ -19,8 +22,9 @@ import safetensors.numpy
 from PIL import Image
 
 from conftest import REPO
-from jaxgen.metrics import clip, weights
-from jaxgen.metrics.clip_tokenizer import CLIPTokenizer
+from jaxgen.data.clip_tokenizer import CLIPTokenizer
+from jaxgen.metrics import clip_score, features, weights
+from jaxgen.models import clip
 
 FIXTURES = os.path.join(REPO, "tests", "fixtures")
 
@@ -246,12 +250,12 @@ def test_preprocess_rejects_bad_images(images, match):
 
 def test_clipscore_formula():
   e = np.eye(3)
-  assert clip.clip_score(e, e).value == pytest.approx(2.5)  # identical
-  assert clip.clip_score(e, np.roll(e, 1, axis=0)).value == 0.0  # orthogonal
-  assert clip.clip_score(e, -e).value == 0.0  # negative cosines clip to 0
+  assert clip_score.clip_score(e, e).value == pytest.approx(2.5)  # identical
+  assert clip_score.clip_score(e, np.roll(e, 1, axis=0)).value == 0.0  # orthogonal
+  assert clip_score.clip_score(e, -e).value == 0.0  # negative cosines clip to 0
   image = np.array([[1.0, 0.0], [3.0, 4.0]])
   text = np.array([[2.0, 2.0], [-3.0, -4.0]])  # cos 1/sqrt(2) and -1
-  score = clip.clip_score(image, text)
+  score = clip_score.clip_score(image, text)
   assert score.variant == "clipscore"
   np.testing.assert_allclose(score.per_sample, [2.5 / np.sqrt(2), 0.0])
   assert score.value == pytest.approx(2.5 / np.sqrt(2) / 2)
@@ -261,15 +265,15 @@ def test_clipscore_formula():
 def test_torchmetrics_variant_clips_the_mean_not_each_pair():
   image = np.array([[1.0, 0.0], [0.0, 1.0]])
   text = np.array([[1.0, 1.0], [0.3, -1.0]])
-  score = clip.clip_score(image, text, variant="torchmetrics")
+  score = clip_score.clip_score(image, text, variant="torchmetrics")
   cos = np.array([1 / np.sqrt(2), -1 / np.sqrt(1.09)])
   np.testing.assert_allclose(score.per_sample, 100 * cos)
   assert score.value == pytest.approx(max(100 * cos.mean(), 0.0))
-  assert clip.clip_score(image, -image, variant="torchmetrics").value == 0.0
+  assert clip_score.clip_score(image, -image, variant="torchmetrics").value == 0.0
   with pytest.raises(ValueError, match="Unknown CLIP score variant"):
-    clip.clip_score(image, text, variant="hessel")
+    clip_score.clip_score(image, text, variant="hessel")
   with pytest.raises(ValueError, match="paired embeddings"):
-    clip.clip_score(image, text[:1])
+    clip_score.clip_score(image, text[:1])
 
 
 # ---------------------------------------------------------------------------------------
@@ -285,7 +289,8 @@ def test_embedder_streams_batches_like_one_direct_call(small_model, tokenizer):
   config, variables = small_model
   images = np.random.default_rng(3).integers(0, 256, (5, 20, 28, 3), np.uint8)
   captions = ["a cat", "two dogs on a mat", "", "UPPER case", "the " * 40]
-  embedder = clip.CLIPEmbedder(variables, tokenizer, config, batch_size=2)
+  embedder = features.clip_embedder(tokenizer, variables=variables, config=config,
+                                    batch_size=2)
   model = clip.CLIP(config)
   direct_images, direct_texts = jax.jit(lambda v, x, t: (
       model.apply(v, x, method=clip.CLIP.encode_image),
@@ -295,26 +300,34 @@ def test_embedder_streams_batches_like_one_direct_call(small_model, tokenizer):
   streamed = embedder.embed_images(iter([images[:3], images[3:4], images[4:]]))
   np.testing.assert_allclose(streamed, direct_images, atol=1e-5)
   np.testing.assert_allclose(embedder.embed_texts(captions), direct_texts, atol=1e-5)
+  np.testing.assert_allclose(embedder.embed_tokens(tokenizer(captions, 16)), direct_texts,
+                             atol=1e-5)
+  image_net = features.clip_image_net(variables, config, batch_size=2, progress=False)
+  assert image_net.name == "clip-vit-b32 images"
+  np.testing.assert_allclose(image_net(images)["features"], direct_images, atol=1e-5)
 
-  score = clip.compute_clip_score(embedder, images, captions)
+  score = clip_score.compute_clip_score(embedder, images, captions)
   prefixed = embedder.embed_texts(["A photo depicts " + c for c in captions])
   assert score.variant == "clipscore"
-  assert score.value == pytest.approx(clip.clip_score(direct_images, prefixed).value, abs=1e-5)
-  tm = clip.compute_clip_score(embedder, images, captions, variant="torchmetrics")
+  assert score.value == pytest.approx(clip_score.clip_score(direct_images, prefixed).value,
+                                      abs=1e-5)
+  tm = clip_score.compute_clip_score(embedder, images, captions, variant="torchmetrics")
   np.testing.assert_allclose(tm.per_sample,
-                             clip.clip_score(direct_images, direct_texts, "torchmetrics")
+                             clip_score.clip_score(direct_images, direct_texts, "torchmetrics")
                              .per_sample, atol=1e-3)
   with pytest.raises(ValueError, match="5 images but 4 captions"):
-    clip.compute_clip_score(embedder, images, captions[:4])
+    clip_score.compute_clip_score(embedder, images, captions[:4])
 
 
 def test_embedder_checks_tokenizer_and_batch(small_model, tokenizer):
   config, variables = small_model
   with pytest.raises(ValueError, match="different CLIPs"):
-    clip.CLIPEmbedder(variables, tokenizer, SMALL)
-  embedder = clip.CLIPEmbedder(variables, None, config, batch_size=4)
+    features.clip_embedder(tokenizer, variables=variables, config=SMALL)
+  embedder = features.clip_embedder(None, variables=variables, config=config, batch_size=4)
   with pytest.raises(ValueError, match="no tokenizer"):
     embedder.embed_texts(["a cat"])
+  with pytest.raises(ValueError, match="Token ids must be integers"):
+    embedder.embed_tokens(np.zeros((2, 5), np.float32))
   with pytest.raises(ValueError, match="No images"):
     embedder.embed_images(iter([]))
 
@@ -323,7 +336,8 @@ def test_embedder_shards_the_batch_over_devices():
   script = textwrap.dedent("""
       import jax, numpy as np
       from jaxgen import sharding
-      from jaxgen.metrics import clip
+      from jaxgen.metrics import features
+      from jaxgen.models import clip
       assert jax.device_count() == 2
       config = clip.CLIPConfig(embed_dim=8, image_size=16, patch_size=8, vision_width=16,
                                vision_layers=1, vision_heads=2, context_length=8,
@@ -333,8 +347,9 @@ def test_embedder_shards_the_batch_over_devices():
           lambda s: rng.standard_normal(s.shape).astype(np.float32) * 0.2,
           clip.param_shapes(config))}
       images = np.random.default_rng(0).integers(0, 256, (5, 16, 16, 3), np.uint8)
-      out = [clip.CLIPEmbedder(variables, None, config, 4, sharding.make_mesh(d))
-             .embed_images(images) for d in (jax.devices()[:1], jax.devices())]
+      out = [features.clip_embedder(variables=variables, config=config, batch_size=4,
+                                    mesh=sharding.make_mesh(d)).embed_images(images)
+             for d in (jax.devices()[:1], jax.devices())]
       np.testing.assert_allclose(out[0], out[1], atol=1e-5)
       print("ok")
   """)

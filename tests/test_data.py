@@ -14,11 +14,11 @@ def _cfg(**kw):
 
 
 def test_mnist5k_fixed_split():
-  train, test = sources.mnist5k("train"), sources.mnist5k("test")
+  train, test = data.get_source(_cfg(), "train"), data.get_source(_cfg(), "test")
   assert len(train) == 4500 and len(test) == 500
   assert np.bincount(test.arrays["label"]).tolist() == [50] * 10
   assert train.arrays["image"].dtype == np.uint8
-  assert train.arrays["image"].shape[1:] == data.example_shape(_cfg()) == (28, 28, 1)
+  assert train.arrays["image"].shape[1:] == data.example_spec(_cfg())["image"].shape == (28, 28, 1)
   # Disjoint: no test digit appears among the training digits.
   flat_train = {im.tobytes() for im in train.arrays["image"]}
   assert not any(im.tobytes() in flat_train for im in test.arrays["image"])
@@ -28,9 +28,9 @@ def test_mnist5k_fixed_split():
 
 
 def test_digits_source():
-  tr, te = sources.digits("train"), sources.digits("test")
+  tr, te = data.get_source(_cfg(name="digits"), "train"), data.get_source(_cfg(name="digits"), "test")
   assert len(tr) + len(te) == 1797
-  assert tr.arrays["image"].shape[1:] == data.example_shape(_cfg(name="digits")) == (8, 8, 1)
+  assert tr.arrays["image"].shape[1:] == data.example_spec(_cfg(name="digits"))["image"].shape == (8, 8, 1)
   assert tr.arrays["image"].max() == 255
 
 
@@ -40,7 +40,7 @@ def test_unknown_dataset_lists_available():
 
 
 def test_loader_is_deterministic_and_resumable():
-  src = sources.mnist5k("train")
+  src = data.get_source(_cfg(), "train")
   cfg = _cfg(binarize="dynamic")
   a = data.Loader(src, cfg, 64, seed=3)
   batches = [next(a) for _ in range(150)]  # > 2 epochs of 4,500 examples
@@ -65,7 +65,7 @@ def test_each_epoch_visits_every_example_once():
 
 @pytest.mark.parametrize("scale,lo,hi", [("unit", 0, 1), ("symmetric", -1, 1)])
 def test_preprocessing_ranges(scale, lo, hi):
-  raw = sources.mnist5k("test")[np.arange(32)]
+  raw = data.get_source(_cfg(), "test")[np.arange(32)]
   rng = np.random.default_rng(0)
   idx = np.arange(32)
   plain = preprocess.process(raw, _cfg(scale=scale), rng, True, idx)["image"]
@@ -90,7 +90,7 @@ def test_dynamic_binarisation_has_the_grey_level_as_mean():
 
 
 def test_fixed_binarisation_is_the_same_every_time():
-  raw = sources.mnist5k("test")[np.arange(8)]
+  raw = data.get_source(_cfg(), "test")[np.arange(8)]
   cfg = _cfg(binarize="fixed")
   a = preprocess.process(raw, cfg, np.random.default_rng(0), True, np.arange(8))
   b = preprocess.process(raw, cfg, np.random.default_rng(1), True, np.arange(8))
@@ -112,11 +112,11 @@ def test_flip_and_resize():
                            _cfg(resize=(32, 32)), np.random.default_rng(0), True,
                            np.arange(2))["image"]
   assert out.shape == (2, 32, 32, 1) and np.allclose(out, 1)
-  assert data.example_shape(_cfg(resize=(32, 32))) == (32, 32, 1)
+  assert data.example_spec(_cfg(resize=(32, 32)))["image"].shape == (32, 32, 1)
 
 
 def test_eval_batches_pad_and_mask():
-  src = sources.digits("test")  # 297 examples
+  src = data.get_source(_cfg(name="digits"), "test")  # 297 examples
   batches = list(data.eval_batches(src, _cfg(name="digits"), 100, seed=0))
   assert len(batches) == 3
   assert sum(b["mask"].sum() for b in batches) == 297
@@ -202,7 +202,7 @@ def test_tfds_dataset_prepared_then_read_without_download(tmp_path):
   # tfds stores examples in its own (hashed) order: compare as sets of pairs.
   pairs = lambda ims, ls: sorted((im.tobytes(), int(l)) for im, l in zip(ims, ls))
   assert pairs(got["image"], got["label"]) == pairs(images, labels)
-  assert data.example_shape(cfg) == (8, 8, 1)
+  assert data.example_spec(cfg)["image"].shape == (8, 8, 1)
   batch = next(data.Loader(data.get_source(cfg, "train"), cfg, 4, seed=0))
   assert batch["image"].shape == (4, 8, 8, 1) and batch["image"].dtype == np.float32
 
@@ -231,3 +231,29 @@ def test_center_crop_keeps_the_aspect_ratio():
   np.testing.assert_array_equal(out[0], direct)
   squashed = preprocess.resize(img, (64, 64))
   assert squashed.shape == out.shape and not np.array_equal(squashed, out)
+
+
+def test_a_family_refuses_a_dataset_of_the_wrong_kind():
+  """Single-image families refuse paired and unpaired sets, and a paired or unpaired
+  family refuses the other kind, each naming both kinds."""
+  from jaxgen.trainers import base, vae
+  c = ConfigDict(dict(family="vae", data=_cfg(name="mnist5k_edges")))
+  with pytest.raises(ValueError, match=r"'vae' trains on a dataset of single images "
+                                       r"\(image\), but .*'mnist5k_edges' is a paired "
+                                       r"dataset \(source, target\)"):
+    vae.VAETrainer(c, data.example_spec(c.data))
+
+  class Unpaired(base.Trainer):
+    data_keys = (("domain_a", "domain_b"),)
+
+  class Paired(base.Trainer):
+    data_keys = (("source", "target"),)
+
+  with pytest.raises(ValueError, match=r"trains on an unpaired dataset \(domain_a, "
+                                       r"domain_b\), but .* is a paired dataset"):
+    Unpaired(c, data.example_spec(c.data))
+  c.data.name = "mnist5k_styles"
+  with pytest.raises(ValueError, match=r"trains on a paired dataset \(source, target\), "
+                                       r"but .*'mnist5k_styles' is an unpaired dataset"):
+    Paired(c, data.example_spec(c.data))
+  assert Unpaired(c, data.example_spec(c.data)).example_shape == (28, 28, 3)

@@ -14,7 +14,7 @@ import optax
 import pytest
 
 from conftest import REPO, load_config, run_main
-from jaxgen import train
+from jaxgen import data, train
 from jaxgen.models import gan
 from jaxgen.trainers.base import count_params
 from jaxgen.trainers.gan import GANTrainer, slerp
@@ -201,7 +201,7 @@ def test_the_generator_learns_a_shifted_gaussian():
   """Data N((2, -1), 0.3^2 I): the generator's mean, near 0 at the start, moves there."""
   c = load_config("gan_toy2d")
   c.model.update(latent_dim=2, hidden_g=(32,), hidden_d=(32,))
-  trainer = GANTrainer(c, (2,))
+  trainer = GANTrainer(c, data.example_spec(c.data))
   state = trainer.init_state(jax.random.key(0))
   target = np.array([2.0, -1.0], np.float32)
   data_rng = np.random.default_rng(0)

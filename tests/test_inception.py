@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen.metrics import inception, torch_pickle, weights
+from jaxgen.metrics import features, inception, torch_pickle, weights
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 
@@ -36,20 +36,39 @@ rw = _load_fixture_helper()
 
 
 @pytest.fixture(scope="module")
-def random_weights(tmp_path_factory):
-  """The fixture's random weights as a .pth file, written without torch."""
-  path = tmp_path_factory.mktemp("weights") / "random_inception.pth"
-  torch_pickle.save_state_dict(path, rw.random_state_dict())
-  return path
+def random_state():
+  """The fixture's random state dict, generated once (read-only: copy before editing)."""
+  state = rw.random_state_dict()
+  for value in state.values():
+    value.flags.writeable = False
+  return state
 
 
 @pytest.fixture(scope="module")
-def features(random_weights, tmp_path_factory):
-  """pytorch-fid-mode features through the same path as real weights (compiled once)."""
-  with pytest.MonkeyPatch.context() as patch:
-    patch.setenv("JAXGEN_CACHE", str(tmp_path_factory.mktemp("cache")))
-    yield inception.feature_net(random_weights, mode="pytorch-fid", batch_size=2,
-                                progress=False)
+def random_weights(random_state, tmp_path_factory):
+  """The fixture's random weights as a .pth file, written without torch."""
+  path = tmp_path_factory.mktemp("weights") / "random_inception.pth"
+  torch_pickle.save_state_dict(path, random_state)
+  return path
+
+
+def _net(weights_path, mode):
+  net = features.get("inception", weights=weights_path, mode=mode, batch_size=2)
+  net.progress = False
+  return net
+
+
+@pytest.fixture(scope="module")
+def pytorch_fid_net(random_weights):
+  """pytorch-fid-mode features through the same path as real weights, built and
+  compiled once for the module (the .pth is converted once into the tests' cache)."""
+  return _net(random_weights, "pytorch-fid")
+
+
+@pytest.fixture(scope="module")
+def tf_net(random_weights):
+  """The same weights in "tf" mode, also shared by every test of the module."""
+  return _net(random_weights, "tf")
 
 
 # ---------------------------------------------------------------------------------------
@@ -69,13 +88,15 @@ def test_parameter_counts_match_pytorch_fid():
   assert outputs["pool3"].shape == (4, 2048) and outputs["logits"].shape == (4, 1008)
 
 
-def test_network_matches_pytorch_fid(features):
+def test_network_matches_pytorch_fid(pytorch_fid_net, random_weights):
+  net = pytorch_fid_net
   expected = np.load(FIXTURES / "inception_parity.npz")
   # Three images of different sizes (299, up- and downsampled): three padded batches.
-  out = features(rw.parity_images(), total=3)
-  assert features.mode == "pytorch-fid" and features.name == "inception-v3-fid (pytorch-fid inputs)"
+  out = net(rw.parity_images(), total=3)
+  assert net.mode == "pytorch-fid" and net.name == "inception-v3-fid (pytorch-fid inputs)"
+  assert net.weights_path == random_weights and net.fc_kernel.shape == (2048, 1008)
   # "logits" are the Inception Score's: without the classifier's bias.
-  ours = {"pool3": out["features"], "logits": out["logits"] + features.fc_bias}
+  ours = {"pool3": out["features"], "logits": out["logits"] + net.fc_bias}
   for key in ("pool3", "logits"):
     assert ours[key].shape == expected[key].shape and ours[key].dtype == np.float32
     scale = np.abs(expected[key]).max()
@@ -83,13 +104,12 @@ def test_network_matches_pytorch_fid(features):
     assert error <= 1e-4 * scale, (key, error, scale)
 
 
-def test_tf_mode_normalisation_batching_and_grey(features, random_weights):
-  tf_features = inception.feature_net(random_weights, mode="tf", batch_size=2,
-                                     progress=False)
+def test_tf_mode_normalisation_batching_and_grey(pytorch_fid_net, tf_net):
+  tf_features = tf_net
   images = np.random.default_rng(5).integers(0, 256, (3, 299, 299, 3)).astype(np.uint8)
   out = tf_features(images)
   # At 299x299 nothing is resized, and (x - 128) / 128 == 2 (x / 256) - 1 exactly.
-  same = features(images / 256.0)
+  same = pytorch_fid_net(images / 256.0)
   for key in out:
     np.testing.assert_array_equal(out[key], same[key])
   # The stream regroups arrays of any length into the same batches.
@@ -178,12 +198,12 @@ def test_bad_images_are_rejected_with_a_fix(images, mode, message):
     inception.check_images(images, mode)
 
 
-def test_the_stream_checks_every_batch(features):
+def test_the_stream_checks_every_batch(pytorch_fid_net):
   good = np.full((1, 8, 8, 3), 0.5, np.float32)
   with pytest.raises(ValueError, match=r"range over \[0.5, 2\]"):
-    features([good, good, np.concatenate([good, 4 * good])])
+    pytorch_fid_net([good, good, np.concatenate([good, 4 * good])])
   with pytest.raises(ValueError, match=r"float"):
-    features(np.zeros((1, 8, 8, 3), np.uint8))
+    pytorch_fid_net(np.zeros((1, 8, 8, 3), np.uint8))
 
 
 # ---------------------------------------------------------------------------------------
@@ -270,9 +290,10 @@ def test_corrupt_or_foreign_files_give_clear_errors(tmp_path):
 # Weights conversion and cache.
 
 
-def test_conversion_is_cached_by_content(random_weights, tmp_path, monkeypatch):
+def test_conversion_is_cached_by_content(random_state, random_weights, tmp_path,
+                                         monkeypatch):
   monkeypatch.setenv("JAXGEN_CACHE", str(tmp_path))
-  state = rw.random_state_dict()
+  state = random_state
   variables = inception.load_variables(random_weights)
   cache = tmp_path / f"inception_{weights.sha256(random_weights)}.npz"
   assert cache.is_file()
@@ -295,9 +316,9 @@ def test_conversion_is_cached_by_content(random_weights, tmp_path, monkeypatch):
                                 state["Conv2d_1a_3x3.bn.running_var"])
 
 
-def test_wrong_weights_give_clear_errors(tmp_path, monkeypatch):
+def test_wrong_weights_give_clear_errors(random_state, tmp_path, monkeypatch):
   monkeypatch.setenv("JAXGEN_CACHE", str(tmp_path))
-  state = rw.random_state_dict()
+  state = dict(random_state)
   state["fc.weight"] = state["fc.weight"][:1000]
   state["aux.weight"] = state.pop("fc.bias")
   with pytest.raises(ValueError, match=r"missing: params/fc/bias; unexpected: aux.weight; "
@@ -311,7 +332,7 @@ def test_wrong_weights_give_clear_errors(tmp_path, monkeypatch):
   assert not list(tmp_path.glob("inception_*.npz"))
 
 
-def test_score_cli_inception_fid(random_weights, tmp_path):
+def test_score_cli_inception_fid(random_weights, tf_net, tmp_path):
   """``python -m jaxgen.score`` with --weights: the FID the Python path gives."""
   import json
   import os
@@ -322,8 +343,7 @@ def test_score_cli_inception_fid(random_weights, tmp_path):
   b = np.clip(a.astype(int) + rng.integers(-60, 60, a.shape), 0, 255).astype(np.uint8)
   np.save(tmp_path / "a.npy", a)
   np.save(tmp_path / "b.npy", b)
-  net = inception.feature_net(random_weights, mode="tf", batch_size=4, progress=False)
-  fa, fb = net(a), net(b)
+  fa, fb = tf_net(a), tf_net(b)  # batch 2 here, 4 in the command: the same features
 
   def score(*args):
     proc = subprocess.run(

@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 
 import jax
 import numpy as np
@@ -18,7 +19,7 @@ from jaxgen.metrics import features, fid, mnist_classifier as mc
 
 @pytest.fixture(scope="module")
 def digits():
-  test, train = sources.mnist5k("test")[:], sources.mnist5k("train")[:]
+  test, train = sources.mnist5k_arrays("test"), sources.mnist5k_arrays("train")
   # The splits are sorted by class: a random 1,000 training digits cover all ten.
   rows = np.random.default_rng(0).permutation(len(train["image"]))[:1000]
   return test["image"], test["label"], train["image"][rows]
@@ -54,6 +55,29 @@ def test_classifier_rejects_bad_images(net):
     net(-np.ones((2, 28, 28, 1), np.float32), progress=False)
   with pytest.raises(ValueError, match="Unknown feature network"):
     features.get("resnet")
+
+
+def test_metrics_import_no_training_code_and_no_cycle():
+  """jaxgen.metrics is the numerical core: importing all of it loads no data, training
+  or trainer module, and the network modules do not import the feature registry."""
+  script = textwrap.dedent("""
+      import importlib, pkgutil, sys
+      import jaxgen.metrics
+      names = [m.name for m in pkgutil.iter_modules(jaxgen.metrics.__path__)]
+      for name in names:
+        importlib.import_module("jaxgen.metrics." + name)
+      loaded = sorted(m for m in sys.modules if m.startswith("jaxgen."))
+      bad = [m for m in loaded if m.split(".")[1] in ("data", "train", "trainers",
+                                                      "evaluation", "main")]
+      assert not bad, bad
+      for name in set(names) - {"features"}:
+        source = open(importlib.import_module("jaxgen.metrics." + name).__file__).read()
+        assert "import features" not in source, name
+      print("ok")
+  """)
+  proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                        text=True, timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-3000:]
 
 
 def score(*args, check=True):
@@ -135,6 +159,8 @@ def test_score_cli_bad_input(tmp_path):
       (("--metric", "ssim", tmp_path / "a.npy", tmp_path / "b.npy"), "paired images"),
       (("--metric", "is", tmp_path / "neg.npy", "--feature_net", "mnist_classifier"),
        r"\[0, 1\]"),
+      (("--metric", "is", tmp_path / "a.npy", "--feature_net", "clip"),
+       "needs class logits"),
       (("--metric", "clip", tmp_path / "a.npy"), "needs --captions"),
       (("--metric", "clip", tmp_path / "a.npy", "--captions", tmp_path / "caps.txt"),
        "3 captions for 4 images"),
@@ -160,17 +186,17 @@ def test_eval_mode_writes_sample_metrics(tmp_path):
 
 
 def test_reference_statistics_are_cached_per_weights(tmp_path, monkeypatch):
-  from jaxgen.metrics import samples
+  from jaxgen import evaluation
   monkeypatch.setenv("JAXGEN_CACHE", str(tmp_path))
   c = load_config("vae_mnist", "tiny")
   net = features.get("mnist_classifier")
-  first = samples.reference(net, c.data, "test")
+  first = evaluation.reference(net, c.data, "test")
   assert first.num == 500 and len(list((tmp_path / "stats").iterdir())) == 1
-  again = samples.reference(net, c.data, "test")  # read from the cache
+  again = evaluation.reference(net, c.data, "test")  # read from the cache
   np.testing.assert_array_equal(again.sigma, first.sigma)
   other = jax.tree.map(lambda x: x * 1.1, mc.load_params())
   mc.save_params(other, tmp_path / "other.npz")
-  changed = samples.reference(features.get("mnist_classifier", weights=tmp_path / "other.npz"),
+  changed = evaluation.reference(features.get("mnist_classifier", weights=tmp_path / "other.npz"),
                               c.data, "test")
   assert len(list((tmp_path / "stats").iterdir())) == 2
   assert not np.allclose(changed.mu, first.mu)

@@ -59,28 +59,34 @@ def test_resume_restores_the_data_position(tmp_path, tiny_vae):
   train.train(c, wd)
   ckpt = checkpoint.Checkpointer(os.path.join(wd, "checkpoints"))
   trainer = train.make_trainer(c)
-  _, meta = ckpt.restore(train._abstract_state(
-      trainer, train._keys(c)["init"], train.sharding.make_mesh()), step=2)
+  _, meta = ckpt.restore(train.abstract_state(trainer, c, train.sharding.make_mesh()),
+                         step=2)
   ckpt.close()
-  assert meta == {"step": 2, "data_position": 2}
+  assert meta == {"step": 2, "data_position": 2, "batch_size": 8, "seed": 0,
+                  "stages": {}}
 
 
 def test_a_finished_run_loads_read_only_as_a_frozen_stage(tmp_path, tiny_vae):
+  from jaxgen import stages
   c = tiny_vae
   c.train.update(num_steps=2, sample_every=0)
   wd = str(tmp_path / "run")
   final = train.train(c, wd)
-  state, meta = checkpoint.load_state(wd)
-  assert meta["step"] == 2
-  _assert_bitwise_equal(_params(final), jax.tree.map(np.asarray, state["params"]))
-  with pytest.raises(checkpoint.CheckpointError, match="train that stage first"):
-    checkpoint.load_state(str(tmp_path / "nothing"))
+  before = sorted(os.listdir(wd)), os.path.getmtime(os.path.join(wd, "config.json"))
+  stage = stages.load_run("autoencoder", wd, train.sharding.make_mesh())
+  assert stage.step == 2 and stage.trainer.config.family == "vae"
+  _assert_bitwise_equal(_params(final), jax.tree.map(np.asarray, stage.params))
+  assert stage.digest == stages.digest(final.ema_params)
+  assert (sorted(os.listdir(wd)), os.path.getmtime(os.path.join(wd, "config.json"))
+          ) == before  # read only
+  with pytest.raises(stages.StageError, match="no such directory"):
+    stages.load_run("autoencoder", str(tmp_path / "nothing"), train.sharding.make_mesh())
 
 
 class _NaNAtStep3(VAETrainer):
   """The VAE whose third batch is poisoned with NaN."""
 
-  def train_step(self, state, batch, rng):
+  def train_step(self, state, batch, rng, frozen=None):
     poison = jnp.where(state.step == 2, jnp.nan, 0.0)
     return super().train_step(state, {**batch, "image": batch["image"] + poison}, rng)
 
@@ -89,14 +95,13 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_vae
   c = tiny_vae
   c.train.update(num_steps=8, checkpoint_every=2, log_every=4, sample_every=0)
   wd = str(tmp_path / "run")
-  trainer = _NaNAtStep3(c, (28, 28, 1))
+  trainer = _NaNAtStep3(c, train.data.example_spec(c.data))
   with pytest.raises(train.NonFiniteError, match="at step 3") as e:
     train.train(c, wd, trainer=trainer)
   assert "last good checkpoint (step 2)" in str(e.value)
   ckpt = checkpoint.Checkpointer(os.path.join(wd, "checkpoints"))
   assert ckpt.all_steps() == [2]
-  state, _ = ckpt.restore(train._abstract_state(
-      trainer, train._keys(c)["init"], train.sharding.make_mesh()))
+  state, _ = ckpt.restore(train.abstract_state(trainer, c, train.sharding.make_mesh()))
   ckpt.close()
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.params))
 

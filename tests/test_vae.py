@@ -74,4 +74,4 @@ def test_inconsistent_likelihood_and_data_are_clear_errors(change, match):
   c.model.likelihood = change.pop("likelihood")
   c.data.update(**change)
   with pytest.raises(ValueError, match=match):
-    VAETrainer(c, (8, 8, 1))
+    VAETrainer(c, data.example_spec(c.data))

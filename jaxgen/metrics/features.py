@@ -6,9 +6,16 @@ logits (for IS), computed in fixed-size batches by one jit-compiled function who
 batch is sharded over the device mesh. Host memory holds one batch of images at a time.
 Every result carries ``net.name``, which says which network (and input convention)
 produced it, since numbers from different networks are not comparable.
+
+This module is the one registry of feature networks: the network modules
+(``mnist_classifier``, ``inception``, ``clip_score``) define their networks and feature
+functions and never import it. ``get("clip")`` gives CLIP ViT-B/32 image embeddings
+(``features`` only, no ``logits``: FID in CLIP space); ``clip_embedder`` gives both
+towers, for the CLIP score.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, Iterable
 
 import jax
@@ -16,8 +23,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxgen import sharding
+from jaxgen.metrics import clip_score, inception, mnist_classifier
+from jaxgen.metrics import weights as weights_lib
+from jaxgen.models import clip
 
-NETWORKS = ("mnist_classifier", "inception")
+NETWORKS = ("mnist_classifier", "inception", "clip")
 
 
 def _batches(images, size: int, prepare: Callable) -> Iterable[np.ndarray]:
@@ -109,15 +119,58 @@ def get(name: str, *, weights=None, mode: str = "tf", batch_size: int = 100,
   """The feature network ``name`` (see NETWORKS); ``weights`` overrides its weights
   file, ``mode`` is the Inception input convention ("tf" or "pytorch-fid")."""
   if name == "mnist_classifier":
-    from jaxgen.metrics import mnist_classifier as mc
-    params = mc.load_params(weights or mc.WEIGHTS)
-
-    def apply(variables, x):
-      features, logits = mc.MNISTClassifier().apply({"params": variables}, x)
-      return {"features": features, "logits": logits}
-    return FeatureNet(mc.NAME, apply, params, mc.check_digits, batch_size, mesh)
+    params = mnist_classifier.load_params(weights or mnist_classifier.WEIGHTS)
+    return FeatureNet(mnist_classifier.NAME, mnist_classifier.features_and_logits, params,
+                      mnist_classifier.check_digits, batch_size, mesh)
   if name == "inception":
-    from jaxgen.metrics import inception
-    return inception.feature_net(weights=weights, mode=mode, batch_size=batch_size,
-                                 mesh=mesh)
+    inception.net_name(mode)  # checks the mode before any file is read
+    path = weights_lib.resolve("inception", weights)
+    net = inception_net(inception.load_variables(path), mode, batch_size, mesh)
+    net.weights_path = path
+    return net
+  if name == "clip":
+    return clip_image_net(clip_score.load_variables(weights), batch_size=batch_size,
+                          mesh=mesh)
   raise ValueError(f"Unknown feature network {name!r}; use one of {', '.join(NETWORKS)}.")
+
+
+def inception_net(variables, mode: str = "tf", batch_size: int = 50, mesh=None,
+                  progress: bool = True) -> FeatureNet:
+  """The FID Inception for flax variables already in memory ({"params", "batch_stats"}):
+  pool3 ``features`` (N, 2048) and the Inception Score's ``logits`` (N, 1008), without
+  the classifier's bias. The net also has ``mode``, ``weights_path`` (None here),
+  ``fc_kernel`` (2048, 1008) and ``fc_bias``."""
+  net = FeatureNet(inception.net_name(mode),
+                   functools.partial(inception.features_and_logits, mode=mode), variables,
+                   functools.partial(inception.prepare_batch, mode=mode), batch_size, mesh,
+                   progress)
+  net.mode, net.weights_path = mode, None
+  net.fc_kernel = np.asarray(variables["params"]["fc"]["kernel"])
+  net.fc_bias = np.asarray(variables["params"]["fc"]["bias"])
+  return net
+
+
+def clip_image_net(variables, config: clip.CLIPConfig = clip.VIT_B_32,
+                   batch_size: int = 64, mesh=None, progress: bool = True) -> FeatureNet:
+  """CLIP's image tower: ``features`` are the (unnormalised) image embeddings."""
+  name, apply, prepare = clip_score.image_tower(config)
+  return FeatureNet(name, apply, variables, prepare, batch_size, mesh, progress)
+
+
+def clip_embedder(tokenizer=None, *, weights=None, variables=None,
+                  config: clip.CLIPConfig = clip.VIT_B_32, batch_size: int = 64, mesh=None,
+                  progress: bool = True) -> clip_score.CLIPEmbedder:
+  """Both CLIP towers over one replicated copy of the weights, for the CLIP score.
+
+  ``variables`` (in memory) or else ``weights`` (a Hugging Face ``model.safetensors``;
+  default OpenAI's ViT-B/32 from the cache) give the weights; ``tokenizer`` (a
+  ``jaxgen.data.clip_tokenizer.CLIPTokenizer``) turns captions into token ids.
+  """
+  if variables is None:
+    variables = clip_score.load_variables(weights, config)
+  mesh = sharding.make_mesh() if mesh is None else mesh
+  variables = sharding.replicate(variables, mesh)  # shared by both towers
+  nets = [FeatureNet(name, apply, variables, prepare, batch_size, mesh, progress)
+          for name, apply, prepare in (clip_score.image_tower(config),
+                                       clip_score.text_tower(config))]
+  return clip_score.CLIPEmbedder(*nets, tokenizer=tokenizer, config=config)

@@ -1,4 +1,4 @@
-"""The FID Inception-v3 network in Flax, its weights, its input conventions, batched features.
+"""The FID Inception-v3 network in Flax, its weights, its input conventions, its features.
 
 ``InceptionV3`` is pytorch-fid's ``FIDInceptionV3`` (the 2015-12-05 TensorFlow graph that
 TTUR's FID uses): torchvision's Inception-v3 with the FIDInceptionA/C/E_1/E_2 blocks,
@@ -14,9 +14,10 @@ with FIDs under the other:
 * ``"pytorch-fid"``, pytorch-fid 0.3.0: float images in [0, 1], torch bilinear resize to
   299 (``align_corners=False``: half-pixel centres, no antialiasing), then 2x - 1.
 
-``feature_net`` streams any number of images through the network, batch-sharded over the
-device mesh (``features.FeatureNet``), giving pool3 features (N, 2048) and the logits
-(N, 1008) that the Inception Score uses.
+``features_and_logits`` computes pool3 features (N, 2048) and the logits (N, 1008) that
+the Inception Score uses, from a host batch that ``prepare_batch`` checks;
+``features.get("inception")`` streams any number of images through them, batch-sharded
+over the device mesh.
 """
 from __future__ import annotations
 
@@ -421,10 +422,17 @@ def preprocess(images, mode: str = "tf") -> jax.Array:
 
 
 # ---------------------------------------------------------------------------------------
-# Batched feature extraction.
+# The feature function (features.FeatureNet runs it in batches over the mesh).
 
 
-def _prepare(images: np.ndarray, mode: str) -> np.ndarray:
+def net_name(mode: str) -> str:
+  """The name results carry: features under one input convention are not comparable
+  with features under the other."""
+  _check_mode(mode)
+  return f"inception-v3-fid ({mode} inputs)"
+
+
+def prepare_batch(images, mode: str = "tf") -> np.ndarray:
   """A host batch for ``mode``; in "tf" mode float images in [0, 1] are first rounded to
   uint8, as saving them as PNG files for the reference implementations would."""
   if mode == "tf" and np.issubdtype(np.asarray(images).dtype, np.floating):
@@ -433,38 +441,10 @@ def _prepare(images: np.ndarray, mode: str) -> np.ndarray:
   return images.astype(np.float32) if mode == "pytorch-fid" else images
 
 
-def feature_net(weights=None, mode: str = "tf", batch_size: int = 50, mesh=None,
-                progress: bool = True):
-  """A ``features.FeatureNet`` giving pool3 ``features`` (N, 2048) and the Inception
-  Score's ``logits`` (N, 1008): pool3 . W^T without the classifier's bias.
-
-  ``weights`` is a ``.pth`` file in pytorch-fid's format (default: the known file from
-  the cache, downloaded if missing); ``mode`` the input convention. The returned net
-  also has ``mode``, ``weights_path``, ``fc_kernel`` and ``fc_bias``.
-  """
-  _check_mode(mode)
-  path = weights_lib.resolve("inception", weights)
-  net = feature_net_from_variables(load_variables(path), mode, batch_size, mesh, progress)
-  net.weights_path = path
-  return net
-
-
-def feature_net_from_variables(variables, mode: str = "tf", batch_size: int = 50,
-                               mesh=None, progress: bool = True):
-  """``feature_net`` for flax variables already in memory ({"params", "batch_stats"})."""
-  from jaxgen.metrics import features  # features imports this module lazily
-  _check_mode(mode)
-
-  def apply(variables, images):
-    out = InceptionV3().apply(variables, _transform(images, mode))
-    kernel = variables["params"]["fc"]["kernel"]
-    logits = jnp.matmul(out["pool3"], kernel, precision=HIGHEST)
-    return {"features": out["pool3"], "logits": logits}
-
-  net = features.FeatureNet(f"inception-v3-fid ({mode} inputs)", apply, variables,
-                            functools.partial(_prepare, mode=mode), batch_size, mesh,
-                            progress)
-  net.mode, net.weights_path = mode, None
-  net.fc_kernel = np.asarray(variables["params"]["fc"]["kernel"])  # (2048, 1008)
-  net.fc_bias = np.asarray(variables["params"]["fc"]["bias"])
-  return net
+def features_and_logits(variables, images, mode: str = "tf") -> dict[str, jax.Array]:
+  """pool3 ``features`` (N, 2048) and the Inception Score's ``logits`` (N, 1008), which
+  are pool3 . W^T without the classifier's bias, of a batch from ``prepare_batch``."""
+  out = InceptionV3().apply(variables, _transform(images, mode))
+  kernel = variables["params"]["fc"]["kernel"]
+  logits = jnp.matmul(out["pool3"], kernel, precision=HIGHEST)
+  return {"features": out["pool3"], "logits": logits}

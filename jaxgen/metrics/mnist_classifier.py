@@ -37,6 +37,12 @@ class MNISTClassifier(nn.Module):
     return features, nn.Dense(10)(features)
 
 
+def features_and_logits(params, images) -> dict[str, jax.Array]:
+  """The 128-d penultimate ``features`` and the 10 ``logits`` of a ``check_digits`` batch."""
+  features, logits = MNISTClassifier().apply({"params": params}, images)
+  return {"features": features, "logits": logits}
+
+
 def save_params(params, path) -> None:
   flat = flax.traverse_util.flatten_dict(jax.device_get(params), sep="/")
   np.savez(path, **{k: np.asarray(v) for k, v in flat.items()})

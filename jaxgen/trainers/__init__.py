@@ -7,14 +7,16 @@ import importlib
 FAMILIES = {
     "vae": "jaxgen.trainers.vae:VAETrainer",
     "ddpm": "jaxgen.trainers.ddpm:DDPMTrainer",
+    "latent_ddpm": "jaxgen.trainers.latent_ddpm:LatentDDPMTrainer",
     "gan": "jaxgen.trainers.gan:GANTrainer",
 }
 
 
-def create(config, example_shape):
+def family_class(config):
+  """The Trainer class of ``config.family``."""
   family = config.get("family")
   if family not in FAMILIES:
     raise ValueError(f"Unknown config.family {family!r}; available: "
                      f"{', '.join(sorted(FAMILIES))}.")
   module, cls = FAMILIES[family].split(":")
-  return getattr(importlib.import_module(module), cls)(config, example_shape)
+  return getattr(importlib.import_module(module), cls)

@@ -70,14 +70,40 @@ def make_optimizer(cfg, num_steps: int) -> optax.GradientTransformation:
   return optax.chain(optax.clip_by_global_norm(clip), opt) if clip else opt
 
 
+def optimizer_step(tx: optax.GradientTransformation, grads, opt_state, params):
+  """One optax update: ``(new params, new optimiser state)``."""
+  updates, opt_state = tx.update(grads, opt_state, params)
+  return optax.apply_updates(params, updates), opt_state
+
+
 def apply_gradients(state: TrainState, grads, tx: optax.GradientTransformation,
                     ema_decay: float, **replace):
-  """One optimiser step plus the EMA update; returns (new state, gradient norm)."""
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
+  """One optimiser step of the whole state plus the EMA update, ``step`` + 1; returns
+  (new state, gradient norm). For one optimiser over all of ``state.params``; several
+  players, each with its own optimiser, go through ``apply_player_gradients``."""
+  params, opt_state = optimizer_step(tx, grads, state.opt_state, state.params)
   ema = optax.incremental_update(params, state.ema_params, 1.0 - ema_decay)
   new = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                       ema_params=ema, **replace)
+  return new, optax.tree.norm(grads)
+
+
+def apply_player_gradients(state: TrainState, player: str, grads,
+                           tx: dict | optax.GradientTransformation,
+                           *, count_step: bool = False, **replace):
+  """One optimiser step of one player of a several-optimiser state, where
+  ``state.params`` and ``state.opt_state`` are dicts keyed by player name; ``tx`` is
+  the dict of the players' transformations (or this player's). The other players'
+  params and optimiser states, ``ema_params`` and (unless ``count_step``) ``step``
+  are left as they are; ``replace`` sets further fields. Returns (new state, norm of
+  ``grads``)."""
+  tx = tx if isinstance(tx, optax.GradientTransformation) else tx[player]
+  params, opt_state = optimizer_step(tx, grads, state.opt_state[player],
+                                     state.params[player])
+  if count_step:
+    replace["step"] = state.step + 1
+  new = state.replace(params={**state.params, player: params},
+                      opt_state={**state.opt_state, player: opt_state}, **replace)
   return new, optax.tree.norm(grads)
 
 
@@ -91,14 +117,42 @@ def count_params(module: nn.Module, *example_args, **example_kwargs) -> int:
 class Trainer:
   """The interface between a model family and the generic loop.
 
-  Subclasses build their networks in ``__init__`` from the config and the shape of
-  one preprocessed example, and implement the methods below. ``train_step`` and
-  ``eval_step`` must be pure (the loop jit-compiles them over the mesh).
+  Subclasses build their networks in ``__init__`` from the config, the spec of one
+  preprocessed example (``data.example_spec``: key -> ShapeDtypeStruct) and the
+  frozen stages the config names (``stages``: name -> ``jaxgen.stages.Stage``), and
+  implement the methods below. ``train_step``, ``eval_step`` and ``generate`` must be
+  pure: the loop jit-compiles them over the mesh. Each takes ``frozen``, the frozen
+  stages' parameters (name -> pytree; empty without stages), as its own argument:
+  replicated, never donated, never part of the checkpointed state.
   """
+  # The frozen stages a family needs: name in config.stages -> the protocol class
+  # (Autoencoder, ConditioningEncoder) that the stage's family must provide.
+  stage_roles: dict = {}
 
-  def __init__(self, config, example_shape: tuple):
+  # The keys a family's examples must have, as alternatives: ("image",) for image
+  # models, ("source", "target") for paired translation, ("domain_a", "domain_b") for
+  # unpaired translation, ("x",) for points. The first key's shape of the first
+  # alternative that the dataset has is ``example_shape``.
+  data_keys: tuple = (("image",),)
+
+  def __init__(self, config, spec: dict, stages: dict | None = None):
     self.config = config
-    self.example_shape = tuple(example_shape)
+    self.spec = dict(spec)
+    self.stages = dict(stages or {})
+    keys = self.keys_for(self.spec)
+    _check_keys(config, keys, self.spec)
+    self.example_shape = tuple(self.spec[keys[0]].shape)
+
+  def keys_for(self, spec) -> tuple:
+    """The data keys this family reads from examples described by ``spec``."""
+    return next((keys for keys in self.data_keys if set(keys) <= set(spec)),
+                self.data_keys[0])
+
+  @property
+  def conditioning_keys(self) -> tuple:
+    """Keys of an eval example that ``generate`` is conditioned on (``label``,
+    ``text``, ``source``, ...); empty for unconditional families."""
+    return ()
 
   def networks(self) -> dict[str, tuple[nn.Module, tuple, dict]]:
     """Each network by name, with example positional and keyword inputs to build it
@@ -108,23 +162,76 @@ class Trainer:
   def init_state(self, rng) -> TrainState:
     raise NotImplementedError
 
-  def train_step(self, state, batch: dict, rng) -> tuple[Any, dict]:
+  def train_step(self, state, batch: dict, rng, frozen: dict | None = None) -> tuple[Any, dict]:
     """One update. The metrics must include ``loss``; all are checked for finiteness."""
     raise NotImplementedError
 
-  def eval_step(self, state, batch: dict, rng) -> dict:
+  def eval_step(self, state, batch: dict, rng, frozen: dict | None = None) -> dict:
     """Sums over the (masked) batch; the loop adds them up over the split."""
     raise NotImplementedError
 
   def finalize_eval(self, sums: dict) -> dict:
     raise NotImplementedError
 
-  def generate(self, state, rng, num: int):
+  def generate(self, state, rng, num: int, inputs: dict | None = None,
+               frozen: dict | None = None):
     """``num`` samples (EMA parameters where the family keeps them) as float images in
-    [0, 1], shape (num, H, W, C). Pure, so that sample-based metrics (FID, IS) can
-    jit-compile it; class-conditional families draw labels uniformly."""
+    [0, 1], shape (num, H, W, C). ``inputs`` holds the conditioning (the
+    ``conditioning_keys`` of ``num`` eval examples, leading axis ``num``); ``None``
+    lets the family draw its own (class-conditional families draw labels
+    uniformly)."""
     raise NotImplementedError
 
-  def visualize(self, state, rng, batch: dict) -> dict:
+  def visualize(self, state, rng, batch: dict, frozen: dict | None = None) -> dict:
     """Named images (uint8 HxWxC or HxW) to save; ``samples`` is the main grid."""
+    raise NotImplementedError
+
+  def stage_params(self, state):
+    """What this run hands to later runs that use it as a frozen stage."""
+    return state.ema_params
+
+
+_KINDS = {("source", "target"): "a paired dataset (source, target)",
+          ("domain_a", "domain_b"): "an unpaired dataset (domain_a, domain_b)",
+          ("image",): "a dataset of single images (image)",
+          ("x",): "a dataset of points (x)"}
+
+
+def _kind(keys) -> str:
+  return next((v for k, v in _KINDS.items() if set(k) <= set(keys)),
+              f"examples with keys {tuple(keys)}")
+
+
+def _check_keys(config, keys, spec):
+  if not set(keys) <= set(spec):
+    raise ValueError(
+        f"config.family={config.family!r} trains on {_kind(keys)}, but "
+        f"config.data.name={config.data.name!r} is {_kind(tuple(spec))}: choose a "
+        f"dataset with the keys {', '.join(keys)}.")
+
+
+class Autoencoder:
+  """The stage protocol of autoencoders (VAE, VQ-VAE, dVAE): a family that can serve
+  as ``config.stages.autoencoder`` mixes this in. ``params`` is the stage's
+  ``stage_params``; images are in [0, 1] as the stage's data config preprocesses
+  them."""
+  latent_spec: Any  # jax.ShapeDtypeStruct of one latent (or token-id grid)
+
+  def encode(self, params, images):
+    """Images (N, H, W, C) -> latents (N, *latent_spec.shape) or token ids."""
+    raise NotImplementedError
+
+  def decode(self, params, latents):
+    """Latents (or token ids) -> images in [0, 1], (N, H, W, C)."""
+    raise NotImplementedError
+
+
+class ConditioningEncoder:
+  """The stage protocol of conditioning encoders (CLIP): embeddings of images and of
+  token ids in one space."""
+
+  def embed_image(self, params, images):
+    raise NotImplementedError
+
+  def embed_text(self, params, tokens):
     raise NotImplementedError

@@ -20,25 +20,32 @@ from jaxgen.trainers.base import Trainer, TrainState, apply_gradients, make_opti
 
 class DDPMTrainer(Trainer):
 
-  def __init__(self, config, example_shape):
-    super().__init__(config, example_shape)
-    m, d = config.model, config.data
-    if d.get("scale", "unit") != "symmetric" or d.get("binarize"):
-      raise ValueError("DDPM models grey levels scaled to [-1, 1]: set "
-                       "--config.data.scale=symmetric and --config.data.binarize=''.")
+  def __init__(self, config, spec, stages=None):
+    super().__init__(config, spec, stages)
+    m = config.model
+    self.check_data(config.data)
     self.process = GaussianDiffusion.create(config.diffusion.schedule,
                                             config.diffusion.num_steps)
     self.param = config.diffusion.get("parameterization", "eps")
     self.variance = config.diffusion.get("variance", "fixedlarge")  # of p(x_{t-1}|x_t)
     self.num_classes = m.get("num_classes", 0)
-    self.unet = UNet(ch=m.ch, ch_mult=tuple(m.ch_mult),
+    self.unet = self.make_network(m)
+    self.tx = make_optimizer(config.optim, config.train.num_steps)
+
+  def check_data(self, d):
+    if d.get("scale", "unit") != "symmetric" or d.get("binarize"):
+      raise ValueError("DDPM models grey levels scaled to [-1, 1]: set "
+                       "--config.data.scale=symmetric and --config.data.binarize=''.")
+
+  def make_network(self, m):
+    """The noise predictor eps(x_t, t[, y]) from ``config.model``."""
+    return UNet(ch=m.ch, ch_mult=tuple(m.ch_mult),
                      num_res_blocks=m.num_res_blocks,
                      attn_resolutions=tuple(m.attn_resolutions), dropout=m.dropout,
                      out_ch=self.example_shape[-1], num_classes=self.num_classes,
                      time_embedding=m.get("time_embedding", "sinusoidal"),
                      scale_shift=m.get("scale_shift", False),
                      num_groups=m.get("num_groups", 32))
-    self.tx = make_optimizer(config.optim, config.train.num_steps)
 
   def networks(self):
     x = jnp.zeros((1, *self.example_shape))
@@ -46,19 +53,22 @@ class DDPMTrainer(Trainer):
     return {"unet": (self.unet, (x, jnp.zeros((1,), jnp.int32), y), {"train": False})}
 
   def init_state(self, rng):
-    module, args, kwargs = self.networks()["unet"]
+    module, args, kwargs = next(iter(self.networks().values()))
     return TrainState.create(module.init(rng, *args, **kwargs)["params"], self.tx)
 
   def apply(self, params, x, t, y=None, *, train=False, rng=None):
     """The network at integer timesteps t; random Fourier features, made for
     continuous time, see t / T in [0, 1) instead."""
     rngs = {"dropout": rng} if train else None
-    if self.unet.time_embedding == "fourier":
+    if getattr(self.unet, "time_embedding", "") == "fourier":
       t = t / self.process.num_steps
     return self.unet.apply({"params": params}, x, t, y, train=train, rngs=rngs)
 
-  def train_step(self, state, batch, rng):
-    x0 = batch["image"]
+  def train_step(self, state, batch, rng, frozen=None):
+    return self.train_on(state, batch["image"], batch.get("label"), rng)
+
+  def train_on(self, state, x0, labels, rng):
+    """One epsilon-prediction step on data ``x0`` (and ``labels``)."""
     k_t, k_noise, k_drop, k_label = jax.random.split(rng, 4)
     t = jax.random.randint(k_t, (x0.shape[0],), 0, self.process.num_steps)
     noise = jax.random.normal(k_noise, x0.shape, x0.dtype)
@@ -66,7 +76,7 @@ class DDPMTrainer(Trainer):
     y = None
     if self.num_classes:  # label dropout: the null label teaches the unconditional
       drop = jax.random.uniform(k_label, t.shape) < self.config.model.label_dropout
-      y = jnp.where(drop, self.num_classes, batch["label"])
+      y = jnp.where(drop, self.num_classes, labels)
     target = self.process.target(x0, noise, t, self.param)
 
     def loss_fn(params):
@@ -83,7 +93,7 @@ class DDPMTrainer(Trainer):
     return samplers.guided(lambda x, t, y: self.apply(params, x, t, y), labels,
                            self.num_classes, guidance)
 
-  def eval_step(self, state, batch, rng):
+  def eval_step(self, state, batch, rng, frozen=None):
     """Masked sums of the bound's terms (bits/dim) over the batch: all T timesteps."""
     x0, mask = batch["image"], batch["mask"]
     labels = batch.get("label") if self.num_classes else None
@@ -100,11 +110,16 @@ class DDPMTrainer(Trainer):
             "decoder_bits_per_dim": float(sums["decoder_bpd"]) / n,
             "num_timesteps": self.process.num_steps}
 
-  def sample(self, params, rng, num: int, num_frames: int = 0):
+  @property
+  def conditioning_keys(self):
+    return ("label",) if self.num_classes else ()
+
+  def sample(self, params, rng, num: int, num_frames: int = 0, labels=None):
     """``num`` samples (and a trajectory) with the configured sampler; for a
-    class-conditional model, labels cycle through the classes."""
+    class-conditional model, ``labels`` (default: cycling through the classes)."""
     s = self.config.sample
-    labels = (jnp.arange(num) % self.num_classes if self.num_classes else None)
+    if self.num_classes and labels is None:
+      labels = jnp.arange(num) % self.num_classes
     kwargs = ({"num_steps": s.num_steps, "eta": s.get("eta", 0.0)}
               if s.sampler == "ddim" else {"variance": self.variance})
     return samplers.get(s.sampler)(
@@ -112,11 +127,12 @@ class DDPMTrainer(Trainer):
         (num, *self.example_shape), rng, parameterization=self.param,
         num_frames=num_frames, **kwargs)
 
-  def generate(self, state, rng, num: int):
-    x, _ = self.sample(state.ema_params, rng, num)
+  def generate(self, state, rng, num: int, inputs=None, frozen=None):
+    labels = inputs["label"] if inputs and self.num_classes else None
+    x, _ = self.sample(state.ema_params, rng, num, labels=labels)
     return (jnp.clip(x, -1.0, 1.0) + 1.0) / 2.0
 
-  def visualize(self, state, rng, batch):
+  def visualize(self, state, rng, batch, frozen=None):
     if not hasattr(self, "_sample"):
       self._sample = jax.jit(self.sample, static_argnames=("num", "num_frames"))
     n = self.config.train.get("num_samples", 64)

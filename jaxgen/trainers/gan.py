@@ -42,9 +42,10 @@ CONDITIONING = ("", "cgan", "acgan")
 
 
 class GANTrainer(Trainer):
+  data_keys = (("image",), ("x",))  # images, or toy 2-D points
 
-  def __init__(self, config, example_shape):
-    super().__init__(config, example_shape)
+  def __init__(self, config, spec, stages=None):
+    super().__init__(config, spec, stages)
     m, g = config.model, config.gan
     self.points = len(self.example_shape) == 1
     self.conditioning = m.get("conditioning", "")
@@ -124,7 +125,7 @@ class GANTrainer(Trainer):
     return x, (batch["label"] if self.num_classes else None)
 
   # --- training -------------------------------------------------------------------
-  def train_step(self, state, batch, rng):
+  def train_step(self, state, batch, rng, frozen=None):
     x, y_real = self._inputs(batch)
     num = x.shape[0]
     g_params = state.params["generator"]
@@ -215,7 +216,7 @@ class GANTrainer(Trainer):
     return state, metrics
 
   # --- evaluation -----------------------------------------------------------------
-  def eval_step(self, state, batch, rng):
+  def eval_step(self, state, batch, rng, frozen=None):
     """Masked sums of D(x) on real data, D(G(z)) on as many fakes, and the GAN value
     log D(x) + log(1 - D(G(z))), for the players as trained (not the EMA generator),
     BatchNorm with running statistics."""
@@ -249,10 +250,18 @@ class GANTrainer(Trainer):
                          state.extra["batch_stats"]["generator"], z, y, train=False)
     return out if self.points else jnp.clip((out + 1) / 2, 0.0, 1.0)
 
-  def generate(self, state, rng, num: int):
+  @property
+  def conditioning_keys(self):
+    return ("label",) if self.num_classes else ()
+
+  def generate(self, state, rng, num: int, inputs=None, frozen=None):
     """``num`` samples of the EMA generator (BatchNorm with running statistics):
-    images in [0, 1] (num, H, W, C), or for toy 2-D data the points (num, 2)."""
-    return self._generate(state, *self.latents(rng, num))
+    images in [0, 1] (num, H, W, C), or for toy 2-D data the points (num, 2); for
+    conditional models of ``inputs["label"]`` (default: labels drawn uniformly)."""
+    z, y = self.latents(rng, num)
+    if inputs and self.num_classes:
+      y = inputs["label"]
+    return self._generate(state, z, y)
 
   def interpolate(self, state, rng, rows: int, steps: int):
     """Samples along linear and spherical (slerp) paths between pairs of latents:
@@ -275,7 +284,7 @@ class GANTrainer(Trainer):
                                       points, None, train=False)
     return jax.nn.sigmoid(logits)
 
-  def visualize(self, state, rng, batch):
+  def visualize(self, state, rng, batch, frozen=None):
     if not hasattr(self, "_jitted"):
       self._jitted = {
           "generate": jax.jit(self.generate, static_argnames="num"),

@@ -15,16 +15,17 @@ import optax
 
 from jaxgen import losses, viz
 from jaxgen.models import vae as vae_models
-from jaxgen.trainers.base import Trainer, TrainState, apply_gradients, make_optimizer
+from jaxgen.trainers.base import (Autoencoder, Trainer, TrainState, apply_gradients,
+                                  make_optimizer)
 
 LIKELIHOODS = ("bernoulli", "gaussian", "logistic")
 MIN_LOG_SCALE = -7.0  # as PixelCNN++: keeps the logistic and Gaussian scales sane
 
 
-class VAETrainer(Trainer):
+class VAETrainer(Trainer, Autoencoder):
 
-  def __init__(self, config, example_shape):
-    super().__init__(config, example_shape)
+  def __init__(self, config, spec, stages=None):
+    super().__init__(config, spec, stages)
     m, d = config.model, config.data
     self.likelihood = m.likelihood
     self.scale = d.get("scale", "unit")
@@ -44,6 +45,7 @@ class VAETrainer(Trainer):
     self.log_bin_width = (math.log((high - low) / 256)
                           if self.likelihood == "gaussian" else 0.0)
     self.has_bits_per_dim = self.likelihood != "gaussian" or bool(d.get("dequantize"))
+    self.latent_spec = jax.ShapeDtypeStruct((m.latent_dim,), jnp.float32)
 
   # --- networks -------------------------------------------------------------------
   def networks(self):
@@ -58,11 +60,24 @@ class VAETrainer(Trainer):
       params[name] = module.init(key, *args, **kwargs)["params"]
     return TrainState.create(params, self.tx)
 
-  def encode(self, params, x):
+  def _encoder(self, params, x):
+    """(mean, log-variance) of q(z | x), x in the data's range."""
     return self.encoder.apply({"params": params["encoder"]}, x)
 
-  def decode(self, params, z):
+  def _decoder(self, params, z):
+    """The decoder's output (logits or location and log-scale) at z."""
     return self.decoder.apply({"params": params["decoder"]}, z)
+
+  # --- the autoencoder stage protocol (images in [0, 1]) ------------------------------
+  def encode(self, params, images):
+    """The posterior means of q(z | x)."""
+    low, high = self.range
+    return self._encoder(params, low + (high - low) * images)[0]
+
+  def decode(self, params, latents):
+    """The decoder's mean images (Bernoulli: probabilities) in [0, 1]."""
+    low, high = self.range
+    return (self.mean_image(self._decoder(params, latents)) - low) / (high - low)
 
   def log_likelihood(self, x, out):
     """log p(x | z) per example from the decoder output ``out``."""
@@ -84,12 +99,12 @@ class VAETrainer(Trainer):
 
   # --- training -------------------------------------------------------------------
   def _terms(self, params, x, rng):
-    mean, logvar = self.encode(params, x)
+    mean, logvar = self._encoder(params, x)
     z = vae_models.reparameterize(rng, mean, logvar)
-    ll = self.log_likelihood(x, self.decode(params, z))
+    ll = self.log_likelihood(x, self._decoder(params, z))
     return ll, losses.gaussian_kl(mean, logvar)
 
-  def train_step(self, state, batch, rng):
+  def train_step(self, state, batch, rng, frozen=None):
     beta = self.beta(state.step)
 
     def loss_fn(params):
@@ -110,7 +125,7 @@ class VAETrainer(Trainer):
     return state, metrics
 
   # --- evaluation -----------------------------------------------------------------
-  def eval_step(self, state, batch, rng):
+  def eval_step(self, state, batch, rng, frozen=None):
     """Masked sums of the ELBO terms and of the K-sample IWAE bound.
 
     The K importance samples are drawn in chunks (``eval.iw_chunk``) under
@@ -122,17 +137,17 @@ class VAETrainer(Trainer):
     if k % chunk:
       raise ValueError(f"config.eval.iw_samples={k} must be a multiple of "
                        f"config.eval.iw_chunk={chunk}.")
-    mean, logvar = self.encode(params, x)
+    mean, logvar = self._encoder(params, x)
     k1, k2 = jax.random.split(rng)
     z1 = vae_models.reparameterize(k1, mean, logvar)
-    ll1 = self.log_likelihood(x, self.decode(params, z1))
+    ll1 = self.log_likelihood(x, self._decoder(params, z1))
     kl = losses.gaussian_kl(mean, logvar)
 
     def log_weights(key):
       z = vae_models.reparameterize(key, mean, logvar, chunk)  # (chunk, B, L)
       flat = z.reshape(-1, z.shape[-1])
       xs = jnp.broadcast_to(x, (chunk, *x.shape)).reshape(-1, *x.shape[1:])
-      ll = self.log_likelihood(xs, self.decode(params, flat)).reshape(chunk, -1)
+      ll = self.log_likelihood(xs, self._decoder(params, flat)).reshape(chunk, -1)
       log_q = jax.vmap(lambda zz: losses.gaussian_log_prob(zz, mean, logvar))(z)
       log_p = jax.vmap(losses.standard_normal_log_prob)(z)
       return ll + log_p - log_q  # (chunk, B)
@@ -159,30 +174,30 @@ class VAETrainer(Trainer):
   def prior_sample(self, params, rng, num: int):
     """Decoder means for ``num`` latents from the prior, in the data's range."""
     z = jax.random.normal(rng, (num, self.config.model.latent_dim))
-    return self.mean_image(self.decode(params, z))
+    return self.mean_image(self._decoder(params, z))
 
-  def generate(self, state, rng, num: int):
+  def generate(self, state, rng, num: int, inputs=None, frozen=None):
     low, high = self.range
     return (self.prior_sample(state.ema_params, rng, num) - low) / (high - low)
 
   def reconstruct(self, params, x):
-    return self.mean_image(self.decode(params, self.encode(params, x)[0]))
+    return self.mean_image(self._decoder(params, self._encoder(params, x)[0]))
 
   def interpolate(self, params, x, steps: int):
     """Decoder means along the straight line between the posterior means of x[0]
     and x[1]."""
-    mu = self.encode(params, x[:2])[0]
+    mu = self._encoder(params, x[:2])[0]
     t = jnp.linspace(0.0, 1.0, steps)[:, None]
-    return self.mean_image(self.decode(params, (1 - t) * mu[0] + t * mu[1]))
+    return self.mean_image(self._decoder(params, (1 - t) * mu[0] + t * mu[1]))
 
   def manifold(self, params, size: int):
     """Decoder means over a grid of latents at standard-normal quantiles (2-D z)."""
     from scipy.stats import norm
     q = norm.ppf(np.linspace(0.05, 0.95, size)).astype(np.float32)
     zz = np.stack(np.meshgrid(q, -q[::-1]), -1)[::-1].reshape(-1, 2)
-    return self.mean_image(self.decode(params, jnp.asarray(zz)))
+    return self.mean_image(self._decoder(params, jnp.asarray(zz)))
 
-  def visualize(self, state, rng, batch):
+  def visualize(self, state, rng, batch, frozen=None):
     if not hasattr(self, "_jitted"):
       self._jitted = {name: jax.jit(getattr(self, name), static_argnames=static)
                       for name, static in (("prior_sample", "num"), ("interpolate", "steps"),

@@ -1,4 +1,4 @@
-"""CLIP's byte-level BPE tokenizer (OpenAI's ``clip/simple_tokenizer.py``), for CLIP score.
+"""CLIP's byte-level BPE tokenizer (OpenAI's ``clip/simple_tokenizer.py``), for its text tower.
 
 Text is cleaned as OpenAI cleans it (``ftfy.fix_text``, HTML unescaped twice, runs of
 whitespace collapsed to one space, stripped, lower-cased), split with CLIP's regular

@@ -1,4 +1,4 @@
-"""CLIP (Radford et al. 2021) in Flax, its Hugging Face weights, and CLIPScore.
+"""CLIP (Radford et al. 2021) in Flax: the towers, Hugging Face weights, CLIP's image input.
 
 ``CLIP(VIT_B_32)`` is OpenAI's ViT-B/32 (``clip/model.py``): 151,277,313 parameters. Its
 parameter tree mirrors the state dict of transformers' ``CLIPModel`` (``vision_model``,
@@ -6,19 +6,17 @@ parameter tree mirrors the state dict of transformers' ``CLIPModel`` (``vision_m
 spelling ``pre_layrnorm``), so ``load_hf_checkpoint`` reads ``openai/clip-vit-base-patch32``'s
 ``model.safetensors`` with a fixed renaming and transposition and no torch.
 
-CLIPScore (Hessel et al. 2021, jmhessel/clipscore) is 2.5 * max(cos(image, caption), 0)
-per pair, averaged, with captions prefixed by "A photo depicts ". torchmetrics' variant is
-max(100 * mean cos, 0) without a prefix (its per-pair values are not clipped). Images go
-through CLIP's transform on the host: PIL bicubic resize of the shorter side to 224 (as
-torchvision's ``Resize`` does for PIL images, which is what CLIPScore runs; jax.image's
-cubic kernel differs from PIL's antialiased one), centre crop, OpenAI's mean and std.
-``CLIPEmbedder`` streams images and captions through the jit-compiled towers over the
-device mesh, the batch sharded on ``data``.
+The same module serves as a frozen feature network (CLIP score, ``jaxgen.metrics``) and
+as a trainable stage; it reads weights from a path it is given and downloads nothing
+(``jaxgen.metrics.weights`` knows where the published files come from). Token ids come
+from ``jaxgen.data.clip_tokenizer``. ``preprocess`` is CLIP's image transform on the host:
+PIL bicubic resize of the shorter side to 224 (as torchvision's ``Resize`` does for PIL
+images, which is what CLIPScore runs; jax.image's cubic kernel differs from PIL's
+antialiased one), centre crop, OpenAI's mean and std.
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import flax.linen as nn
 import jax
@@ -28,14 +26,9 @@ import safetensors.numpy
 from flax import traverse_util
 from PIL import Image
 
-from jaxgen import sharding
-from jaxgen.metrics import weights
-from jaxgen.metrics.clip_tokenizer import CLIPTokenizer
-
 HIGHEST = jax.lax.Precision.HIGHEST
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
-CLIPSCORE_PREFIX = "A photo depicts "
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,7 +193,8 @@ class CLIP(nn.Module):
 
   ``model.apply(variables, pixels, method=CLIP.encode_image)`` embeds normalised images
   (N, S, S, 3) (``preprocess`` makes them); ``encode_text`` embeds token ids (N, L) with
-  L <= context_length (``CLIPTokenizer`` makes them). Embeddings are not normalised.
+  L <= context_length (``jaxgen.data.clip_tokenizer`` makes them). Embeddings are not
+  normalised.
   """
   config: CLIPConfig = VIT_B_32
 
@@ -354,120 +348,3 @@ def preprocess(images, size: int = 224) -> np.ndarray:
   """CLIP's input: resize and crop, scale to [0, 1], normalise; float32 (N, size, size, 3)."""
   x = resize_center_crop(images, size).astype(np.float32) / np.float32(255)
   return (x - np.float32(OPENAI_MEAN)) / np.float32(OPENAI_STD)
-
-
-# ---------------------------------------------------------------------------------------
-# Embedding many images and captions, and the score.
-
-class CLIPEmbedder:
-  """Embeds images and captions with CLIP, jit-compiled over the mesh, in fixed batches.
-
-  Two ``features.FeatureNet``s (one per tower) share the replicated weights: batches
-  (a multiple of the number of devices) are sharded on the mesh's ``data`` axis, the
-  last one padded, so one shape is compiled per tower. Images are preprocessed on the
-  host while the device computes the previous batch. Single process: on several hosts,
-  embed on one of them.
-  """
-
-  def __init__(self, variables, tokenizer: CLIPTokenizer | None = None,
-               config: CLIPConfig = VIT_B_32, batch_size: int = 64, mesh=None,
-               progress: bool = True):
-    from jaxgen.metrics import features
-    if jax.process_count() > 1:
-      raise NotImplementedError("CLIPEmbedder runs in one process; run it on one host.")
-    self.config, self.tokenizer, self.batch_size = config, tokenizer, batch_size
-    if tokenizer is not None and len(tokenizer.vocab) != config.vocab_size:
-      raise ValueError(f"The tokenizer has {len(tokenizer.vocab)} tokens but the model's "
-                       f"vocabulary has {config.vocab_size}: they belong to different CLIPs.")
-    mesh = sharding.make_mesh() if mesh is None else mesh
-    variables = sharding.replicate(variables, mesh)  # shared by both towers
-    model = CLIP(config)
-
-    def tower(method):
-      return lambda v, x: {"features": model.apply(v, x, method=method)}
-    self._images = features.FeatureNet(
-        "clip-vit-b32 images", tower(CLIP.encode_image), variables,
-        functools.partial(preprocess, size=config.image_size), batch_size, mesh, progress)
-    self._texts = features.FeatureNet(
-        "clip-vit-b32 captions", tower(CLIP.encode_text), variables, np.asarray,
-        batch_size, mesh, progress)
-
-  @classmethod
-  def pretrained(cls, weights_path=None, bpe_path=None, batch_size: int = 64,
-                 mesh=None) -> CLIPEmbedder:
-    """OpenAI's ViT-B/32 from Hugging Face's safetensors and OpenAI's BPE vocabulary
-    (cached or downloaded, or given)."""
-    variables = load_hf_checkpoint(weights.resolve("clip_vit_b32", weights_path), VIT_B_32)
-    tokenizer = CLIPTokenizer.from_openai_bpe(weights.resolve("clip_bpe", bpe_path))
-    return cls(variables, tokenizer, VIT_B_32, batch_size, mesh)
-
-  def embed_images(self, images, total: int | None = None) -> np.ndarray:
-    """Embeddings (N, embed_dim) of images: one array (N, H, W, C) or an iterable of them.
-
-    uint8 or float [0, 1], grey or RGB, any size (each is resized and cropped); an
-    iterable (for example a sampler's batches) is consumed as it is produced.
-    """
-    if isinstance(images, jax.Array):
-      images = np.asarray(images)
-    return self._images(images, total)["features"]
-
-  def embed_texts(self, captions) -> np.ndarray:
-    """Embeddings (N, embed_dim) of a list of captions (truncated to the context length)."""
-    if self.tokenizer is None:
-      raise ValueError("This CLIPEmbedder has no tokenizer; pass one to embed captions.")
-    if isinstance(captions, str):
-      captions = [captions]
-    tokens = self.tokenizer(list(captions), self.config.context_length)
-    return self._texts(tokens)["features"]
-
-
-@dataclasses.dataclass(frozen=True)
-class CLIPScore:
-  value: float
-  per_sample: np.ndarray  # per image-caption pair, before averaging
-  variant: str  # "clipscore" (Hessel et al. 2021) or "torchmetrics"
-
-  def __str__(self):
-    return f"CLIP score ({self.variant}) {self.value:.4f} over {len(self.per_sample)} pairs"
-
-
-PREFIXES = {"clipscore": CLIPSCORE_PREFIX, "torchmetrics": ""}
-
-
-def clip_score(image_embeddings, text_embeddings, variant: str = "clipscore") -> CLIPScore:
-  """CLIP score of paired embeddings (N, d), computed in float64.
-
-  ``"clipscore"``: mean over pairs of 2.5 * max(cos, 0) (jmhessel/clipscore).
-  ``"torchmetrics"``: max(mean over pairs of 100 * cos, 0) (torchmetrics' CLIPScore).
-  """
-  if variant not in PREFIXES:
-    raise ValueError(f"Unknown CLIP score variant {variant!r}; use one of {sorted(PREFIXES)}.")
-  image = np.asarray(image_embeddings, np.float64)
-  text = np.asarray(text_embeddings, np.float64)
-  if image.ndim != 2 or image.shape != text.shape or not len(image):
-    raise ValueError(f"CLIP score needs paired embeddings of equal shape (N, d) with N > 0, "
-                     f"got {image.shape} for images and {text.shape} for captions.")
-  cos = np.sum(image * text, axis=1) / (np.linalg.norm(image, axis=1) *
-                                        np.linalg.norm(text, axis=1))
-  if variant == "clipscore":
-    per_sample = 2.5 * np.maximum(cos, 0.0)
-    return CLIPScore(float(per_sample.mean()), per_sample, variant)
-  per_sample = 100.0 * cos
-  return CLIPScore(max(float(per_sample.mean()), 0.0), per_sample, variant)
-
-
-def compute_clip_score(embedder: CLIPEmbedder, images, captions,
-                       variant: str = "clipscore") -> CLIPScore:
-  """CLIP score of images (array or iterable of batches) against their captions.
-
-  The variant's prefix ("A photo depicts " for CLIPScore) is put before each caption.
-  """
-  if variant not in PREFIXES:
-    raise ValueError(f"Unknown CLIP score variant {variant!r}; use one of {sorted(PREFIXES)}.")
-  captions = list(captions)
-  image_embeddings = embedder.embed_images(images)
-  if len(image_embeddings) != len(captions):
-    raise ValueError(f"Got {len(image_embeddings)} images but {len(captions)} captions; "
-                     "CLIP score pairs them one to one.")
-  text_embeddings = embedder.embed_texts([PREFIXES[variant] + c for c in captions])
-  return clip_score(image_embeddings, text_embeddings, variant)

@@ -1,0 +1,94 @@
+"""The evaluator registry: samples conditioned on eval inputs, each metric against an
+independent computation."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import load_config
+from jaxgen import data, evaluation, sharding
+from jaxgen.metrics import features, ssim
+from jaxgen.trainers.base import Trainer
+
+
+class _Lookup(Trainer):
+  """A 'generator' that draws, for label y, the table's image of class (y + shift)."""
+
+  def __init__(self, config, table, shift=0, key="label"):
+    super().__init__(config, data.example_spec(config.data))
+    self.table, self.shift, self.key = table, shift, key
+
+  @property
+  def conditioning_keys(self):
+    return (self.key,)
+
+  def generate(self, state, rng, num, inputs=None, frozen=None):
+    if self.key == "label":
+      return jnp.asarray(self.table)[(inputs["label"] + self.shift) % 10]
+    return jnp.clip(inputs[self.key] + self.shift, 0, 1)
+
+
+def _config(metrics, num=60):
+  c = load_config("cgan_mnist", "tiny")
+  c.data.scale = "unit"
+  c.eval.update(metrics=metrics, num_samples=num, sample_batch_size=20, split="test")
+  return c
+
+
+def _table():
+  """One real test digit per class, in [0, 1]."""
+  test = data.get_source(load_config("cgan_mnist", "tiny").data, "test")[np.arange(500)]
+  first = [int(np.flatnonzero(test["label"] == k)[0]) for k in range(10)]
+  return test["image"][first].astype(np.float32) / 255
+
+
+def test_class_accuracy_counts_agreement_with_the_conditioning_label():
+  c, table, mesh = _config(("class_accuracy",)), _table(), sharding.make_mesh()
+  predicted = features.get("mnist_classifier")(table)["logits"].argmax(-1)
+  test_labels = data.get_source(c.data, "test")[np.arange(60)]["label"]
+  for shift in (0, 1):
+    got = evaluation.compute(_Lookup(c, table, shift), None, c, mesh, jax.random.key(0))
+    # Independently: sample i is the table digit of class label_i + shift.
+    expected = np.mean(predicted[(test_labels + shift) % 10] == test_labels)
+    assert got["class_accuracy"] == pytest.approx(expected)
+    assert got["num_samples"] == 60 and got["class_accuracy_net"] == "mnist-classifier"
+  assert expected < 0.2  # shifted labels are wrong, and the metric says so
+
+
+def test_samples_are_conditioned_on_the_eval_split_in_order():
+  c, mesh = _config(("class_accuracy",), num=50), sharding.make_mesh()
+  examples = evaluation.conditioning(_Lookup(c, _table()), c, 50, ("label",))
+  labels = data.get_source(c.data, "test")[np.arange(500)]["label"]
+  np.testing.assert_array_equal(examples(0, 20)["label"], labels[:20])
+  np.testing.assert_array_equal(examples(490, 20)["label"],
+                                labels[np.arange(490, 510) % 500])
+
+
+def test_paired_metrics_against_closed_forms(monkeypatch):
+  """l1, psnr and ssim of each sample against its example's target."""
+  c, mesh = _config(("l1", "psnr", "ssim"), num=40), sharding.make_mesh()
+  rng = np.random.default_rng(0)
+  targets = rng.uniform(size=(500, 28, 28, 1)).astype(np.float32)
+  monkeypatch.setattr(evaluation, "conditioning",
+                      lambda trainer, config, num, needs: lambda start, size: {
+                          "target": targets[np.arange(start, start + size) % 500]})
+  trainer = _Lookup(c, None, shift=0.1, key="target")
+  trainer.spec = {"target": jax.ShapeDtypeStruct((28, 28, 1), np.float32)}
+  got = evaluation.compute(trainer, None, c, mesh, jax.random.key(0))
+  x = np.clip(targets[:40] + 0.1, 0, 1).astype(np.float64)
+  y = targets[:40].astype(np.float64)
+  assert got["l1"] == pytest.approx(np.abs(x - y).mean(), rel=1e-6)
+  mse = ((x - y) ** 2).mean(axis=(1, 2, 3))
+  assert got["psnr"] == pytest.approx(np.mean(10 * np.log10(1 / mse)), rel=1e-6)
+  assert got["ssim"] == pytest.approx(
+      float(np.mean(ssim.ssim(x.astype(np.float32), y.astype(np.float32), 1.0))),
+      rel=1e-5)
+
+
+def test_metrics_that_need_missing_keys_or_unknown_names_are_clear_errors():
+  c, mesh = _config(("l1",)), sharding.make_mesh()
+  with pytest.raises(ValueError, match=r"needs the key\(s\) \['target'\].*'mnist5k'"):
+    evaluation.compute(_Lookup(c, _table()), None, c, mesh, jax.random.key(0))
+  c.eval.metrics = ("fid", "nope")
+  with pytest.raises(ValueError, match=r"unknown \['nope'\]"):
+    evaluation.compute(_Lookup(c, _table()), None, c, mesh, jax.random.key(0))

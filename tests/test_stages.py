@@ -1,0 +1,148 @@
+"""Frozen stages end to end: a latent DDPM over a frozen tiny VAE, resumed bitwise,
+refused when the stage changes, and clear errors for stages that cannot serve."""
+import json
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import load_config, run_main
+from jaxgen import checkpoint, sharding, stages, train
+
+
+def _params(state):
+  return jax.tree.map(np.asarray, jax.device_get(state.params))
+
+
+@pytest.fixture(scope="module")
+def vae_stage(tmp_path_factory):
+  """A finished configs/vae_mnist.py:tiny run (read only for every test here)."""
+  wd = str(tmp_path_factory.mktemp("stage") / "vae")
+  c = load_config("vae_mnist", "tiny")
+  c.train.sample_every = 0
+  c.eval.metrics = ()
+  train.train(c, wd)
+  return wd
+
+
+def _latent(stage, **train_fields):
+  c = load_config("latent_ddpm_mnist", "tiny")
+  c.stages.autoencoder = stage
+  c.eval.metrics = ()
+  c.train.update(sample_every=0, **train_fields)
+  return c
+
+
+def test_latent_ddpm_trains_on_the_stage_and_resumes_bitwise(tmp_path, vae_stage):
+  c = _latent(vae_stage, num_steps=4, checkpoint_every=2, log_every=1)
+  wd = str(tmp_path / "ldm")
+  mesh = sharding.make_mesh()
+  trainer = train.make_trainer(c, mesh)
+  # The stage's parameters are the VAE's EMA parameters, and they are not in the
+  # latent model's state or checkpoints.
+  vae_state, _ = checkpoint.Checkpointer(os.path.join(vae_stage, "checkpoints"),
+                                         read_only=True).restore(
+      train.abstract_state(trainer.autoencoder, trainer.autoencoder.config, mesh))
+  for a, b in zip(jax.tree.leaves(trainer.stages["autoencoder"].params),
+                  jax.tree.leaves(vae_state.ema_params)):
+    np.testing.assert_array_equal(a, b)
+  straight = train.train(c, wd, trainer=trainer)
+  leaves = {x.shape for x in jax.tree.leaves(straight)}
+  assert not any(s == (8, 8, 1) or len(s) == 4 for s in leaves)  # no conv kernels
+  # The latents the DDPM trains on are the VAE's posterior means.
+  assert trainer.example_shape == (16,) == trainer.autoencoder.latent_spec.shape
+
+  shutil.rmtree(os.path.join(wd, "checkpoints", "4"))
+  os.remove(os.path.join(wd, "eval.json"))
+  resumed = train.train(c, wd)
+  for a, b in zip(jax.tree.leaves(_params(straight)), jax.tree.leaves(_params(resumed))):
+    np.testing.assert_array_equal(a, b)
+  meta = checkpoint.Checkpointer(os.path.join(wd, "checkpoints"),
+                                 read_only=True).restore(
+      train.abstract_state(trainer, c, mesh))[1]
+  assert meta["stages"]["autoencoder"]["path"] == os.path.abspath(vae_stage)
+  assert meta["stages"]["autoencoder"]["digest"] == stages.digest(vae_state.ema_params)
+
+  # Generation decodes latents to images in [0, 1] through the frozen decoder.
+  x = jax.jit(trainer.generate, static_argnums=2)(resumed, jax.random.key(0), 4, None,
+                                                  train.frozen(trainer))
+  assert x.shape == (4, 28, 28, 1) and 0 <= float(x.min()) <= float(x.max()) <= 1
+  z = np.zeros((4, 16), np.float32)
+  np.testing.assert_allclose(
+      trainer.decode(train.frozen(trainer), z),
+      trainer.autoencoder.decode(vae_state.ema_params, z), rtol=1e-6)
+
+
+def test_a_swapped_stage_is_refused_and_sample_mode_decodes(tmp_path, vae_stage):
+  stage = str(tmp_path / "vae")
+  shutil.copytree(vae_stage, stage)
+  wd = str(tmp_path / "ldm")
+  flags = [f"--config=configs/latent_ddpm_mnist.py:tiny", f"--workdir={wd}",
+           f"--config.stages.autoencoder={stage}", "--config.eval.metrics=()"]
+  run_main(*flags)
+  proc = run_main(*flags, "--mode=sample")
+  assert "wrote pictures" in proc.stdout
+  assert os.path.isfile(os.path.join(wd, "samples", "step_4.png"))
+
+  # Swap the VAE's checkpoint for one of another (differently seeded) VAE run.
+  other = str(tmp_path / "other_vae")
+  c = load_config("vae_mnist", "tiny")
+  c.update(seed=1)
+  c.train.sample_every = 0
+  c.eval.metrics = ()
+  train.train(c, other)
+  shutil.rmtree(os.path.join(stage, "checkpoints"))
+  shutil.copytree(os.path.join(other, "checkpoints"), os.path.join(stage, "checkpoints"))
+  config_before = open(os.path.join(wd, "config.json")).read()
+  for mode in ("train", "eval", "sample"):
+    proc = run_main(*flags, f"--mode={mode}", check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: The autoencoder stage changed since"), last
+    assert stage in last
+  assert open(os.path.join(wd, "config.json")).read() == config_before
+
+
+def test_stage_errors_name_the_problem(tmp_path, vae_stage):
+  mesh = sharding.make_mesh()
+  c = _latent("")
+  with pytest.raises(stages.StageError, match=r"set --config.stages.autoencoder=WORKDIR "
+                                              r"to a finished run of family vae"):
+    train.make_trainer(c, mesh)
+  with pytest.raises(stages.StageError, match="no such directory"):
+    train.make_trainer(_latent(str(tmp_path / "missing")), mesh)
+  os.makedirs(tmp_path / "empty")
+  with pytest.raises(stages.StageError, match="not a jaxgen run"):
+    train.make_trainer(_latent(str(tmp_path / "empty")), mesh)
+
+  # An unfinished stage: its last checkpoint is before its num_steps.
+  unfinished = str(tmp_path / "unfinished")
+  shutil.copytree(vae_stage, unfinished)
+  shutil.rmtree(os.path.join(unfinished, "checkpoints", "4"))
+  with pytest.raises(stages.StageError, match=r"not a finished run \(checkpoint step 2 "
+                                              r"of 4\): finish it first"):
+    train.make_trainer(_latent(unfinished), mesh)
+
+  # A GAN where an autoencoder is needed: refused from its config alone.
+  gan = tmp_path / "gan"
+  gan.mkdir()
+  (gan / "config.json").write_text(
+      load_config("gan_toy2d", "tiny").to_json_best_effort())
+  with pytest.raises(stages.StageError, match="is a 'gan' run, but the autoencoder stage "
+                                              "needs the Autoencoder protocol \\(family vae\\)"):
+    train.make_trainer(_latent(str(gan)), mesh)
+
+  # Images preprocessed otherwise than the stage saw them.
+  c = _latent(vae_stage)
+  c.data.binarize = "threshold"
+  with pytest.raises(ValueError, match="config.data.binarize='threshold', but the "
+                                       "autoencoder stage"):
+    train.make_trainer(c, mesh)
+
+  # A family without stages refuses one.
+  c = load_config("vae_mnist", "tiny")
+  c.stages = {"autoencoder": vae_stage}
+  with pytest.raises(stages.StageError, match="not a stage of family 'vae'"):
+    train.make_trainer(c, mesh)
