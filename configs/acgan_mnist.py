@@ -16,12 +16,11 @@ Variants (comma-separated after the colon):
 """
 from jaxgen import config_file
 
+common = config_file.module_beside(__file__, "common")
+
 
 def get_config(arg=None):
-  variants = set(filter(None, (arg or "").split(",")))
-  unknown = variants - {"tiny"}
-  if unknown:
-    raise ValueError(f"Unknown variant(s) {sorted(unknown)} of acgan_mnist; use tiny.")
+  variants = common.parse_arg(arg, "acgan_mnist", {"tiny"})
   c = config_file.sibling(__file__, "dcgan_mnist", arg)  # the same players and training
   c.model.update(conditioning="acgan", num_classes=10)
   c.train.num_samples = 10 if "tiny" in variants else 100  # a row per class

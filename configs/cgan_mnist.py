@@ -18,13 +18,11 @@ Variants (comma-separated after the colon):
 """
 from jaxgen import config_file
 
+common = config_file.module_beside(__file__, "common")
+
 
 def get_config(arg=None):
-  variants = set(filter(None, (arg or "").split(",")))
-  unknown = variants - {"tiny", "dcgan"}
-  if unknown:
-    raise ValueError(f"Unknown variant(s) {sorted(unknown)} of cgan_mnist; use tiny, "
-                     f"dcgan.")
+  variants = common.parse_arg(arg, "cgan_mnist", {"tiny", "dcgan"})
   c = config_file.sibling(__file__, "gan_mnist", "tiny" if "tiny" in variants else None)
   c.model.update(ngf=32, ndf=32, upsample="transpose", d_batch_norm=True,
                  conditioning="cgan", num_classes=10)

@@ -14,13 +14,13 @@ Variants (comma-separated after the colon):
 """
 import ml_collections
 
+from jaxgen import config_file
+
+common = config_file.module_beside(__file__, "common")
+
 
 def get_config(arg=None):
-  variants = set(filter(None, (arg or "").split(",")))
-  unknown = variants - {"tiny", "paper"}
-  if unknown:
-    raise ValueError(f"Unknown variant(s) {sorted(unknown)} of dcgan_celeba; use "
-                     f"paper, tiny.")
+  variants = common.parse_arg(arg, "dcgan_celeba", {"tiny", "paper"})
   c = ml_collections.ConfigDict()
   c.family = "gan"
   c.seed = 0

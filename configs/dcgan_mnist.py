@@ -17,19 +17,17 @@ Variants (comma-separated after the colon):
 """
 import ml_collections
 
+from jaxgen import config_file
+
+common = config_file.module_beside(__file__, "common")
+
 
 def get_config(arg=None):
-  variants = set(filter(None, (arg or "").split(",")))
-  unknown = variants - {"tiny", "nearest"}
-  if unknown:
-    raise ValueError(f"Unknown variant(s) {sorted(unknown)} of dcgan_mnist; use tiny, "
-                     f"nearest.")
+  variants = common.parse_arg(arg, "dcgan_mnist", {"tiny", "nearest"})
   c = ml_collections.ConfigDict()
   c.family = "gan"
   c.seed = 0
-  c.data = ml_collections.ConfigDict(dict(
-      name="mnist5k", scale="symmetric", binarize="", dequantize=False, resize=(),
-      random_flip=False, tfds_data_dir=""))
+  c.data = common.mnist5k_data(scale="symmetric")
   c.model = ml_collections.ConfigDict(dict(
       arch="dcgan", latent_dim=100, ngf=32, ndf=32, upsample="transpose",
       d_batch_norm=True, conditioning="", num_classes=0))
@@ -44,12 +42,8 @@ def get_config(arg=None):
   c.train = ml_collections.ConfigDict(dict(
       batch_size=64, num_steps=3000, log_every=50, checkpoint_every=1000,
       sample_every=1000, keep_checkpoints=3, num_samples=64))
-  c.eval = ml_collections.ConfigDict(dict(
-      split="test", batch_size=100, num_examples=0,
-      # sample metrics: 1,000 samples against the 4,500 training digits, in the
-      # features of the shipped MNIST classifier
-      metrics=("fid", "is"), feature_net="mnist_classifier", num_samples=1000,
-      reference_split="train", sample_batch_size=100))
+  c.eval = common.mnist_classifier_eval(split="test", batch_size=100,
+                                       num_examples=0)
   if "nearest" in variants:
     c.model.upsample = "nearest"
   if "tiny" in variants:

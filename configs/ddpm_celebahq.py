@@ -8,12 +8,11 @@ r"""DDPM on CelebA-HQ 256x256 as Ho et al. 2020 configured it (113,673,219 param
 """
 from jaxgen import config_file
 
+common = config_file.module_beside(__file__, "common")
+
 
 def get_config(arg=None):
-  variants = set(filter(None, (arg or "").split(",")))
-  if variants - {"paper"}:
-    raise ValueError(f"Unknown variant(s) {sorted(variants - {'paper'})} of "
-                     f"ddpm_celebahq; use paper.")
+  variants = common.parse_arg(arg, "ddpm_celebahq", {"paper"})
   c = config_file.sibling(__file__, "ddpm_cifar10", "paper")
   c.data.name = "celeb_a_hq/256"
   c.model.update(ch_mult=(1, 1, 2, 2, 4, 4), dropout=0.0)

@@ -10,12 +10,13 @@ EMA 0.9999, random flips, 800k steps. ``tiny``: the same code path, small, for t
 """
 import ml_collections
 
+from jaxgen import config_file
+
+common = config_file.module_beside(__file__, "common")
+
 
 def get_config(arg=None):
-  variants = set(filter(None, (arg or "").split(",")))
-  if variants - {"paper", "tiny"}:
-    raise ValueError(f"Unknown variant(s) {sorted(variants - {'paper', 'tiny'})} of "
-                     f"ddpm_cifar10; use paper, tiny.")
+  variants = common.parse_arg(arg, "ddpm_cifar10", {"paper", "tiny"})
   c = ml_collections.ConfigDict()
   c.family = "ddpm"
   c.seed = 0

@@ -11,18 +11,17 @@ Variants (comma-separated after the colon):
 """
 import ml_collections
 
+from jaxgen import config_file
+
+common = config_file.module_beside(__file__, "common")
+
 
 def get_config(arg=None):
-  variants = set(filter(None, (arg or "").split(",")))
-  unknown = variants - {"tiny", "cond"}
-  if unknown:
-    raise ValueError(f"Unknown variant(s) {sorted(unknown)} of ddpm_mnist; use tiny, cond.")
+  variants = common.parse_arg(arg, "ddpm_mnist", {"tiny", "cond"})
   c = ml_collections.ConfigDict()
   c.family = "ddpm"
   c.seed = 0
-  c.data = ml_collections.ConfigDict(dict(
-      name="mnist5k", scale="symmetric", binarize="", dequantize=False, resize=(),
-      random_flip=False, tfds_data_dir=""))
+  c.data = common.mnist5k_data(scale="symmetric")
   c.diffusion = ml_collections.ConfigDict(dict(
       schedule="linear", num_steps=1000, parameterization="eps",
       variance="fixedlarge"))
@@ -39,12 +38,8 @@ def get_config(arg=None):
       sample_every=2000, keep_checkpoints=3, num_samples=64))
   c.sample = ml_collections.ConfigDict(dict(
       sampler="ddim", num_steps=50, eta=0.0, guidance_scale=0.0))
-  c.eval = ml_collections.ConfigDict(dict(
-      split="test", batch_size=50, num_examples=100,
-      # sample metrics: 1,000 samples (the configured sampler) against the 4,500
-      # training digits, in the features of the shipped MNIST classifier
-      metrics=("fid", "is"), feature_net="mnist_classifier", num_samples=1000,
-      reference_split="train", sample_batch_size=100))
+  c.eval = common.mnist_classifier_eval(split="test", batch_size=50,
+                                       num_examples=100)
   if "cond" in variants:
     c.model.num_classes = 10
     c.sample.guidance_scale = 2.0

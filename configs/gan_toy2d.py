@@ -15,15 +15,15 @@ discriminator's D(x) (darker = more 'real'); ``generate`` returns the points.
 """
 import ml_collections
 
+from jaxgen import config_file
+
+common = config_file.module_beside(__file__, "common")
+
 DISTRIBUTIONS = ("eight_gaussians", "two_moons", "swiss_roll")
 
 
 def get_config(arg=None):
-  variants = set(filter(None, (arg or "").split(",")))
-  unknown = variants - {"tiny", *DISTRIBUTIONS}
-  if unknown:
-    raise ValueError(f"Unknown variant(s) {sorted(unknown)} of gan_toy2d; use tiny, "
-                     f"{', '.join(DISTRIBUTIONS)}.")
+  variants = common.parse_arg(arg, "gan_toy2d", {"tiny", *DISTRIBUTIONS})
   c = ml_collections.ConfigDict()
   c.family = "gan"
   c.seed = 0

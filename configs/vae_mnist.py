@@ -13,20 +13,18 @@ Variants (comma-separated after the colon, e.g. ``configs/vae_mnist.py:latent2,t
 """
 import ml_collections
 
+from jaxgen import config_file
+
+common = config_file.module_beside(__file__, "common")
+
 
 def get_config(arg=None):
-  variants = set(filter(None, (arg or "").split(",")))
-  unknown = variants - {"tiny", "paper", "latent2", "logistic"}
-  if unknown:
-    raise ValueError(f"Unknown variant(s) {sorted(unknown)} of vae_mnist; use tiny, "
-                     f"paper, latent2, logistic.")
+  variants = common.parse_arg(arg, "vae_mnist", {"tiny", "paper", "latent2", "logistic"})
   c = ml_collections.ConfigDict()
   c.family = "vae"
   c.seed = 0
 
-  c.data = ml_collections.ConfigDict(dict(
-      name="mnist5k", scale="unit", binarize="dynamic", dequantize=False,
-      resize=(), random_flip=False, tfds_data_dir=""))
+  c.data = common.mnist5k_data(scale="unit", binarize="dynamic")
 
   c.model = ml_collections.ConfigDict(dict(
       arch="conv", hidden=(32, 64), latent_dim=16, likelihood="bernoulli",
@@ -41,12 +39,8 @@ def get_config(arg=None):
       batch_size=128, num_steps=3000, log_every=50, checkpoint_every=1000,
       sample_every=1000, keep_checkpoints=3, num_samples=64))
 
-  c.eval = ml_collections.ConfigDict(dict(
-      split="test", batch_size=100, num_examples=0, iw_samples=1000, iw_chunk=100,
-      # sample metrics: 1,000 samples against the 4,500 training digits, in the
-      # features of the shipped MNIST classifier (jaxgen/metrics/mnist_classifier.py)
-      metrics=("fid", "is"), feature_net="mnist_classifier", num_samples=1000,
-      reference_split="train", sample_batch_size=100))
+  c.eval = common.mnist_classifier_eval(split="test", batch_size=100, num_examples=0,
+                                       iw_samples=1000, iw_chunk=100)
 
   if "paper" in variants:
     c.model.update(arch="mlp", hidden=(500,), latent_dim=20)

@@ -6,7 +6,11 @@
   class_accuracy    how often the shipped MNIST classifier gives the generated digit
                     the label it was conditioned on;
   l1, psnr, ssim    paired metrics of each sample against the ground-truth ``target``
-                    of the eval example it was generated from.
+                    of the eval example it was generated from;
+  clip_score        CLIPScore (Hessel et al.: 2.5 max(cos, 0), prefix "A photo
+                    depicts ") of each sample against the caption it was generated
+                    from, in the CLIP port (``eval.clip_weights``, ``eval.clip_bpe``:
+                    Hugging Face safetensors and OpenAI's BPE file; default the cache).
 Samples come from the family's pure ``generate``, jit-compiled once, in batches of
 ``eval.sample_batch_size``. Conditional families (``trainer.conditioning_keys``) get
 the conditioning of ``eval.num_samples`` examples of ``eval.split``, in order (cycling
@@ -236,8 +240,42 @@ class SSIM(_Paired):
                                 max_val=1.0))
 
 
+class ClipScore(Evaluator):
+  """CLIPScore of samples against the captions (the eval examples' ``text`` decoded by
+  the dataset's tokenizer) in the CLIP ViT-B/32 port."""
+  needs = ("text",)
+
+  def __init__(self, config, mesh, nets):
+    super().__init__(config, mesh, nets)
+    from jaxgen.data.clip_tokenizer import CLIPTokenizer
+    from jaxgen.metrics import clip_score
+    e = config.eval
+    dataset = data.get_dataset(config.data)
+    if not hasattr(dataset, "tokenizer"):
+      raise ValueError(f"clip_score needs captions, and {config.data.name!r} has none: "
+                       f"use a captioned dataset (mnist5k_captions).")
+    self.captions = dataset.tokenizer()
+    self.module = clip_score
+    self.embedder = features.clip_embedder(
+        CLIPTokenizer.from_openai_bpe(clip_score.bpe_file(e.get("clip_bpe") or None)),
+        weights=e.get("clip_weights") or None, mesh=mesh, progress=False,
+        batch_size=e.get("sample_batch_size", 100))
+    self.images, self.texts = [], []
+
+  def update(self, samples, examples):
+    self.images.append(self.embedder.embed_images(samples))
+    self.texts += self.captions.decode_batch(examples["text"])
+
+  def result(self):
+    m = self.module
+    text = self.embedder.embed_texts([m.CLIPSCORE_PREFIX + t for t in self.texts])
+    score = m.clip_score(np.concatenate(self.images), text, "clipscore")
+    return {"clip_score": score.value, "clip_score_net": m.NAME}
+
+
 EVALUATORS = {"fid": FID, "is": InceptionScore, "kid": KID,
-              "class_accuracy": ClassAccuracy, "l1": L1, "psnr": PSNR, "ssim": SSIM}
+              "class_accuracy": ClassAccuracy, "l1": L1, "psnr": PSNR, "ssim": SSIM,
+              "clip_score": ClipScore}
 
 
 # --- orchestration ----------------------------------------------------------------

@@ -92,3 +92,46 @@ def test_metrics_that_need_missing_keys_or_unknown_names_are_clear_errors():
   c.eval.metrics = ("fid", "nope")
   with pytest.raises(ValueError, match=r"unknown \['nope'\]"):
     evaluation.compute(_Lookup(c, _table()), None, c, mesh, jax.random.key(0))
+
+
+def test_clip_score_pairs_each_sample_with_its_caption(monkeypatch):
+  """clip_score decodes each eval example's tokens to its caption and scores the
+  sample generated from it, as compute_clip_score on the same pairs does."""
+  import os
+  from conftest import REPO
+  from jaxgen.data import mnist5k_derived
+  from jaxgen.data.clip_tokenizer import CLIPTokenizer
+  from jaxgen.metrics import clip_score
+  from jaxgen.models import clip
+  fx = os.path.join(REPO, "tests", "fixtures")
+  tok = CLIPTokenizer.from_files(os.path.join(fx, "clip_vocab.json"),
+                                 os.path.join(fx, "clip_merges.txt"))
+  config = clip.CLIPConfig(embed_dim=8, image_size=16, patch_size=8, vision_width=16,
+                           vision_layers=1, vision_heads=2, text_width=16, text_layers=1,
+                           text_heads=2, context_length=16, vocab_size=len(tok.vocab))
+  variables = clip.CLIP(config).init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)),
+                                     jnp.zeros((1, 16), jnp.int32))
+  build = features.clip_embedder
+  small = lambda tokenizer=None, **kw: build(
+      tok, variables=variables, config=config, batch_size=10, progress=False)
+  monkeypatch.setattr(evaluation.features, "clip_embedder", small)
+  monkeypatch.setattr(clip_score, "bpe_file", lambda path=None: None)
+  monkeypatch.setattr(CLIPTokenizer, "from_openai_bpe", classmethod(lambda cls, p: tok))
+
+  c = _config(("clip_score",), num=30)
+  c.data.update(name="mnist5k_captions", random_flip=False)
+  c.eval.sample_batch_size = 10
+  trainer = _Lookup(c, None, key="text")
+  trainer.generate = lambda state, rng, num, inputs=None, frozen=None: jnp.broadcast_to(
+      (inputs["text"].sum(-1) % 7 / 7.0)[:, None, None, None], (num, 32, 32, 1))
+  got = evaluation.compute(trainer, None, c, sharding.make_mesh(), jax.random.key(0))
+  captions = mnist5k_derived.captions(c.data, "test")[:30]
+  tokens = data.get_source(c.data, "test")[np.arange(30)]["text"]
+  images = np.broadcast_to((tokens.sum(-1) % 7 / 7.0)[:, None, None, None],
+                           (30, 32, 32, 1)).astype(np.float32)
+  expected = clip_score.compute_clip_score(small(), images, captions)
+  assert got["clip_score"] == pytest.approx(expected.value, rel=1e-5)
+  assert got["clip_score_net"] == clip_score.NAME
+  # Pairing matters: the captions in another order score differently.
+  shuffled = clip_score.compute_clip_score(small(), images, captions[::-1])
+  assert abs(shuffled.value - expected.value) > 1e-6
