@@ -17,7 +17,7 @@ from conftest import REPO, load_config, run_main
 from jaxgen import data, train
 from jaxgen.models import gan
 from jaxgen.trainers.base import count_params
-from jaxgen.trainers.gan import GANTrainer, slerp
+from jaxgen.trainers.gan import GANTrainer
 
 
 def _torch_conv_transpose(x, w, stride, pad):
@@ -90,16 +90,6 @@ def test_dcgan_feature_map_sizes():
   assert logits.shape == (3,) and classes.shape == (3, 10)
   with pytest.raises(ValueError, match="even image size above 7"):
     gan.pyramid(7)
-
-
-def test_slerp_follows_the_great_circle():
-  z0, z1 = jnp.array([3.0, 0.0]), jnp.array([0.0, 3.0])
-  t = jnp.linspace(0, 1, 5)[:, None]
-  path = np.asarray(slerp(z0, z1, t))
-  np.testing.assert_allclose(np.linalg.norm(path, axis=-1), 3.0, rtol=1e-6)
-  np.testing.assert_allclose(path[2], [3 / np.sqrt(2)] * 2, rtol=1e-6)
-  np.testing.assert_allclose(path[[0, -1]], [z0, z1], atol=1e-6)
-  np.testing.assert_allclose(slerp(z0, 2 * z0, t), (1 - t) * z0 + t * 2 * z0)
 
 
 SPECS = ["gan_toy2d:tiny", "gan_mnist:tiny", "dcgan_mnist:tiny", "dcgan_celeba:tiny",

@@ -30,7 +30,8 @@ STATS = "batch_stats"  # the key of the players' BatchNorm statistics in state.e
 
 def init_players(networks: Mapping[str, tuple[nn.Module, tuple, dict]], rng,
                  tx: Mapping[str, optax.GradientTransformation],
-                 ema_player: str | None = None, extra: dict | None = None) -> TrainState:
+                 ema_player: str | None = None,
+                 extra: dict | None = None) -> TrainState:
   """The state of the players ``networks`` names (name -> (module, example args,
   example kwargs), as ``Trainer.networks`` returns them): each initialised with its
   own key of ``jax.random.split(rng, len(networks))`` in the order of ``networks``,
@@ -92,10 +93,15 @@ def slerp(z0, z1, t, eps: float = 1e-6):
   """Spherical interpolation (Shoemake 1985; White 2016 for GAN latents) between z0
   and z1 along the last axis: the great-circle arc through the directions, whose
   norm moves from |z0| to |z1| (constant for equal norms). Where z0 and z1 are
-  (anti)parallel (sin of the angle at most ``eps``), the straight line."""
+  (anti)parallel (sin of the angle at most ``eps``), the straight line.
+
+  The angle is 2 atan2(|n0 - n1|, |n0 + n1|) of the unit vectors (Kahan), not
+  arccos(n0 . n1): in float32 the dot product of (anti)parallel vectors lands an ulp
+  off +-1, where arccos turns it into an angle 3e-4 away from 0 or pi."""
   n0 = z0 / jnp.linalg.norm(z0, axis=-1, keepdims=True)
   n1 = z1 / jnp.linalg.norm(z1, axis=-1, keepdims=True)
-  omega = jnp.arccos(jnp.clip(jnp.sum(n0 * n1, -1, keepdims=True), -1.0, 1.0))
+  omega = 2 * jnp.arctan2(jnp.linalg.norm(n0 - n1, axis=-1, keepdims=True),
+                          jnp.linalg.norm(n0 + n1, axis=-1, keepdims=True))
   so = jnp.sin(omega)
   safe = jnp.where(so > eps, so, 1.0)
   curved = (jnp.sin((1 - t) * omega) * z0 + jnp.sin(t * omega) * z1) / safe

@@ -1,9 +1,11 @@
 """The GAN family: MLP GAN, DCGAN, conditional GAN and AC-GAN, two players in one state.
 
-The state holds ``params = {"generator", "discriminator"}``, one optimiser state per
-player (``config.optim.generator`` / ``config.optim.discriminator``), BatchNorm
-statistics in ``extra["batch_stats"]`` (per player) and an EMA copy of the generator
-in ``ema_params``. ``step`` counts generator steps.
+The state is the two-player state of jaxgen/trainers/adversarial.py (the core the
+adversarial families share): ``params = {"generator", "discriminator"}``, one optimiser
+state per player (``config.optim.generator`` / ``config.optim.discriminator``), each
+updated by ``base.apply_player_gradients``, BatchNorm statistics in
+``extra["batch_stats"]`` (per player) and an EMA of the generator in ``ema_params``.
+``step`` counts generator steps.
 
 One train step is ``config.gan.d_steps`` discriminator updates, each on fresh noise
 (``update_latents``) against the same real batch, then one generator update on the
@@ -35,9 +37,10 @@ import optax
 
 from jaxgen import losses, viz
 from jaxgen.models import gan as gan_models
-from jaxgen.trainers.base import Trainer, TrainState, make_optimizer
+from jaxgen.trainers import adversarial
+from jaxgen.trainers.adversarial import apply_module
+from jaxgen.trainers.base import Trainer, apply_player_gradients, make_optimizer
 
-PLAYERS = ("generator", "discriminator")
 CONDITIONING = ("", "cgan", "acgan")
 
 
@@ -77,32 +80,14 @@ class GANTrainer(Trainer):
             "discriminator": (self.discriminator, (x, y_d), {"train": False})}
 
   def init_state(self, rng):
-    params, stats = {}, {}
-    for (name, (module, args, kwargs)), key in zip(self.networks().items(),
-                                                   jax.random.split(rng)):
-      variables = module.init(key, *args, **kwargs)
-      params[name], stats[name] = variables["params"], variables.get("batch_stats", {})
-    return TrainState(
-        step=jnp.zeros((), jnp.int32), params=params,
-        opt_state={p: self.tx[p].init(params[p]) for p in PLAYERS},
-        ema_params=jax.tree.map(jnp.copy, params["generator"]),
-        extra={"batch_stats": stats})
-
-  def _apply(self, module, params, stats, *args, train: bool, rng=None):
-    """(output, new batch statistics) of a player; statistics change only in train,
-    where ``rng`` keys dropout."""
-    variables = {"params": params, "batch_stats": stats}
-    if not train:
-      return module.apply(variables, *args, train=False), stats
-    out, mutated = module.apply(variables, *args, train=True, mutable=["batch_stats"],
-                                rngs={"dropout": rng} if rng is not None else None)
-    return out, mutated.get("batch_stats", {})
+    return adversarial.init_players(self.networks(), rng, self.tx,
+                                    ema_player="generator")
 
   def _discriminate(self, params, stats, x, y, *, train: bool, rng=None):
     """(logits, class logits or None, new statistics)."""
     y_d = y if self.conditioning == "cgan" else None
-    out, stats = self._apply(self.discriminator, params, stats, x, y_d, train=train,
-                             rng=rng)
+    out, stats = apply_module(self.discriminator, params, stats, x, y_d, train=train,
+                              rng=rng)
     if self.conditioning == "acgan":
       return out[0], out[1], stats
     return out, None, stats
@@ -128,19 +113,20 @@ class GANTrainer(Trainer):
   def train_step(self, state, batch, rng, frozen=None):
     x, y_real = self._inputs(batch)
     num = x.shape[0]
-    g_params = state.params["generator"]
-    stats = state.extra["batch_stats"]
+    g_params = state.params["generator"]  # fixed during the D updates
+    start_stats = state.extra[adversarial.STATS]
     classify = lambda logits, y: optax.softmax_cross_entropy_with_integer_labels(
         logits, y).mean()
 
     drop_key = jax.random.split(rng)[1]  # dropout, if the discriminator has any
 
-    def d_update(carry, i):
-      d_params, d_opt, d_stats, g_stats = carry
+    def d_update(state, i):
+      stats = state.extra[adversarial.STATS]
+      d_stats = stats["discriminator"]
       z, y_fake = self.update_latents(rng, i, num)
       k_real, k_fake = jax.random.split(jax.random.fold_in(drop_key, i))
-      fake, g_stats = self._apply(self.generator, g_params, g_stats, z, y_fake,
-                                  train=True)
+      fake, g_stats = apply_module(self.generator, g_params, stats["generator"], z,
+                                   y_fake, train=True)
       fake = jax.lax.stop_gradient(fake)
 
       def loss_fn(dp):
@@ -164,31 +150,30 @@ class GANTrainer(Trainer):
         return loss, (s, aux)
 
       (loss, (d_stats, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-          d_params)
-      updates, d_opt = self.tx["discriminator"].update(grads, d_opt, d_params)
-      d_params = optax.apply_updates(d_params, updates)
-      metrics = {"d_loss": loss, "d_grad_norm": optax.tree.norm(grads), **aux}
-      return (d_params, d_opt, d_stats, g_stats), metrics
+          state.params["discriminator"])
+      state, grad_norm = apply_player_gradients(state, "discriminator", grads, self.tx)
+      state = adversarial.replace_stats(state, generator=g_stats,
+                                        discriminator=d_stats)
+      return state, {"d_loss": loss, "d_grad_norm": grad_norm, **aux}
 
-    carry = (state.params["discriminator"], state.opt_state["discriminator"],
-             stats["discriminator"], stats["generator"])
     # A Python loop (d_steps is small and static): on CPU, XLA ran this step 5-8x
     # more slowly with the D updates inside lax.scan (a while loop), even unrolled.
     d_metrics = []
     for i in range(self.d_steps):
-      carry, m = d_update(carry, i)
+      state, m = d_update(state, i)
       d_metrics.append(m)
-    d_params, d_opt, d_stats, g_stats = carry
     # Means over the D updates of this step.
     d_metrics = jax.tree.map(lambda *v: jnp.mean(jnp.stack(v)), *d_metrics)
 
     # The generator update, on the last D update's noise: that forward pass already
-    # counted into g_stats, so this one's statistics are dropped.
+    # counted into the generator's statistics, so this one's are dropped.
     z, y_fake = self.update_latents(rng, self.d_steps - 1, num)
+    d_params = state.params["discriminator"]
+    d_stats = state.extra[adversarial.STATS]["discriminator"]
 
     def g_loss_fn(gp):
-      fake, _ = self._apply(self.generator, gp, stats["generator"], z, y_fake,
-                            train=True)
+      fake, _ = apply_module(self.generator, gp, start_stats["generator"], z, y_fake,
+                             train=True)
       logits, cls, s = self._discriminate(d_params, d_stats, fake, y_fake, train=True,
                                           rng=jax.random.fold_in(drop_key, self.d_steps))
       loss = losses.generator_loss(logits, self.loss_kind)
@@ -200,18 +185,12 @@ class GANTrainer(Trainer):
 
     (g_loss, (d_stats, g_aux)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
         g_params)
-    updates, g_opt = self.tx["generator"].update(grads, state.opt_state["generator"],
-                                                 g_params)
-    g_params = optax.apply_updates(g_params, updates)
-    ema = optax.incremental_update(g_params, state.ema_params, 1.0 - self.ema_decay)
-    state = state.replace(
-        step=state.step + 1,
-        params={"generator": g_params, "discriminator": d_params},
-        opt_state={"generator": g_opt, "discriminator": d_opt}, ema_params=ema,
-        extra={**state.extra,
-               "batch_stats": {"generator": g_stats, "discriminator": d_stats}})
+    state, g_grad_norm = apply_player_gradients(state, "generator", grads, self.tx,
+                                                count_step=True)
+    state = adversarial.update_ema(state, "generator", self.ema_decay)
+    state = adversarial.replace_stats(state, discriminator=d_stats)
     # ``loss`` (what the loop shows and checks) is the generator's loss.
-    metrics = {"loss": g_loss, "g_loss": g_loss, "g_grad_norm": optax.tree.norm(grads),
+    metrics = {"loss": g_loss, "g_loss": g_loss, "g_grad_norm": g_grad_norm,
                **d_metrics, **g_aux}
     return state, metrics
 
@@ -222,10 +201,10 @@ class GANTrainer(Trainer):
     BatchNorm with running statistics."""
     x, y = self._inputs(batch)
     mask = batch["mask"]
-    stats = state.extra["batch_stats"]
+    stats = state.extra[adversarial.STATS]
     z, y_fake = self.latents(rng, x.shape[0])
-    fake, _ = self._apply(self.generator, state.params["generator"],
-                          stats["generator"], z, y_fake, train=False)
+    fake, _ = apply_module(self.generator, state.params["generator"],
+                           stats["generator"], z, y_fake, train=False)
     d_params = state.params["discriminator"]
     real_logits, real_cls, _ = self._discriminate(d_params, stats["discriminator"], x,
                                                   y, train=False)
@@ -246,8 +225,8 @@ class GANTrainer(Trainer):
 
   # --- samples and pictures -------------------------------------------------------
   def _generate(self, state, z, y):
-    out, _ = self._apply(self.generator, state.ema_params,
-                         state.extra["batch_stats"]["generator"], z, y, train=False)
+    stats = state.extra[adversarial.STATS]["generator"]
+    out, _ = apply_module(self.generator, state.ema_params, stats, z, y, train=False)
     return out if self.points else jnp.clip((out + 1) / 2, 0.0, 1.0)
 
   @property
@@ -264,13 +243,12 @@ class GANTrainer(Trainer):
     return self._generate(state, z, y)
 
   def interpolate(self, state, rng, rows: int, steps: int):
-    """Samples along linear and spherical (slerp) paths between pairs of latents:
-    two arrays (rows * steps, ...); conditional rows keep one class (row mod K)."""
-    k0, k1, ky = jax.random.split(rng, 3)
+    """Samples along linear and spherical (``adversarial.slerp``) paths between pairs
+    of latents: two arrays (rows * steps, ...); conditional rows keep one class (row
+    mod K)."""
+    k0, k1, _ = jax.random.split(rng, 3)
     z0, z1 = (jax.random.normal(k, (rows, self.latent_dim)) for k in (k0, k1))
-    t = jnp.linspace(0.0, 1.0, steps)[None, :, None]
-    linear = (1 - t) * z0[:, None] + t * z1[:, None]
-    spherical = slerp(z0[:, None], z1[:, None], t)
+    linear, spherical = adversarial.interpolate_latents(z0, z1, steps)
     y = (jnp.repeat(jnp.arange(rows) % self.num_classes, steps) if self.num_classes
          else None)
     flat = lambda path: path.reshape(rows * steps, self.latent_dim)
@@ -280,7 +258,7 @@ class GANTrainer(Trainer):
   def d_probability(self, state, points):
     """D(x) (sigmoid of the logits, running statistics) at points (N, 2)."""
     logits, _, _ = self._discriminate(state.params["discriminator"],
-                                      state.extra["batch_stats"]["discriminator"],
+                                      state.extra[adversarial.STATS]["discriminator"],
                                       points, None, train=False)
     return jax.nn.sigmoid(logits)
 
@@ -336,18 +314,6 @@ class GANTrainer(Trainer):
         for dc in (0, 1):
           image[row[keep] + dr, col[keep] + dc] = colour
     return image
-
-
-def slerp(z0, z1, t):
-  """Spherical interpolation (Shoemake 1985; White 2016 for GAN latents) between z0
-  and z1 along the last axis; the straight line where they are (anti)parallel."""
-  n0 = z0 / jnp.linalg.norm(z0, axis=-1, keepdims=True)
-  n1 = z1 / jnp.linalg.norm(z1, axis=-1, keepdims=True)
-  omega = jnp.arccos(jnp.clip(jnp.sum(n0 * n1, -1, keepdims=True), -1.0, 1.0))
-  so = jnp.sin(omega)
-  safe = jnp.where(so > 1e-6, so, 1.0)
-  curved = (jnp.sin((1 - t) * omega) * z0 + jnp.sin(t * omega) * z1) / safe
-  return jnp.where(so > 1e-6, curved, (1 - t) * z0 + t * z1)
 
 
 def _validate(config, points: bool):
