@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, load_config, run_main
 from jaxgen import checkpoint, train
 from jaxgen.trainers.vae import VAETrainer
 
@@ -161,3 +161,59 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes(tmp_path):
   assert "SIGTERM received: saved checkpoint at step" in err
   steps = checkpoint.Checkpointer(os.path.join(wd, "checkpoints")).all_steps()
   assert len(steps) == 1 and 0 < steps[0] < 100000
+
+
+def test_a_rejected_resume_keeps_config_json_and_a_changed_batch_is_refused(tmp_path,
+                                                                           tiny_vae):
+  """Issue 15: config.json is written only once the config fits the checkpoints, and a
+  resume with another batch size or seed is refused (the data position counts
+  batches of the old size)."""
+  c = tiny_vae
+  c.train.update(num_steps=2, sample_every=0)
+  c.eval.metrics = ()
+  wd = str(tmp_path / "run")
+  train.train(c, wd)
+  record = open(os.path.join(wd, "config.json")).read()
+  changed = load_config("vae_mnist", "tiny")
+  changed.model.hidden = (16, 16)
+  changed.train.update(num_steps=4, sample_every=0)
+  with pytest.raises(checkpoint.CheckpointError):
+    train.train(changed, wd)
+  assert open(os.path.join(wd, "config.json")).read() == record
+  for field, value in (("batch_size", 16), ("seed", 3)):
+    other = load_config("vae_mnist", "tiny")
+    other.train.update(num_steps=4, sample_every=0)
+    if field == "seed":
+      other.seed = value
+    else:
+      other.train.batch_size = value
+    name = "train.batch_size" if field == "batch_size" else "seed"
+    with pytest.raises(ValueError, match=rf"trained with {name}=\S+, this config has "
+                                         rf"{value}"):
+      train.train(other, wd)
+    assert open(os.path.join(wd, "config.json")).read() == record
+
+
+def test_a_second_run_in_a_locked_workdir_is_refused_at_once(tmp_path):
+  """Issue 15: while one process trains in a workdir, another is refused with the
+  holder's PID, and nothing of the first run is touched."""
+  import subprocess
+  import sys
+  import time
+  wd = str(tmp_path / "run")
+  holder = subprocess.Popen(
+      [sys.executable, "-c", "import sys, time; from jaxgen.workdir_lock import "
+       "WorkdirLock; l = WorkdirLock(sys.argv[1]); l.acquire(); print('held', "
+       "flush=True); time.sleep(60)", wd], stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    start = time.time()
+    proc = run_main("--config=configs/vae_mnist.py:tiny", f"--workdir={wd}",
+                    check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"PID {holder.pid}" in proc.stderr.strip().splitlines()[-1]
+    assert not os.path.exists(os.path.join(wd, "config.json"))
+    assert time.time() - start < 60
+  finally:
+    holder.kill()
+    holder.wait()
