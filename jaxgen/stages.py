@@ -70,6 +70,8 @@ def load_run(name: str, workdir: str, mesh, role=None) -> Stage:
   family must provide ``role`` (a protocol class of jaxgen/trainers/base.py)."""
   from jaxgen import train, trainers  # train imports this module
   workdir = os.path.abspath(os.path.expanduser(workdir))
+  if os.path.isfile(workdir):
+    return load_file(name, workdir, mesh, role)
   if not os.path.isdir(workdir):
     raise StageError(f"config.stages.{name}={workdir}: no such directory. Train that "
                      f"stage first (python -m jaxgen.main --config=... "
@@ -97,6 +99,31 @@ def load_run(name: str, workdir: str, mesh, role=None) -> Stage:
     ckpt.close()
   params = jax.device_put(trainer.stage_params(state), sharding.replicated(mesh))
   return Stage(name, workdir, trainer, params, int(last), digest(params))
+
+
+# protocol class name -> "module:function" that loads a weights file as that stage:
+# path -> (stage object providing the protocol, parameters).
+FILE_LOADERS = {
+    "ConditioningEncoder": "jaxgen.trainers.clip_encoder:CLIPEncoder.from_file",
+}
+
+
+def load_file(name: str, path: str, mesh, role) -> Stage:
+  """A weights file as the stage ``name`` (for example CLIP's Hugging Face file)."""
+  import importlib
+  entry = FILE_LOADERS.get(getattr(role, "__name__", ""))
+  if entry is None:
+    raise StageError(
+        f"config.stages.{name}={path} is a file, but a weights file can stand in only "
+        f"for {', '.join(FILE_LOADERS)} stages; the {name} stage needs the workdir of "
+        f"a finished run.")
+  module, attr = entry.split(":")
+  obj = importlib.import_module(module)
+  for part in attr.split("."):
+    obj = getattr(obj, part)
+  encoder, variables = obj(path)
+  params = jax.device_put(variables, sharding.replicated(mesh))
+  return Stage(name, path, encoder, params, 0, digest(params))
 
 
 def load(config, mesh, roles: dict) -> dict:

@@ -146,3 +146,53 @@ def test_stage_errors_name_the_problem(tmp_path, vae_stage):
   c.stages = {"autoencoder": vae_stage}
   with pytest.raises(stages.StageError, match="not a stage of family 'vae'"):
     train.make_trainer(c, mesh)
+
+
+def test_a_hugging_face_clip_file_stands_in_as_a_conditioning_stage(tmp_path):
+  """config.stages.clip may name CLIP's safetensors file: the stage's embeddings are
+  the CLIP port's, normalised, and its digest is recorded like a run's."""
+  import importlib.util
+  import safetensors.numpy
+  from conftest import REPO
+  from jaxgen.models import clip
+  from jaxgen.trainers.base import Autoencoder, ConditioningEncoder
+  spec = importlib.util.spec_from_file_location(
+      "make_clip_fixture", os.path.join(REPO, "tests", "fixtures", "make_clip_fixture.py"))
+  fx = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(fx)
+  d = fx.DIMS
+  path = tmp_path / "model.safetensors"
+  safetensors.numpy.save_file(fx.hf_state_dict(), str(path))
+  (tmp_path / "config.json").write_text(json.dumps({
+      "projection_dim": d["embed_dim"],
+      "vision_config": {"image_size": d["image_size"], "patch_size": d["patch_size"],
+                        "hidden_size": d["vision_width"],
+                        "num_hidden_layers": d["vision_layers"],
+                        "num_attention_heads": d["vision_heads"]},
+      "text_config": {"max_position_embeddings": d["context_length"],
+                      "vocab_size": d["vocab_size"], "hidden_size": d["text_width"],
+                      "num_hidden_layers": d["text_layers"],
+                      "num_attention_heads": d["text_heads"]}}))
+  mesh = sharding.make_mesh()
+  stage = stages.load_run("clip", str(path), mesh, ConditioningEncoder)
+  config = clip.CLIPConfig(**d)
+  variables = clip.load_hf_checkpoint(path, config)
+  assert stage.digest == stages.digest(variables)
+  model = clip.CLIP(config)
+  rng = np.random.default_rng(0)
+  images = rng.uniform(size=(3, 32, 32, 3)).astype(np.float32)
+  tokens = rng.integers(0, d["vocab_size"], (3, 16)).astype(np.int32)
+  pixels = (images - np.float32(clip.OPENAI_MEAN)) / np.float32(clip.OPENAI_STD)
+  direct = np.asarray(model.apply(variables, pixels, method=clip.CLIP.encode_image))
+  got = np.asarray(jax.jit(stage.trainer.embed_image)(stage.params, images))
+  np.testing.assert_allclose(got, direct / np.linalg.norm(direct, axis=-1, keepdims=True),
+                             atol=1e-5)
+  direct = np.asarray(model.apply(variables, tokens, method=clip.CLIP.encode_text))
+  got = np.asarray(jax.jit(stage.trainer.embed_text)(stage.params, tokens))
+  np.testing.assert_allclose(got, direct / np.linalg.norm(direct, axis=-1, keepdims=True),
+                             atol=1e-5)
+  # Grey images of another size are resized and cropped to CLIP's input.
+  assert stage.trainer.embed_image(stage.params, images[:2, :, :24, :1]).shape == (2, 40)
+  with pytest.raises(stages.StageError, match="a weights file can stand in only for "
+                                              "ConditioningEncoder"):
+    stages.load_run("autoencoder", str(path), mesh, Autoencoder)
