@@ -13,8 +13,9 @@
                     Hugging Face safetensors and OpenAI's BPE file; default the cache).
 Samples come from the family's pure ``generate``, jit-compiled once, in batches of
 ``eval.sample_batch_size``. Conditional families (``trainer.conditioning_keys``) get
-the conditioning of ``eval.num_samples`` examples of ``eval.split``, in order (cycling
-if the split is smaller), so metrics are conditioned on real inputs. Reference
+the conditioning of ``eval.num_samples`` examples of ``eval.split``, in a fixed
+shuffled order (cycling if the split is smaller), so metrics are conditioned on real
+inputs. Reference
 statistics of a dataset split are cached under the weights cache, keyed by the
 feature network's weights. Every result names the network that produced it.
 """
@@ -280,8 +281,9 @@ EVALUATORS = {"fid": FID, "is": InceptionScore, "kid": KID,
 
 # --- orchestration ----------------------------------------------------------------
 def conditioning(trainer, config, num: int, needs: tuple):
-  """A function i -> the eval examples of sample batch i (conditioning keys and what
-  the evaluators read), ``num`` examples of ``eval.split`` in order, cycling."""
+  """A function (start, size) -> the eval examples of the samples start..start+size
+  (conditioning keys and what the evaluators read): ``eval.split`` in a fixed
+  shuffled order, cycling."""
   keys = tuple(dict.fromkeys((*trainer.conditioning_keys, *needs)))
   if not keys:
     return lambda start, size: {}
@@ -294,9 +296,12 @@ def conditioning(trainer, config, num: int, needs: tuple):
                      f"{sorted(spec)}): use a dataset that has them, or drop those "
                      f"metrics.")
   source = data.get_source(config.data, split)
+  # A fixed shuffle: splits may be sorted by class (MNIST-5k's are), and consecutive
+  # samples of one class would bias scores computed over chunks (IS splits).
+  order = np.random.default_rng([config.seed, 17]).permutation(len(source))
 
   def examples(start, size):
-    idx = np.arange(start, start + size) % len(source)
+    idx = order[np.arange(start, start + size) % len(source)]
     batch = data.preprocess.process(source[idx], config.data,
                                     np.random.default_rng([config.seed, start, 13]),
                                     train=False, indices=idx)

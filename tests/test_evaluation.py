@@ -45,7 +45,8 @@ def _table():
 def test_class_accuracy_counts_agreement_with_the_conditioning_label():
   c, table, mesh = _config(("class_accuracy",)), _table(), sharding.make_mesh()
   predicted = features.get("mnist_classifier")(table)["logits"].argmax(-1)
-  test_labels = data.get_source(c.data, "test")[np.arange(60)]["label"]
+  order = np.random.default_rng([c.seed, 17]).permutation(500)
+  test_labels = data.get_source(c.data, "test")[order[:60]]["label"]
   for shift in (0, 1):
     got = evaluation.compute(_Lookup(c, table, shift), None, c, mesh, jax.random.key(0))
     # Independently: sample i is the table digit of class label_i + shift.
@@ -55,13 +56,18 @@ def test_class_accuracy_counts_agreement_with_the_conditioning_label():
   assert expected < 0.2  # shifted labels are wrong, and the metric says so
 
 
-def test_samples_are_conditioned_on_the_eval_split_in_order():
-  c, mesh = _config(("class_accuracy",), num=50), sharding.make_mesh()
+def test_samples_are_conditioned_on_every_eval_example_in_a_fixed_shuffle():
+  """The 500 test digits are sorted by class; the conditioning visits each once per
+  cycle, shuffled (IS over consecutive chunks would otherwise see two classes)."""
+  c = _config(("class_accuracy",), num=50)
   examples = evaluation.conditioning(_Lookup(c, _table()), c, 50, ("label",))
   labels = data.get_source(c.data, "test")[np.arange(500)]["label"]
-  np.testing.assert_array_equal(examples(0, 20)["label"], labels[:20])
+  first = examples(0, 500)["label"]
+  assert np.bincount(first).tolist() == np.bincount(labels).tolist()  # each once
+  assert len(set(first[:100].tolist())) == 10  # not sorted by class
   np.testing.assert_array_equal(examples(490, 20)["label"],
-                                labels[np.arange(490, 510) % 500])
+                                np.concatenate([first[490:], first[:10]]))
+  np.testing.assert_array_equal(examples(0, 500)["label"], first)  # deterministic
 
 
 def test_paired_metrics_against_closed_forms(monkeypatch):
@@ -125,8 +131,9 @@ def test_clip_score_pairs_each_sample_with_its_caption(monkeypatch):
   trainer.generate = lambda state, rng, num, inputs=None, frozen=None: jnp.broadcast_to(
       (inputs["text"].sum(-1) % 7 / 7.0)[:, None, None, None], (num, 32, 32, 1))
   got = evaluation.compute(trainer, None, c, sharding.make_mesh(), jax.random.key(0))
-  captions = mnist5k_derived.captions(c.data, "test")[:30]
-  tokens = data.get_source(c.data, "test")[np.arange(30)]["text"]
+  order = np.random.default_rng([c.seed, 17]).permutation(500)[:30]
+  captions = [mnist5k_derived.captions(c.data, "test")[i] for i in order]
+  tokens = data.get_source(c.data, "test")[order]["text"]
   images = np.broadcast_to((tokens.sum(-1) % 7 / 7.0)[:, None, None, None],
                            (30, 32, 32, 1)).astype(np.float32)
   expected = clip_score.compute_clip_score(small(), images, captions)
