@@ -127,8 +127,7 @@ class _Features(Evaluator):
     super().__init__(config, mesh, nets)
     self.net = nets.setdefault("feature_net", feature_net(config, mesh))
     self.parts = nets.setdefault("feature_parts", {})
-    self.owner = not self.parts.get("_owned")
-    self.parts["_owned"] = True
+    self.owner = nets.setdefault("feature_owner", self) is self
 
   def update(self, samples, examples):
     if self.owner:  # one extraction for all of fid, is and kid

@@ -28,6 +28,17 @@ def run_main(*args, env=None, timeout=600, check=True):
   return proc
 
 
+def load_module(relpath: str):
+  """A script of the repository (experiments/, tests/fixtures/) as a module."""
+  import importlib.util
+  name = os.path.splitext(os.path.basename(relpath))[0]
+  spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, relpath))
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[spec.name] = module  # dataclasses resolve annotations through it
+  spec.loader.exec_module(module)
+  return module
+
+
 @pytest.fixture
 def tiny_vae():
   return load_config("vae_mnist", "tiny")

@@ -1,25 +1,18 @@
 """experiments/gan_optimum.py: V(G, D*) = -log 4 + 2 JSD, a trained discriminator moving
 to D*, and the vanishing saturating gradient."""
-import importlib.util
 import math
-import os
-import sys
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import load_module
+
 
 
 @pytest.fixture(scope="module")
 def go():
-  spec = importlib.util.spec_from_file_location(
-      "gan_optimum", os.path.join(REPO, "experiments", "gan_optimum.py"))
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module  # dataclasses resolve annotations through it
-  spec.loader.exec_module(module)
-  return module
+  return load_module("experiments/gan_optimum.py")
 
 
 def _v_star(go, p_data, p_g):

@@ -151,15 +151,11 @@ def test_stage_errors_name_the_problem(tmp_path, vae_stage):
 def test_a_hugging_face_clip_file_stands_in_as_a_conditioning_stage(tmp_path):
   """config.stages.clip may name CLIP's safetensors file: the stage's embeddings are
   the CLIP port's, normalised, and its digest is recorded like a run's."""
-  import importlib.util
   import safetensors.numpy
-  from conftest import REPO
+  from conftest import load_module
   from jaxgen.models import clip
   from jaxgen.trainers.base import Autoencoder, ConditioningEncoder
-  spec = importlib.util.spec_from_file_location(
-      "make_clip_fixture", os.path.join(REPO, "tests", "fixtures", "make_clip_fixture.py"))
-  fx = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(fx)
+  fx = load_module("tests/fixtures/make_clip_fixture.py")
   d = fx.DIMS
   path = tmp_path / "model.safetensors"
   safetensors.numpy.save_file(fx.hf_state_dict(), str(path))

@@ -1,27 +1,20 @@
 """experiments/variational_bound.py: log p(x) = ELBO + KL, the IWAE bound rising with
 k, a trained encoder closing the gap, and the DDPM bound and posterior against Bayes'
 rule."""
-import importlib.util
 import json
 import math
-import os
-import sys
 
 import jax
 import numpy as np
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import load_module
+
 
 
 @pytest.fixture(scope="module")
 def vb():
-  spec = importlib.util.spec_from_file_location(
-      "variational_bound", os.path.join(REPO, "experiments", "variational_bound.py"))
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module  # dataclasses resolve annotations through it
-  spec.loader.exec_module(module)
-  return module
+  return load_module("experiments/variational_bound.py")
 
 
 @pytest.fixture(scope="module")

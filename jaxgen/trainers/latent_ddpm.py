@@ -32,7 +32,6 @@ class LatentDDPMTrainer(DDPMTrainer):
     ae = stages["autoencoder"]
     self.autoencoder = ae.trainer
     _check_same_data(config.data, ae.trainer.config.data, ae.path)
-    self.image_spec = spec["image"]
     # The diffusion's examples are latents: its "image" is the latent of one image.
     super().__init__(config, {**spec, "image": ae.trainer.latent_spec}, stages)
     self.scale_factor = config.latent.scale_factor
