@@ -1,4 +1,9 @@
-"""Frozen stages: finished runs (or weights files) that a later run builds on.
+"""Runs rebuilt from their configs, and frozen stages: finished runs (or weights files)
+that a later run builds on.
+
+``make_trainer(config)`` builds a family's trainer with the stages its config names
+(recursively: a stage's own trainer may have stages); ``run_keys`` are a run's random
+streams, derived from its seed; ``abstract_state`` is its state's shape, unbuilt.
 
 A config names its stages in ``config.stages``, for example
 ``config.stages.autoencoder = "/path/to/vae_workdir"``. ``load(config, mesh)`` rebuilds
@@ -23,9 +28,32 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxgen import checkpoint, sharding
+from jaxgen import checkpoint, data, sharding, trainers
 
 log = logging.getLogger("jaxgen")
+
+
+def make_trainer(config, mesh=None):
+  """The family's trainer for ``config``, with the frozen stages it names loaded
+  (read only) onto ``mesh``."""
+  family = trainers.family_class(config)
+  loaded = (load(config, mesh or sharding.make_mesh(), family.stage_roles)
+            if family.stage_roles or config.get("stages") else {})
+  return family(config, data.example_spec(config.data), loaded)
+
+
+def run_keys(config):
+  # Each use of randomness has its own stream, derived from the seed alone.
+  init, step, eval_, sample = jax.random.split(jax.random.key(config.seed), 4)
+  return {"init": init, "step": step, "eval": eval_, "sample": sample}
+
+
+def abstract_state(trainer, config, mesh):
+  """The state's structure, shapes, dtypes and (replicated) shardings, unbuilt."""
+  shapes = jax.eval_shape(trainer.init_state, run_keys(config)["init"])
+  repl = sharding.replicated(mesh)
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
+                      shapes)
 
 
 class StageError(ValueError):
@@ -68,7 +96,6 @@ def run_config(workdir: str) -> ml_collections.ConfigDict:
 def load_run(name: str, workdir: str, mesh, role=None) -> Stage:
   """Rebuild the finished run in ``workdir`` as the stage ``name`` (read only); its
   family must provide ``role`` (a protocol class of jaxgen/trainers/base.py)."""
-  from jaxgen import train, trainers  # train imports this module
   workdir = os.path.abspath(os.path.expanduser(workdir))
   if os.path.isfile(workdir):
     return load_file(name, workdir, mesh, role)
@@ -83,7 +110,7 @@ def load_run(name: str, workdir: str, mesh, role=None) -> Stage:
     raise StageError(
         f"config.stages.{name}={workdir} is a {config.family!r} run, but the {name} "
         f"stage needs the {role.__name__} protocol ({_families(role)}).")
-  trainer = train.make_trainer(config, mesh)
+  trainer = make_trainer(config, mesh)
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
   try:
     last = ckpt.latest_step()
@@ -94,7 +121,7 @@ def load_run(name: str, workdir: str, mesh, role=None) -> Stage:
           f"{last if last is not None else 'none'} of {total}): finish it first by "
           f"rerunning its training command, python -m jaxgen.main "
           f"--config=<its config> --workdir={workdir}.")
-    state, _ = ckpt.restore(train.abstract_state(trainer, config, mesh))
+    state, _ = ckpt.restore(abstract_state(trainer, config, mesh))
   finally:
     ckpt.close()
   params = jax.device_put(trainer.stage_params(state), sharding.replicated(mesh))
@@ -149,7 +176,6 @@ def load(config, mesh, roles: dict) -> dict:
 def _families(role) -> str:
   """The registered families whose trainers provide ``role``, for messages."""
   import importlib
-  from jaxgen import trainers
   names = []
   for family, entry in trainers.FAMILIES.items():
     module, cls = entry.split(":")

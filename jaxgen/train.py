@@ -22,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from jaxgen import checkpoint, data, sharding, stages, trainers, viz
+from jaxgen import checkpoint, data, sharding, stages, viz
+from jaxgen.stages import abstract_state, make_trainer  # noqa: F401 (public here too)
 from jaxgen.workdir_lock import WorkdirLock
 
 log = logging.getLogger("jaxgen")
@@ -32,24 +33,9 @@ class NonFiniteError(FloatingPointError):
   """The loss or a gradient became NaN or infinite."""
 
 
-def make_trainer(config, mesh=None):
-  """The family's trainer for ``config``, with the frozen stages it names loaded
-  (read only) onto ``mesh``."""
-  family = trainers.family_class(config)
-  loaded = (stages.load(config, mesh or sharding.make_mesh(), family.stage_roles)
-            if family.stage_roles or config.get("stages") else {})
-  return family(config, data.example_spec(config.data), loaded)
-
-
 def frozen(trainer) -> dict:
   """The frozen stages' parameters: the ``frozen`` argument of the compiled steps."""
   return stages.frozen_params(trainer.stages)
-
-
-def _keys(config):
-  # Each use of randomness has its own stream, derived from the seed alone.
-  init, step, eval_, sample = jax.random.split(jax.random.key(config.seed), 4)
-  return {"init": init, "step": step, "eval": eval_, "sample": sample}
 
 
 def _is_writer():
@@ -120,14 +106,6 @@ class _StopRequest:
       signal.signal(sig, handler)
 
 
-def abstract_state(trainer, config, mesh):
-  """The state's structure, shapes, dtypes and (replicated) shardings, unbuilt."""
-  shapes = jax.eval_shape(trainer.init_state, _keys(config)["init"])
-  repl = sharding.replicated(mesh)
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
-                      shapes)
-
-
 def restore_latest(trainer, config, workdir, mesh):
   """(state, meta) from the latest checkpoint in ``workdir``; an error if none."""
   directory = os.path.join(workdir, "checkpoints")
@@ -157,7 +135,7 @@ def evaluate(trainer, state, config, mesh) -> dict:
   step = jax.jit(trainer.eval_step, in_shardings=(repl, batch_sh, repl, repl),
                  out_shardings=repl)
   params = frozen(trainer)
-  key, totals = _keys(config)["eval"], None
+  key, totals = stages.run_keys(config)["eval"], None
   batches = data.eval_batches(source, config.data, bs, config.seed,
                               config.eval.get("num_examples") or None)
   n = min(len(source), config.eval.get("num_examples") or len(source))
@@ -180,7 +158,7 @@ def save_pictures(trainer, state, config, workdir, step: int):
     return
   source = data.get_source(config.data, config.eval.get("split", "test"))
   batch = data.spread_batch(source, config.data, 16, config.seed)
-  rng = jax.random.fold_in(_keys(config)["sample"], step)
+  rng = jax.random.fold_in(stages.run_keys(config)["sample"], step)
   for name, image in trainer.visualize(state, rng, batch, frozen(trainer)).items():
     fname = f"step_{step}.png" if name == "samples" else f"{name}_step_{step}.png"
     viz.save_png(image, os.path.join(workdir, "samples", fname))
@@ -203,7 +181,7 @@ def _train(config, workdir, trainer, mesh):
   trainer = trainer or make_trainer(config, mesh)
   tc = config.train
   sharding.check_batch_size(tc.batch_size, mesh)
-  keys = _keys(config)
+  keys = stages.run_keys(config)
   repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
 
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
