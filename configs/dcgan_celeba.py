@@ -40,7 +40,7 @@ def get_config(arg=None):
       batch_size=128, num_steps=31_800, log_every=100, checkpoint_every=2000,
       sample_every=2000, keep_checkpoints=3, num_samples=64))
   c.eval = ml_collections.ConfigDict(dict(split="test", batch_size=128,
-                                          num_examples=10_000))
+                                          num_examples=10_000, metrics=()))
   if "tiny" in variants:
     c.data.update(name="mnist5k", resize=(32, 32))
     c.model.update(latent_dim=8, ngf=4, ndf=4)

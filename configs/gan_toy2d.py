@@ -31,7 +31,7 @@ def get_config(arg=None):
   c.data = ml_collections.ConfigDict(dict(name="toy2d", distribution=dist))
   c.model = ml_collections.ConfigDict(dict(
       arch="mlp", latent_dim=16, hidden_g=(128, 128), hidden_d=(128, 128),
-      conditioning="", num_classes=0))
+      g_batch_norm=False, d_dropout=0.0, conditioning="", num_classes=0))
   c.gan = ml_collections.ConfigDict(dict(
       loss="nonsaturating", d_steps=1, r1_gamma=0.0, aux_weight=1.0))
   player = dict(name="adam", learning_rate=1e-3, b1=0.5, b2=0.999, eps=1e-8,
@@ -41,7 +41,8 @@ def get_config(arg=None):
   c.train = ml_collections.ConfigDict(dict(
       batch_size=256, num_steps=5000, log_every=100, checkpoint_every=5000,
       sample_every=1000, keep_checkpoints=3, num_samples=2000))
-  c.eval = ml_collections.ConfigDict(dict(split="test", batch_size=1000, num_examples=0))
+  c.eval = ml_collections.ConfigDict(dict(split="test", batch_size=1000, num_examples=0,
+                                          metrics=()))
   if "tiny" in variants:
     c.model.update(latent_dim=4, hidden_g=(8,), hidden_d=(8,))
     c.train.update(batch_size=8, num_steps=2, log_every=1, checkpoint_every=2,

@@ -17,6 +17,9 @@ from jaxgen import config_file
 
 common = config_file.module_beside(__file__, "common")
 
+# The config that trains each frozen stage (its ``tiny`` variant for this one's).
+STAGE_CONFIGS = {"autoencoder": "vae_mnist"}
+
 
 def get_config(arg=None):
   variants = common.parse_arg(arg, "latent_ddpm_mnist", {"tiny"})

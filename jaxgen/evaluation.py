@@ -35,13 +35,32 @@ from jaxgen.metrics import features, fid, inception_score, kid, ssim, weights
 MAX_CACHED_FEATURES = 10_000  # rows kept for KID; FID uses the exact mean and covariance
 
 
+# The evaluators' own options in config.eval, with their defaults (this is the one
+# place they live): a config sets one only to change it.
+OPTIONS = {
+    "feature_net": "mnist_classifier",  # fid/is/kid features: mnist_classifier,
+                                        # inception or clip
+    "weights": "",                      # that network's weights file ('' = registry)
+    "inception_mode": "tf",             # tf | pytorch-fid input convention
+    "reference_split": "train",         # the real images FID and KID compare with
+    "kid_subset_size": 1000, "kid_subsets": 100,
+    "is_splits": 10,
+    "clip_bpe": "", "clip_weights": "",  # clip_score's files ('' = registry)
+}
+
+
+def option(config, name: str):
+  """``config.eval.<name>`` for an evaluator option, or its default (``OPTIONS``)."""
+  return config.eval.get(name, OPTIONS[name])
+
+
 def feature_net(config, mesh=None, name=None) -> features.FeatureNet:
-  e = config.eval
-  name = name or e.get("feature_net", "mnist_classifier")
-  own = name == e.get("feature_net", "mnist_classifier")
-  return features.get(name, weights=(e.get("weights") or None) if own else None,
-                      mode=e.get("inception_mode", "tf"),
-                      batch_size=e.get("sample_batch_size", 100), mesh=mesh)
+  own = option(config, "feature_net")
+  name = name or own
+  return features.get(name, weights=(option(config, "weights") or None)
+                      if name == own else None,
+                      mode=option(config, "inception_mode"),
+                      batch_size=config.eval.sample_batch_size, mesh=mesh)
 
 
 def real_images(data_config, split: str, batch_size: int = 500, key: str = "image"):
@@ -138,8 +157,7 @@ class _Features(Evaluator):
     return np.concatenate(self.parts[key])
 
   def reference(self):
-    e = self.config.eval
-    split = e.get("reference_split", "train")
+    split = option(self.config, "reference_split")
     spec = data.example_spec(self.config.data)
     key = "target" if "target" in spec else "image"
     ref = reference(self.net, self.config.data, split, key)
@@ -158,17 +176,17 @@ class FID(_Features):
 class KID(_Features):
   def result(self):
     ref, info = self.reference()
-    feats, e = self.outputs("features"), self.config.eval
-    size = min(e.get("kid_subset_size", 1000), len(feats), len(ref.features))
-    value, std = kid.kernel_inception_distance(feats, ref.features,
-                                               e.get("kid_subsets", 100), size)
+    feats = self.outputs("features")
+    size = min(option(self.config, "kid_subset_size"), len(feats), len(ref.features))
+    value, std = kid.kernel_inception_distance(
+        feats, ref.features, option(self.config, "kid_subsets"), size)
     return {**info, "kid": value, "kid_std": std}
 
 
 class InceptionScore(_Features):
   def result(self):
     value, std = inception_score.inception_score(self.outputs("logits"),
-                                                 self.config.eval.get("is_splits", 10))
+                                                 option(self.config, "is_splits"))
     return {"feature_net": self.net.name, "inception_score": value,
             "inception_score_std": std}
 
@@ -205,7 +223,7 @@ class _Paired(Evaluator):
   def __init__(self, config, mesh, nets):
     super().__init__(config, mesh, nets)
     self.values = []
-    low, high = ((-1.0, 1.0) if config.data.get("scale", "unit") == "symmetric"
+    low, high = ((-1.0, 1.0) if config.data.scale == "symmetric"
                  else (0.0, 1.0))
     self.to_unit = lambda x: (np.asarray(x, np.float64) - low) / (high - low)
 
@@ -257,9 +275,10 @@ class ClipScore(Evaluator):
     self.captions = dataset.tokenizer()
     self.module = clip_score
     self.embedder = features.clip_embedder(
-        CLIPTokenizer.from_openai_bpe(clip_score.bpe_file(e.get("clip_bpe") or None)),
-        weights=e.get("clip_weights") or None, mesh=mesh, progress=False,
-        batch_size=e.get("sample_batch_size", 100))
+        CLIPTokenizer.from_openai_bpe(
+            clip_score.bpe_file(option(config, "clip_bpe") or None)),
+        weights=option(config, "clip_weights") or None, mesh=mesh, progress=False,
+        batch_size=e.sample_batch_size)
     self.images, self.texts = [], []
 
   def update(self, samples, examples):
@@ -287,7 +306,7 @@ def conditioning(trainer, config, num: int, needs: tuple):
   if not keys:
     return lambda start, size: {}
   spec = data.example_spec(config.data)
-  split = config.eval.get("split", "test")
+  split = config.eval.split
   absent = [k for k in keys if k not in spec]
   if absent:
     raise ValueError(f"config.eval.metrics needs the key(s) {absent} of each eval "
@@ -311,14 +330,14 @@ def conditioning(trainer, config, num: int, needs: tuple):
 def compute(trainer, state, config, mesh, rng) -> dict:
   """The metrics that ``config.eval.metrics`` lists for samples of ``state``."""
   e = config.eval
-  names = tuple(e.get("metrics", ()))
+  names = tuple(e.metrics)
   if not names:
     return {}
   unknown = sorted(set(names) - set(EVALUATORS))
   if unknown:
     raise ValueError(f"config.eval.metrics has unknown {unknown}; use any of "
                      f"{', '.join(EVALUATORS)}.")
-  num, batch_size = e.get("num_samples", 1000), e.get("sample_batch_size", 100)
+  num, batch_size = e.num_samples, e.sample_batch_size
   sharding.check_batch_size(batch_size, mesh, "eval.sample_batch_size")
   nets = {}
   evaluators = [EVALUATORS[n](config, mesh, nets) for n in names]
@@ -331,9 +350,11 @@ def compute(trainer, state, config, mesh, rng) -> dict:
   from tqdm.auto import tqdm
   for i in tqdm(range(-(-num // batch_size)), desc="samples", leave=False):
     batch = examples(i * batch_size, batch_size)
-    inputs = ({k: sharding.put_batch({k: batch[k]}, mesh)[k] for k in cond_keys}
+    inputs = (sharding.put_global({k: batch[k] for k in cond_keys},
+                                  sharding.batch_sharding(mesh))
               if cond_keys else None)
-    x = np.asarray(gen(state, jax.random.fold_in(rng, i), batch_size, inputs, frozen))
+    x = sharding.to_host(gen(state, jax.random.fold_in(rng, i), batch_size, inputs,
+                             frozen))
     keep = num - i * batch_size
     for ev in evaluators:
       ev.update(x[:keep], {k: v[:keep] for k, v in batch.items()})

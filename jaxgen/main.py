@@ -28,6 +28,14 @@ flags.DEFINE_enum("mode", "train", ["train", "eval", "sample", "summary"],
                   "train (resumes automatically), eval (latest checkpoint -> "
                   "eval.json), sample (latest checkpoint -> samples/*.png), summary "
                   "(parameter counts of every network, no data, no training).")
+flags.DEFINE_bool("distributed", False,
+                  "Several processes (hosts): call jax.distributed.initialize() first. "
+                  "SLURM, Open MPI and TPU pod slices are detected; elsewhere give "
+                  "--coordinator_address (or JAX_COORDINATOR_ADDRESS), --num_processes "
+                  "and --process_id.")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (--distributed).")
+flags.DEFINE_integer("num_processes", None, "Number of processes (--distributed).")
+flags.DEFINE_integer("process_id", None, "This process's index (--distributed).")
 flags.mark_flags_as_required(["config"])
 
 
@@ -51,11 +59,12 @@ def main(argv):
   """The mode's work; expected failures (a missing or changed stage, an unreadable
   checkpoint, a locked workdir) end as one line on stderr with exit status 2."""
   from jaxgen.checkpoint import CheckpointError
+  from jaxgen.loop_config import ConfigError
   from jaxgen.stages import StageError
   from jaxgen.workdir_lock import WorkdirLockError
   try:
     _main(argv)
-  except (StageError, CheckpointError, WorkdirLockError) as e:
+  except (ConfigError, StageError, CheckpointError, WorkdirLockError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
 
@@ -66,6 +75,10 @@ def _main(argv):
   absl_logging.set_verbosity(absl_logging.WARNING)  # quiet orbax / XLA chatter
   logging.getLogger("jaxgen").setLevel(logging.INFO)
   config = FLAGS.config
+  if FLAGS.distributed:
+    from jaxgen import sharding
+    sharding.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
+                                    FLAGS.process_id)
   if FLAGS.mode == "summary":
     summary(config)
     return
@@ -76,8 +89,9 @@ def _main(argv):
   if FLAGS.mode == "train":
     train.train(config, workdir)
     return
-  from jaxgen import sharding
+  from jaxgen import loop_config, sharding
   mesh = sharding.make_mesh()
+  loop_config.check(config, mesh)
   trainer = train.make_trainer(config, mesh)
   state, meta = train.restore_latest(trainer, config, workdir, mesh)
   step = int(meta["step"])
@@ -94,13 +108,28 @@ def parse_flags(argv):
   """absl's flag parsing, with config overrides that name no field (or give a
   value of the wrong type) reported as one clear line instead of a traceback."""
   try:
-    return FLAGS(argv)
+    rest = FLAGS(argv)
+    FLAGS.config.keys()  # the config file is read here
+    return rest
   except flags.Error as e:
-    sys.exit(f"FATAL Flags parsing error: {e}")
+    # A config file that fails to build: the last line of its error says why.
+    lines = [l for l in str(e).splitlines() if l.strip()]
+    why = lines[-1] if "Error whilst parsing config file" in str(e) else str(e)
+    _exit(f"{argv_config(argv)}: {why}" if why != str(e) else
+          f"Flags parsing error: {e}")
+  except OSError as e:
+    why = str(e.__cause__ or e).strip().splitlines()[-1].strip()
+    _exit(f"--config={argv_config(argv)}: the config file cannot be read ({why}); the "
+          f"configs are in configs/ (for example configs/vae_mnist.py).")
   except (AttributeError, KeyError, TypeError, ValueError) as e:
     msg = str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'")
-    sys.exit(f"FATAL bad --config override: {type(e).__name__}: {msg}. The config "
-             f"fields are listed in {argv_config(argv)}.")
+    _exit(f"bad --config override: {type(e).__name__}: {msg}. The config fields are "
+          f"listed in {argv_config(argv)}.")
+
+
+def _exit(message):
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
 
 
 def argv_config(argv):

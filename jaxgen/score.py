@@ -39,6 +39,10 @@ class ImageSet:
         raise ValueError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
     elif self.path.suffix in (".npz", ".npy") and self.path.is_file():
       self.array = _load_array(self.path)
+      if self.array.dtype.kind == "f" and not np.all(np.isfinite(self.array)):
+        bad = int((~np.isfinite(self.array)).reshape(len(self.array), -1).any(1).sum())
+        raise ValueError(f"{path}: the images contain NaN or infinite values ({bad} of "
+                         f"{len(self.array)} images): score only finite images.")
     else:
       raise ValueError(f"{path} is neither a folder of images nor an .npz/.npy file.")
 
@@ -88,8 +92,14 @@ def _is_statistics(path) -> bool:
     return "mu" in f.files and "sigma" in f.files
 
 
-def _features(net, images: ImageSet):
-  return net(images.batches(net.batch_size), total=len(images)), len(images)
+def _features(net, images: ImageSet, mode: str = "tf"):
+  """The network's outputs over a set. In pytorch-fid's convention the network takes
+  float images in [0, 1]: uint8 images (PNG folders, as pytorch-fid users pass them)
+  are converted here as pytorch-fid's loader does (x / 255)."""
+  batches = images.batches(net.batch_size)
+  if mode == "pytorch-fid":
+    batches = (b.astype(np.float32) / 255 if b.dtype == np.uint8 else b for b in batches)
+  return net(batches, total=len(images)), len(images)
 
 
 def _parser():
@@ -154,7 +164,7 @@ def score(args) -> dict:
         stats.append(fid.load_statistics(path))
         counts.append(None)
       else:
-        out, n = _features(net_(), images)
+        out, n = _features(net_(), images, args.mode)
         stats.append(fid.feature_statistics(out["features"]))
         counts.append(n)
     if args.save_stats:
@@ -162,13 +172,13 @@ def score(args) -> dict:
     result["value"] = fid.frechet_distance(*stats[0], *stats[1])
     result["num_samples"] = counts
   elif args.metric == "kid":
-    (a, na), (b, nb) = (_features(net_(), images) for images in sets)
+    (a, na), (b, nb) = (_features(net_(), images, args.mode) for images in sets)
     size = min(args.kid_subset_size, na, nb)
     result["value"], result["std"] = kid.kernel_inception_distance(
         a["features"], b["features"], args.kid_subsets, size)
     result["num_samples"], result["subset_size"] = [na, nb], size
   else:  # is
-    out, n = _features(net_(), sets[0])
+    out, n = _features(net_(), sets[0], args.mode)
     result["value"], result["std"] = inception_score.inception_score(out["logits"],
                                                                      args.splits)
     result["num_samples"] = n
@@ -180,6 +190,8 @@ def score(args) -> dict:
 def _ssim(args) -> dict:
   from jaxgen.metrics import ssim
   a, b = (ImageSet(p).all() for p in args.paths)
+  if a.ndim == 3 and b.ndim == 3:  # (N, H, W) grey images
+    a, b = a[..., None], b[..., None]
   if a.shape != b.shape:
     raise ValueError(f"SSIM compares paired images: the sets have shapes {a.shape} and "
                      f"{b.shape}.")

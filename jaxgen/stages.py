@@ -39,7 +39,16 @@ def make_trainer(config, mesh=None):
   family = trainers.family_class(config)
   loaded = (load(config, mesh or sharding.make_mesh(), family.stage_roles)
             if family.stage_roles or config.get("stages") else {})
-  return family(config, data.example_spec(config.data), loaded)
+  try:
+    return family(config, data.example_spec(config.data), loaded)
+  except AttributeError as e:  # ConfigDict's missing field: AttributeError(KeyError)
+    if not (e.args and isinstance(e.args[0], KeyError)):
+      raise
+    from jaxgen.loop_config import ConfigError
+    raise ConfigError(
+        f"config.family={config.family!r} reads the field {e.args[0]}, which this "
+        f"config does not set: add it to the config file (the configs hold every "
+        f"default; see another {config.family} config for the field).") from e
 
 
 def run_keys(config):
@@ -124,7 +133,7 @@ def load_run(name: str, workdir: str, mesh, role=None) -> Stage:
     state, _ = ckpt.restore(abstract_state(trainer, config, mesh))
   finally:
     ckpt.close()
-  params = jax.device_put(trainer.stage_params(state), sharding.replicated(mesh))
+  params = sharding.replicate(trainer.stage_params(state), mesh)
   return Stage(name, workdir, trainer, params, int(last), digest(params))
 
 
@@ -149,7 +158,7 @@ def load_file(name: str, path: str, mesh, role) -> Stage:
   for part in attr.split("."):
     obj = getattr(obj, part)
   encoder, variables = obj(path)
-  params = jax.device_put(variables, sharding.replicated(mesh))
+  params = sharding.replicate(variables, mesh)
   return Stage(name, path, encoder, params, 0, digest(params))
 
 

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from jaxgen import checkpoint, data, sharding, stages, viz
+from jaxgen import checkpoint, data, loop_config, sharding, stages, viz
 from jaxgen.stages import abstract_state, make_trainer  # noqa: F401 (public here too)
 from jaxgen.workdir_lock import WorkdirLock
 
@@ -127,8 +127,7 @@ def restore_latest(trainer, config, workdir, mesh):
 def evaluate(trainer, state, config, mesh) -> dict:
   """The family's eval step over the eval split, finalised, and the sample metrics
   that ``config.eval.metrics`` lists."""
-  split = config.eval.get("split", "test")
-  bs = config.eval.batch_size
+  split, bs = config.eval.split, config.eval.batch_size
   sharding.check_batch_size(bs, mesh, "eval.batch_size")
   source = data.get_source(config.data, split)
   repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
@@ -137,8 +136,8 @@ def evaluate(trainer, state, config, mesh) -> dict:
   params = frozen(trainer)
   key, totals = stages.run_keys(config)["eval"], None
   batches = data.eval_batches(source, config.data, bs, config.seed,
-                              config.eval.get("num_examples") or None)
-  n = min(len(source), config.eval.get("num_examples") or len(source))
+                              config.eval.num_examples or None)
+  n = min(len(source), config.eval.num_examples or len(source))
   for i, batch in enumerate(tqdm(batches, desc=f"eval ({split})",
                                  total=math.ceil(n / bs), leave=False)):
     sums = step(state, sharding.put_batch(batch, mesh), jax.random.fold_in(key, i),
@@ -153,13 +152,16 @@ def evaluate(trainer, state, config, mesh) -> dict:
 
 
 def save_pictures(trainer, state, config, workdir, step: int):
-  """The family's pictures for ``step``: samples/step_N.png and samples/NAME_step_N.png."""
-  if not _is_writer():
-    return
-  source = data.get_source(config.data, config.eval.get("split", "test"))
+  """The family's pictures for ``step``: samples/step_N.png and samples/NAME_step_N.png.
+  Every process computes them (the compiled programs span all devices); process 0
+  writes them."""
+  source = data.get_source(config.data, config.eval.split)
   batch = data.spread_batch(source, config.data, 16, config.seed)
   rng = jax.random.fold_in(stages.run_keys(config)["sample"], step)
-  for name, image in trainer.visualize(state, rng, batch, frozen(trainer)).items():
+  pictures = trainer.visualize(state, rng, batch, frozen(trainer))
+  if not _is_writer():
+    return
+  for name, image in pictures.items():
     fname = f"step_{step}.png" if name == "samples" else f"{name}_step_{step}.png"
     viz.save_png(image, os.path.join(workdir, "samples", fname))
 
@@ -169,15 +171,17 @@ def train(config, workdir: str, trainer=None, mesh=None):
 
   Returns the final state. Raises NonFiniteError if the loss or a gradient stops
   being finite; checkpoints written before that step are left untouched. The
-  workdir is locked for the run: a second run in it is refused at once.
+  workdir is locked for the run: a second run in it is refused at once. The loop's
+  config fields are checked before anything is read or written.
   """
+  mesh = mesh or sharding.make_mesh()
+  loop_config.check(config, mesh)
   with WorkdirLock(workdir, enabled=_is_writer()):
     return _train(config, workdir, trainer, mesh)
 
 
 def _train(config, workdir, trainer, mesh):
   os.makedirs(workdir, exist_ok=True)
-  mesh = mesh or sharding.make_mesh()
   trainer = trainer or make_trainer(config, mesh)
   tc = config.train
   sharding.check_batch_size(tc.batch_size, mesh)
@@ -185,7 +189,7 @@ def _train(config, workdir, trainer, mesh):
   repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
 
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
-                                 keep=tc.get("keep_checkpoints", 3))
+                                 keep=tc.keep_checkpoints)
   run = {"batch_size": tc.batch_size, "seed": config.seed,
          "stages": stages.record(trainer.stages)}
   if ckpt.latest_step() is not None:
@@ -249,7 +253,7 @@ def _train(config, workdir, trainer, mesh):
         pending.append((step, metrics))
         bar.update(1)
         last = step == tc.num_steps
-        if step % tc.log_every == 0 or last:
+        if (tc.log_every and step % tc.log_every == 0) or last:
           means = flush()
           now = time.perf_counter()
           means["steps_per_sec"] = (step - s0) / max(now - t0, 1e-9)
@@ -262,7 +266,7 @@ def _train(config, workdir, trainer, mesh):
           log.warning("%s received: saved checkpoint at step %d in %s; rerun the "
                       "same command to resume.", stop.signal, step, workdir)
           return state
-        if step % tc.checkpoint_every == 0 or last:
+        if (tc.checkpoint_every and step % tc.checkpoint_every == 0) or last:
           save(step)
         if (tc.sample_every and step % tc.sample_every == 0) or last:
           check()

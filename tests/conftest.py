@@ -1,3 +1,5 @@
+import glob
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +11,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Weights and reference statistics that tests cache never touch the user's cache.
 os.environ.setdefault("JAXGEN_CACHE", tempfile.mkdtemp(prefix="jaxgen_test_cache_"))
+# XLA's persistent compilation cache, fresh for each session and shared by the
+# subprocesses the tests start: a program that several tests compile (the same tiny
+# train step in a run and in its resumption) compiles once.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      tempfile.mkdtemp(prefix="jaxgen_test_xla_cache_"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 
 def load_config(name: str, arg: str | None = None):
@@ -42,3 +50,74 @@ def load_module(relpath: str):
 @pytest.fixture
 def tiny_vae():
   return load_config("vae_mnist", "tiny")
+
+
+def restore_run(workdir, step):
+  """The state saved at ``step`` in ``workdir``, as host arrays."""
+  import jax
+  from jaxgen import checkpoint, sharding, stages
+  config = stages.run_config(workdir)
+  mesh = sharding.make_mesh()
+  trainer = stages.make_trainer(config, mesh)
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
+  try:
+    state, meta = ckpt.restore(stages.abstract_state(trainer, config, mesh), step=step)
+  finally:
+    ckpt.close()
+  return jax.device_get(state), meta
+
+
+def metric_lines(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    lines = [json.loads(line) for line in f]
+  for line in lines:
+    line.pop("steps_per_sec")  # wall time, the one thing a resume may change
+  return lines
+
+
+def config_names() -> list[str]:
+  """Every experiment config in configs/ (not configs/common.py)."""
+  return sorted(os.path.splitext(os.path.basename(p))[0]
+                for p in glob.glob(os.path.join(REPO, "configs", "*.py"))
+                if not p.endswith("common.py"))
+
+
+def stage_configs(name: str) -> dict:
+  """``STAGE_CONFIGS`` of configs/<name>.py: stage name -> the config that trains it."""
+  return dict(getattr(load_module(f"configs/{name}.py"), "STAGE_CONFIGS", {}))
+
+
+class TinyRuns:
+  """Finished ``tiny`` runs of configs, trained through ``python -m jaxgen.main`` once
+  per test session and shared by every test that only reads them (copy a run before
+  writing to it). A config's frozen stages are trained first, from the configs its
+  ``STAGE_CONFIGS`` names. Each run checkpoints halfway as well as at the end, so
+  that a test can resume it from the middle."""
+
+  def __init__(self, root):
+    self.root = root
+    self._runs = {}
+
+  def flags(self, name: str, variant: str = "tiny") -> list[str]:
+    """The command-line flags (after ``--workdir``) the run was trained with."""
+    num_steps = int(load_config(name, variant).train.num_steps)
+    flags = [f"--config=configs/{name}.py:{variant}",
+             f"--config.train.checkpoint_every={max(1, num_steps // 2)}"]
+    for stage, stage_config in sorted(stage_configs(name).items()):
+      flags.append(f"--config.stages.{stage}={self(stage_config)}")
+    return flags
+
+  def __call__(self, name: str, variant: str = "tiny") -> str:
+    """The workdir of the finished run of configs/<name>.py:<variant>."""
+    key = (name, variant)
+    if key not in self._runs:
+      workdir = os.path.join(self.root, f"{name}-{variant.replace(',', '-')}")
+      run_main(*self.flags(name, variant)[:1], f"--workdir={workdir}",
+               *self.flags(name, variant)[1:])
+      self._runs[key] = workdir
+    return self._runs[key]
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory):
+  return TinyRuns(str(tmp_path_factory.mktemp("tiny_runs")))

@@ -257,3 +257,58 @@ def test_a_family_refuses_a_dataset_of_the_wrong_kind():
                                        r"but .*'mnist5k_styles' is an unpaired dataset"):
     Paired(c, data.example_spec(c.data))
   assert Unpaired(c, data.example_spec(c.data)).example_shape == (28, 28, 3)
+
+
+def test_tfds_cycle_gan_sets_are_two_unpaired_domains(monkeypatch):
+  """The registry's ``cycle_gan/*`` entry over a stand-in for a prepared tfds builder
+  (no network here): its splits trainA/trainB become domain_a/domain_b of ``train``,
+  every image of both domains is served, and no pairing is implied."""
+  import types
+  import ml_collections
+  from jaxgen import data
+  from jaxgen.data import sources
+  rng = np.random.default_rng(0)
+  stored = {"trainA": rng.integers(0, 256, (5, 8, 8, 3), np.uint8),
+            "trainB": rng.integers(0, 256, (7, 8, 8, 3), np.uint8),
+            "testA": rng.integers(0, 256, (2, 8, 8, 3), np.uint8),
+            "testB": rng.integers(0, 256, (3, 8, 8, 3), np.uint8)}
+  seen = []
+
+  class FakeSource:
+    def __init__(self, name, split, data_dir):
+      seen.append((name, split, data_dir))
+      self.images = stored[split]
+
+    def __len__(self):
+      return len(self.images)
+
+    def __getitem__(self, indices):
+      return {"image": self.images[np.asarray(indices)]}
+
+  image = types.SimpleNamespace(shape=(8, 8, 3))
+  builder = types.SimpleNamespace(info=types.SimpleNamespace(
+      features={"image": image}, splits={k: None for k in stored}))
+  monkeypatch.setattr(sources, "tfds_builder", lambda name, data_dir: builder)
+  monkeypatch.setattr(sources, "TfdsSource", FakeSource)
+  cfg = ml_collections.ConfigDict(dict(
+      name="cycle_gan/horse2zebra", scale="unit", binarize="", dequantize=False,
+      resize=(), random_flip=False, tfds_data_dir="/data/tfds"))
+  dataset = sources.get_dataset(cfg)
+  assert isinstance(dataset, sources.TfdsUnpaired) and not dataset.paired
+  assert {k: v.shape for k, v in dataset.spec().items()} == {
+      "domain_a": (8, 8, 3), "domain_b": (8, 8, 3)}
+  assert set(data.example_spec(cfg)) == {"domain_a", "domain_b"}
+  train = dataset.split("train")
+  assert seen == [("cycle_gan/horse2zebra", "trainA", "/data/tfds"),
+                  ("cycle_gan/horse2zebra", "trainB", "/data/tfds")]
+  assert len(train) == 7
+  batch = train[np.arange(7)]
+  a = {x.tobytes() for x in batch["domain_a"]}
+  b = [x.tobytes() for x in batch["domain_b"]]
+  assert a == {x.tobytes() for x in stored["trainA"]}  # every A image, cycling
+  assert sorted(b) == sorted(x.tobytes() for x in stored["trainB"])  # each B once
+  assert b != [x.tobytes() for x in stored["trainB"]]  # in a shuffled order
+  test = dataset.split("test")
+  assert len(test) == 3 and seen[-1][1] == "testB"
+  with pytest.raises(ValueError, match="Unknown split 'validation'"):
+    dataset.split("validation")

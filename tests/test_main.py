@@ -1,34 +1,26 @@
 """The command line end to end: train, eval, sample, summary, and its bad-input errors."""
 import json
 import os
+import shutil
 
-from conftest import run_main
+from conftest import load_config, run_main
 
 
-def test_one_step_tiny_training_leaves_checkpoint_metrics_and_samples(tmp_path):
+def test_a_tiny_run_and_its_sample_mode(tiny_runs, tmp_path):
+  """The run's files (more in test_conformance.py), the resolved config saved, and
+  --mode=sample rewriting the pictures."""
   wd = str(tmp_path / "run")
-  run_main("--config=configs/vae_mnist.py:tiny", f"--workdir={wd}",
-           "--config.train.num_steps=1")
-  assert os.path.isdir(os.path.join(wd, "checkpoints", "1"))
-  lines = open(os.path.join(wd, "metrics.jsonl")).read().splitlines()
-  assert [json.loads(l)["step"] for l in lines] == [1]
-  assert os.path.getsize(os.path.join(wd, "samples", "step_1.png")) > 0
+  shutil.copytree(tiny_runs("vae_mnist"), wd)
   assert os.listdir(os.path.join(wd, "tensorboard"))
   config = json.load(open(os.path.join(wd, "config.json")))
-  assert config["train"]["num_steps"] == 1  # the override is what was saved
-  result = json.load(open(os.path.join(wd, "eval.json")))
-  assert result["step"] == 1 and result["nll_iwae_nats"] > 0
-
-  # Eval and sample modes read the latest checkpoint.
-  os.remove(os.path.join(wd, "eval.json"))
-  out = run_main("--config=configs/vae_mnist.py:tiny", f"--workdir={wd}",
-                 "--config.train.num_steps=1", "--mode=eval")
-  assert json.loads(out.stdout.strip().splitlines()[-1])["step"] == 1
-  assert os.path.exists(os.path.join(wd, "eval.json"))
-  os.remove(os.path.join(wd, "samples", "step_1.png"))
-  run_main("--config=configs/vae_mnist.py:tiny,latent2", f"--workdir={wd}x",
-           "--config.train.num_steps=1")
-  assert os.path.exists(os.path.join(wd + "x", "samples", "manifold_step_1.png"))
+  assert config == json.loads(load_config("vae_mnist", "tiny").to_json_best_effort())
+  assert json.load(open(os.path.join(wd, "eval.json")))["nll_iwae_nats"] > 0
+  os.remove(os.path.join(wd, "samples", "step_4.png"))
+  out = run_main("--config=configs/vae_mnist.py:tiny", f"--workdir={wd}", "--mode=sample")
+  assert "wrote pictures for step 4" in out.stdout
+  assert os.path.getsize(os.path.join(wd, "samples", "step_4.png")) > 0
+  latent2 = tiny_runs("vae_mnist", "tiny,latent2")
+  assert os.path.exists(os.path.join(latent2, "samples", "manifold_step_4.png"))
 
 
 def test_summary_of_the_paper_vae_counts_815824():
@@ -65,3 +57,16 @@ def test_eval_without_checkpoint_says_train_first(tmp_path):
   out = run_main("--config=configs/vae_mnist.py:tiny", f"--workdir={tmp_path}/r",
                  "--mode=eval", check=False)
   assert out.returncode != 0 and "train first" in out.stderr
+
+
+def test_a_missing_config_file_or_variant_is_one_error_line(tmp_path):
+  for config, message in (
+      ("configs/nope.py", "error: --config=configs/nope.py: the config file cannot be "
+                          "read ([Errno 2] No such file or directory"),
+      ("configs/vae_mnist.py:nope", "error: configs/vae_mnist.py: ValueError: Unknown "
+                                    "variant(s) ['nope'] of vae_mnist; use latent2")):
+    out = run_main(f"--config={config}", f"--workdir={tmp_path}/r", check=False)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), out.stderr
+    assert not (tmp_path / "r").exists()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, load_config, run_main
+from conftest import REPO, load_config
 from jaxgen.data import sources
 from jaxgen.metrics import features, fid, mnist_classifier as mc
 
@@ -146,6 +146,15 @@ def test_score_cli_ssim(tmp_path, digits):
   np.save(tmp_path / "b.npy", noisy)
   out = score("--metric", "ssim", tmp_path / "a.npy", tmp_path / "b.npy")
   assert out["data_range"] == 255.0 and 0.2 < out["value"] < 0.95
+  # Float (N, H, W) arrays, as the help says: the same as (N, H, W, 1) in [0, 1].
+  from jaxgen.metrics import ssim
+  assert test.shape == (20, 28, 28, 1)
+  np.save(tmp_path / "fa.npy", test[..., 0].astype(np.float32) / 255)
+  np.save(tmp_path / "fb.npy", noisy[..., 0].astype(np.float32) / 255)
+  out = score("--metric", "ssim", tmp_path / "fa.npy", tmp_path / "fb.npy")
+  expected = np.asarray(ssim.ssim(test.astype(np.float32) / 255,
+                                  noisy.astype(np.float32) / 255, 1.0)).mean()
+  assert out["data_range"] == 1.0 and out["value"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_score_cli_bad_input(tmp_path):
@@ -153,7 +162,17 @@ def test_score_cli_bad_input(tmp_path):
   np.save(tmp_path / "b.npy", np.zeros((5, 28, 28), np.uint8))
   np.save(tmp_path / "neg.npy", -np.ones((4, 28, 28), np.float32))
   (tmp_path / "caps.txt").write_text("a\nb\nc\n")
+  nan = np.full((4, 28, 28), 0.5, np.float32)
+  nan[2, 3, 4] = np.nan
+  np.save(tmp_path / "nan.npy", nan)
+  np.savez(tmp_path / "nan_stats.npz", mu=np.array([0.0, np.nan]), sigma=np.eye(2))
+  np.savez(tmp_path / "ok_stats.npz", mu=np.zeros(2), sigma=np.eye(2))
   cases = [
+      (("--metric", "fid", tmp_path / "nan.npy", tmp_path / "a.npy", "--feature_net",
+        "mnist_classifier"), r"nan.npy: the images contain NaN or infinite values \(1 "
+                             r"of 4 images\)"),
+      (("--metric", "fid", tmp_path / "nan_stats.npz", tmp_path / "ok_stats.npz"),
+       r"statistics in .*nan_stats.npz contain NaN"),
       (("--metric", "fid", tmp_path / "a.npy"), "takes 2 path"),
       (("--metric", "is", tmp_path / "nothing"), "neither a folder of images"),
       (("--metric", "ssim", tmp_path / "a.npy", tmp_path / "b.npy"), "paired images"),
@@ -172,12 +191,10 @@ def test_score_cli_bad_input(tmp_path):
     assert re.search(message, proc.stderr), proc.stderr
 
 
-def test_eval_mode_writes_sample_metrics(tmp_path):
-  """Tiny VAE through main: --mode=eval adds FID and IS from the config's eval section."""
-  workdir = str(tmp_path / "w")
-  run_main("--config=configs/vae_mnist.py:tiny", f"--workdir={workdir}",
-           "--config.train.num_steps=2", "--config.eval.num_examples=8",
-           env={"JAXGEN_CACHE": str(tmp_path / "cache")})
+def test_eval_mode_writes_sample_metrics(tiny_runs):
+  """A tiny VAE run's evaluation has FID and IS from the config's eval section
+  (--mode=eval gives the same: test_conformance.py)."""
+  workdir = tiny_runs("vae_mnist")
   result = json.load(open(os.path.join(workdir, "eval.json")))
   assert result["feature_net"] == "mnist-classifier" and result["num_samples"] == 200
   assert result["reference"] == "mnist5k/train (4500 images)"

@@ -1,5 +1,5 @@
-"""Frozen stages end to end: a latent DDPM over a frozen tiny VAE, resumed bitwise,
-refused when the stage changes, and clear errors for stages that cannot serve."""
+"""Frozen stages end to end: a latent DDPM over a frozen tiny VAE, its record of the
+stage, refused when the stage changes, and clear errors for stages that cannot serve."""
 import json
 import os
 import shutil
@@ -12,19 +12,10 @@ from conftest import load_config, run_main
 from jaxgen import checkpoint, sharding, stages, train
 
 
-def _params(state):
-  return jax.tree.map(np.asarray, jax.device_get(state.params))
-
-
 @pytest.fixture(scope="module")
-def vae_stage(tmp_path_factory):
-  """A finished configs/vae_mnist.py:tiny run (read only for every test here)."""
-  wd = str(tmp_path_factory.mktemp("stage") / "vae")
-  c = load_config("vae_mnist", "tiny")
-  c.train.sample_every = 0
-  c.eval.metrics = ()
-  train.train(c, wd)
-  return wd
+def vae_stage(tiny_runs):
+  """The session's finished configs/vae_mnist.py:tiny run (read only: copy to change)."""
+  return tiny_runs("vae_mnist")
 
 
 def _latent(stage, **train_fields):
@@ -35,38 +26,38 @@ def _latent(stage, **train_fields):
   return c
 
 
-def test_latent_ddpm_trains_on_the_stage_and_resumes_bitwise(tmp_path, vae_stage):
-  c = _latent(vae_stage, num_steps=4, checkpoint_every=2, log_every=1)
-  wd = str(tmp_path / "ldm")
+def _restore(workdir, trainer, config, mesh):
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
+  try:
+    return ckpt.restore(train.abstract_state(trainer, config, mesh))
+  finally:
+    ckpt.close()
+
+
+def test_a_latent_ddpm_run_records_its_stage_and_holds_none_of_its_weights(
+    tiny_runs, vae_stage):
+  """The latent DDPM (trained over the tiny VAE; resumed bitwise in
+  test_conformance.py): its stage parameters are the VAE's EMA parameters, they are
+  not in its state or checkpoints, which record the stage's path and digest, and
+  generation decodes latents to images through the frozen decoder."""
+  wd = tiny_runs("latent_ddpm_mnist")
+  c = stages.run_config(wd)
   mesh = sharding.make_mesh()
   trainer = train.make_trainer(c, mesh)
-  # The stage's parameters are the VAE's EMA parameters, and they are not in the
-  # latent model's state or checkpoints.
-  vae_state, _ = checkpoint.Checkpointer(os.path.join(vae_stage, "checkpoints"),
-                                         read_only=True).restore(
-      train.abstract_state(trainer.autoencoder, trainer.autoencoder.config, mesh))
+  vae_state, _ = _restore(vae_stage, trainer.autoencoder, trainer.autoencoder.config,
+                          mesh)
   for a, b in zip(jax.tree.leaves(trainer.stages["autoencoder"].params),
                   jax.tree.leaves(vae_state.ema_params)):
     np.testing.assert_array_equal(a, b)
-  straight = train.train(c, wd, trainer=trainer)
-  leaves = {x.shape for x in jax.tree.leaves(straight)}
+  state, meta = _restore(wd, trainer, c, mesh)
+  leaves = {x.shape for x in jax.tree.leaves(state)}
   assert not any(s == (8, 8, 1) or len(s) == 4 for s in leaves)  # no conv kernels
   # The latents the DDPM trains on are the VAE's posterior means.
   assert trainer.example_shape == (16,) == trainer.autoencoder.latent_spec.shape
-
-  shutil.rmtree(os.path.join(wd, "checkpoints", "4"))
-  os.remove(os.path.join(wd, "eval.json"))
-  resumed = train.train(c, wd)
-  for a, b in zip(jax.tree.leaves(_params(straight)), jax.tree.leaves(_params(resumed))):
-    np.testing.assert_array_equal(a, b)
-  meta = checkpoint.Checkpointer(os.path.join(wd, "checkpoints"),
-                                 read_only=True).restore(
-      train.abstract_state(trainer, c, mesh))[1]
   assert meta["stages"]["autoencoder"]["path"] == os.path.abspath(vae_stage)
   assert meta["stages"]["autoencoder"]["digest"] == stages.digest(vae_state.ema_params)
 
-  # Generation decodes latents to images in [0, 1] through the frozen decoder.
-  x = jax.jit(trainer.generate, static_argnums=2)(resumed, jax.random.key(0), 4, None,
+  x = jax.jit(trainer.generate, static_argnums=2)(state, jax.random.key(0), 4, None,
                                                   train.frozen(trainer))
   assert x.shape == (4, 28, 28, 1) and 0 <= float(x.min()) <= float(x.max()) <= 1
   z = np.zeros((4, 16), np.float32)
@@ -75,26 +66,25 @@ def test_latent_ddpm_trains_on_the_stage_and_resumes_bitwise(tmp_path, vae_stage
       trainer.autoencoder.decode(vae_state.ema_params, z), rtol=1e-6)
 
 
-def test_a_swapped_stage_is_refused_and_sample_mode_decodes(tmp_path, vae_stage):
-  stage = str(tmp_path / "vae")
-  shutil.copytree(vae_stage, stage)
+def test_a_swapped_stage_is_refused_and_sample_mode_decodes(tmp_path, tiny_runs,
+                                                            vae_stage):
   wd = str(tmp_path / "ldm")
-  flags = [f"--config=configs/latent_ddpm_mnist.py:tiny", f"--workdir={wd}",
-           f"--config.stages.autoencoder={stage}", "--config.eval.metrics=()"]
-  run_main(*flags)
+  shutil.copytree(tiny_runs("latent_ddpm_mnist"), wd)
+  flags = ["--config=configs/latent_ddpm_mnist.py:tiny", f"--workdir={wd}",
+           f"--config.stages.autoencoder={vae_stage}", "--config.eval.metrics=()"]
+  os.remove(os.path.join(wd, "samples", "step_4.png"))
   proc = run_main(*flags, "--mode=sample")
   assert "wrote pictures" in proc.stdout
   assert os.path.isfile(os.path.join(wd, "samples", "step_4.png"))
 
-  # Swap the VAE's checkpoint for one of another (differently seeded) VAE run.
+  # The stage's checkpoint swapped for one of another (differently seeded) VAE run.
   other = str(tmp_path / "other_vae")
-  c = load_config("vae_mnist", "tiny")
-  c.update(seed=1)
-  c.train.sample_every = 0
-  c.eval.metrics = ()
-  train.train(c, other)
-  shutil.rmtree(os.path.join(stage, "checkpoints"))
+  run_main("--config=configs/vae_mnist.py:tiny", f"--workdir={other}",
+           "--config.seed=1", "--config.train.sample_every=0", "--config.eval.metrics=()")
+  stage = str(tmp_path / "vae")
+  shutil.copytree(vae_stage, stage, ignore=shutil.ignore_patterns("checkpoints"))
   shutil.copytree(os.path.join(other, "checkpoints"), os.path.join(stage, "checkpoints"))
+  flags[2] = f"--config.stages.autoencoder={stage}"
   config_before = open(os.path.join(wd, "config.json")).read()
   for mode in ("train", "eval", "sample"):
     proc = run_main(*flags, f"--mode={mode}", check=False)
@@ -131,7 +121,7 @@ def test_stage_errors_name_the_problem(tmp_path, vae_stage):
   (gan / "config.json").write_text(
       load_config("gan_toy2d", "tiny").to_json_best_effort())
   with pytest.raises(stages.StageError, match="is a 'gan' run, but the autoencoder stage "
-                                              "needs the Autoencoder protocol \\(family vae\\)"):
+                                              "needs the Autoencoder protocol \\(family vae"):
     train.make_trainer(_latent(str(gan)), mesh)
 
   # Images preprocessed otherwise than the stage saw them.

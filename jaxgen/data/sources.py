@@ -220,8 +220,12 @@ class TfdsUnpaired(Tfds):
   splits ``trainA``/``trainB`` (``testA``/``testB``) become the keys ``domain_a`` and
   ``domain_b`` of the splits ``train`` (``test``). Example i pairs A[i mod |A|] with
   B[perm(i) mod |B|] under a fixed permutation, so no pairing is implied."""
-  splits = ("train", "test")
   paired = False
+
+  def __init__(self, data_config):
+    super().__init__(data_config)
+    stored = set(self.builder.info.splits.keys())
+    self.splits = tuple(s for s in ("train", "test") if {s + "A", s + "B"} <= stored)
 
   def spec(self):
     shape = self.builder.info.features["image"].shape

@@ -88,7 +88,7 @@ class FeatureNet:
 
     def fetch(result, n):
       for key, value in result.items():
-        parts.setdefault(key, []).append(np.asarray(value)[:n])
+        parts.setdefault(key, []).append(sharding.to_host(value)[:n])
       bar.update(n)
 
     with tqdm(total=total, desc=f"features ({self.name})", unit="img",
@@ -98,7 +98,7 @@ class FeatureNet:
         if n < self.batch_size:  # pad to the compiled shape; the padding is dropped
           batch = np.concatenate(
               [batch, np.zeros((self.batch_size - n, *batch.shape[1:]), batch.dtype)])
-        result = self._apply(self.variables, jax.device_put(batch, self._sharding))
+        result = self._apply(self.variables, sharding.put_global(batch, self._sharding))
         if pending is not None:
           fetch(*pending)
         pending = (result, n)

@@ -38,6 +38,9 @@ def _check_statistics(mu, sigma, name=""):
   if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
     raise ValueError(f"Inconsistent statistics{name}: mu has shape {mu.shape} and sigma "
                      f"{sigma.shape}; expected (d,) and (d, d).")
+  if not (np.all(np.isfinite(mu)) and np.all(np.isfinite(sigma))):
+    raise ValueError(f"The statistics{name} contain NaN or infinite values: recompute "
+                     f"them from finite features.")
   return mu, sigma
 
 

@@ -36,16 +36,16 @@ class TrainState:
 
 
 def learning_rate_schedule(cfg, num_steps: int) -> optax.Schedule:
-  """``cfg.schedule`` in constant | cosine | linear, after ``cfg.warmup_steps``."""
-  lr, warmup = cfg.learning_rate, cfg.get("warmup_steps", 0)
-  kind = cfg.get("schedule", "constant")
+  """``cfg.schedule`` in constant | cosine | linear (to ``cfg.end_factor`` times the
+  rate), after ``cfg.warmup_steps``. The fields' defaults live in the configs."""
+  lr, warmup, kind = cfg.learning_rate, cfg.warmup_steps, cfg.schedule
   decay_steps = max(num_steps - warmup, 1)
   if kind == "constant":
     decay = optax.constant_schedule(lr)
   elif kind == "cosine":
-    decay = optax.cosine_decay_schedule(lr, decay_steps, alpha=cfg.get("end_factor", 0.0))
+    decay = optax.cosine_decay_schedule(lr, decay_steps, alpha=cfg.end_factor)
   elif kind == "linear":
-    decay = optax.linear_schedule(lr, lr * cfg.get("end_factor", 0.0), decay_steps)
+    decay = optax.linear_schedule(lr, lr * cfg.end_factor, decay_steps)
   else:
     raise ValueError(f"config.optim.schedule={kind!r}; use constant, cosine or linear.")
   if not warmup:
@@ -55,18 +55,17 @@ def learning_rate_schedule(cfg, num_steps: int) -> optax.Schedule:
 
 
 def make_optimizer(cfg, num_steps: int) -> optax.GradientTransformation:
-  """Adam or AdamW with an optional global-norm clip, from ``config.optim``."""
+  """Adam or AdamW with an optional global-norm clip, from ``config.optim`` (or a
+  player's block of it); each field it reads is set in the config."""
   schedule = learning_rate_schedule(cfg, num_steps)
-  name = cfg.get("name", "adam")
-  b1, b2, eps = cfg.get("b1", 0.9), cfg.get("b2", 0.999), cfg.get("eps", 1e-8)
+  name, b1, b2, eps = cfg.name, cfg.b1, cfg.b2, cfg.eps
   if name == "adam":
     opt = optax.adam(schedule, b1=b1, b2=b2, eps=eps)
   elif name == "adamw":
-    opt = optax.adamw(schedule, b1=b1, b2=b2, eps=eps,
-                      weight_decay=cfg.get("weight_decay", 1e-4))
+    opt = optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=cfg.weight_decay)
   else:
     raise ValueError(f"config.optim.name={name!r}; use adam or adamw.")
-  clip = cfg.get("grad_clip_norm", 0.0)
+  clip = cfg.grad_clip_norm
   return optax.chain(optax.clip_by_global_norm(clip), opt) if clip else opt
 
 

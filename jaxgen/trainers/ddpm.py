@@ -26,14 +26,14 @@ class DDPMTrainer(Trainer):
     self.check_data(config.data)
     self.process = GaussianDiffusion.create(config.diffusion.schedule,
                                             config.diffusion.num_steps)
-    self.param = config.diffusion.get("parameterization", "eps")
-    self.variance = config.diffusion.get("variance", "fixedlarge")  # of p(x_{t-1}|x_t)
-    self.num_classes = m.get("num_classes", 0)
+    self.param = config.diffusion.parameterization
+    self.variance = config.diffusion.variance  # of p(x_{t-1}|x_t)
+    self.num_classes = m.num_classes
     self.unet = self.make_network(m)
     self.tx = make_optimizer(config.optim, config.train.num_steps)
 
   def check_data(self, d):
-    if d.get("scale", "unit") != "symmetric" or d.get("binarize"):
+    if d.scale != "symmetric" or d.binarize:
       raise ValueError("DDPM models grey levels scaled to [-1, 1]: set "
                        "--config.data.scale=symmetric and --config.data.binarize=''.")
 
@@ -43,9 +43,9 @@ class DDPMTrainer(Trainer):
                      num_res_blocks=m.num_res_blocks,
                      attn_resolutions=tuple(m.attn_resolutions), dropout=m.dropout,
                      out_ch=self.example_shape[-1], num_classes=self.num_classes,
-                     time_embedding=m.get("time_embedding", "sinusoidal"),
-                     scale_shift=m.get("scale_shift", False),
-                     num_groups=m.get("num_groups", 32))
+                     time_embedding=m.time_embedding,
+                     scale_shift=m.scale_shift,
+                     num_groups=m.num_groups)
 
   def networks(self):
     x = jnp.zeros((1, *self.example_shape))
@@ -120,10 +120,10 @@ class DDPMTrainer(Trainer):
     s = self.config.sample
     if self.num_classes and labels is None:
       labels = jnp.arange(num) % self.num_classes
-    kwargs = ({"num_steps": s.num_steps, "eta": s.get("eta", 0.0)}
+    kwargs = ({"num_steps": s.num_steps, "eta": s.eta}
               if s.sampler == "ddim" else {"variance": self.variance})
     return samplers.get(s.sampler)(
-        self._model_fn(params, labels, s.get("guidance_scale", 0.0)), self.process,
+        self._model_fn(params, labels, s.guidance_scale), self.process,
         (num, *self.example_shape), rng, parameterization=self.param,
         num_frames=num_frames, **kwargs)
 
@@ -135,7 +135,7 @@ class DDPMTrainer(Trainer):
   def visualize(self, state, rng, batch, frozen=None):
     if not hasattr(self, "_sample"):
       self._sample = jax.jit(self.sample, static_argnames=("num", "num_frames"))
-    n = self.config.train.get("num_samples", 64)
+    n = self.config.train.num_samples
     x, frames = self._sample(state.ema_params, rng, n, num_frames=10)
     u8 = lambda a: viz.to_uint8(np.asarray(a), "symmetric")
     rows = self.num_classes or None

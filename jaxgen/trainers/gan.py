@@ -51,24 +51,27 @@ class GANTrainer(Trainer):
     super().__init__(config, spec, stages)
     m, g = config.model, config.gan
     self.points = len(self.example_shape) == 1
-    self.conditioning = m.get("conditioning", "")
-    self.num_classes = m.get("num_classes", 0) if self.conditioning else 0
+    self.conditioning = m.conditioning
+    self.num_classes = m.num_classes if self.conditioning else 0
     self.latent_dim = m.latent_dim
-    self.loss_kind, self.d_steps = g.loss, g.get("d_steps", 1)
-    self.r1_gamma, self.aux_weight = g.get("r1_gamma", 0.0), g.get("aux_weight", 1.0)
+    self.loss_kind, self.d_steps = g.loss, g.d_steps
+    self.r1_gamma, self.aux_weight = g.r1_gamma, g.aux_weight
     _validate(config, self.points)
+    # Each architecture reads its own fields (gan_models.make documents them).
+    arch_fields = {
+        "mlp": lambda: {"hidden_g": m.hidden_g, "hidden_d": m.hidden_d,
+                        "g_batch_norm": m.g_batch_norm, "d_dropout": m.d_dropout},
+        "dcgan": lambda: {"base_g": m.ngf, "base_d": m.ndf, "upsample": m.upsample,
+                          "d_batch_norm": m.d_batch_norm},
+    }.get(m.arch, dict)()
     self.generator, self.discriminator = gan_models.make(
-        m.arch, self.example_shape, hidden_g=m.get("hidden_g", ()),
-        hidden_d=m.get("hidden_d", ()), base_g=m.get("ngf", 64),
-        base_d=m.get("ndf", 64), num_classes=self.num_classes,
-        conditioning=self.conditioning, upsample=m.get("upsample", "transpose"),
-        g_batch_norm=m.get("g_batch_norm", False),
-        d_batch_norm=m.get("d_batch_norm", True), d_dropout=m.get("d_dropout", 0.0))
+        m.arch, self.example_shape, num_classes=self.num_classes,
+        conditioning=self.conditioning, **arch_fields)
     n = config.train.num_steps
     self.tx = {"generator": make_optimizer(config.optim.generator, n),
                "discriminator": make_optimizer(config.optim.discriminator,
                                                n * self.d_steps)}
-    self.ema_decay = config.optim.get("ema_decay", 0.0)
+    self.ema_decay = config.optim.ema_decay
 
   # --- networks -------------------------------------------------------------------
   def networks(self):
@@ -272,7 +275,7 @@ class GANTrainer(Trainer):
     j = self._jitted
     if self.points:
       return {"samples": self._scatter(state, rng)}
-    n = self.config.train.get("num_samples", 64)
+    n = self.config.train.num_samples
     u8 = lambda a: viz.to_uint8(np.asarray(a))
     if self.num_classes:  # row = class
       per_row = max(1, n // self.num_classes)
@@ -292,7 +295,7 @@ class GANTrainer(Trainer):
     points over D(x) (darker = more 'real')."""
     from jaxgen import data
     source = data.get_source(self.config.data, "test")
-    num = min(self.config.train.get("num_samples", 2000), len(source))
+    num = min(self.config.train.num_samples, len(source))
     real = source[np.arange(num)]["x"]
     fake = np.asarray(self._jitted["generate"](state, rng, num))
     lo, hi = np.percentile(real, 0.5, axis=0), np.percentile(real, 99.5, axis=0)
@@ -320,22 +323,25 @@ def _validate(config, points: bool):
   m, g, d = config.model, config.gan, config.data
   if g.loss not in losses.GAN_LOSSES:
     raise ValueError(f"config.gan.loss={g.loss!r}; use one of {losses.GAN_LOSSES}.")
-  if g.get("d_steps", 1) < 1:
+  if g.d_steps < 1:
     raise ValueError(f"config.gan.d_steps={g.d_steps}; it must be at least 1.")
-  cond = m.get("conditioning", "")
+  cond = m.conditioning
   if cond not in CONDITIONING:
     raise ValueError(f"config.model.conditioning={cond!r}; use '' (none), cgan or "
                      f"acgan.")
-  if cond and m.get("num_classes", 0) < 2:
+  if cond and m.num_classes < 2:
     raise ValueError(f"config.model.conditioning={cond!r} needs the number of classes: "
                      f"set --config.model.num_classes (10 for MNIST).")
+  if points and m.arch != "mlp":
+    raise ValueError(f"config.model.arch={m.arch!r} needs images, but the toy 2-D data "
+                     f"are points: use --config.model.arch=mlp.")
   if cond and points:
     raise ValueError("The toy 2-D data has no labels: set "
                      "--config.model.conditioning=''.")
-  if (g.get("r1_gamma", 0.0) and m.arch == "dcgan" and m.get("d_batch_norm", True)):
+  if g.r1_gamma and m.arch == "dcgan" and m.d_batch_norm:
     raise ValueError("R1 needs per-example gradients, but a BatchNorm discriminator "
                      "mixes the examples of a batch: set "
                      "--config.model.d_batch_norm=False, or --config.gan.r1_gamma=0.")
-  if not points and (d.get("scale", "unit") != "symmetric" or d.get("binarize")):
+  if not points and (d.scale != "symmetric" or d.binarize):
     raise ValueError("The generator's tanh output models grey levels in [-1, 1]: set "
                      "--config.data.scale=symmetric and --config.data.binarize=''.")

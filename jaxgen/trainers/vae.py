@@ -28,7 +28,7 @@ class VAETrainer(Trainer, Autoencoder):
     super().__init__(config, spec, stages)
     m, d = config.model, config.data
     self.likelihood = m.likelihood
-    self.scale = d.get("scale", "unit")
+    self.scale = d.scale
     _validate(m, d)
     h, w, c = self.example_shape
     self.num_dims = h * w * c
@@ -37,14 +37,14 @@ class VAETrainer(Trainer, Autoencoder):
         m.arch, tuple(m.hidden), m.latent_dim, (h, w, out_channels))
     self.tx = make_optimizer(config.optim, config.train.num_steps)
     self.beta = (optax.linear_schedule(0.0, 1.0, m.kl_warmup_steps)
-                 if m.get("kl_warmup_steps", 0) else (lambda step: 1.0))
+                 if m.kl_warmup_steps else (lambda step: 1.0))
     # bits/dim is a bound on the discrete data's NLL only where the likelihood is
     # discrete, or continuous on dequantised data (then the bin width enters).
     low, high = (-1.0, 1.0) if self.scale == "symmetric" else (0.0, 1.0)
     self.range = (low, high)
     self.log_bin_width = (math.log((high - low) / 256)
                           if self.likelihood == "gaussian" else 0.0)
-    self.has_bits_per_dim = self.likelihood != "gaussian" or bool(d.get("dequantize"))
+    self.has_bits_per_dim = self.likelihood != "gaussian" or bool(d.dequantize)
     self.latent_spec = jax.ShapeDtypeStruct((m.latent_dim,), jnp.float32)
 
   # --- networks -------------------------------------------------------------------
@@ -115,7 +115,7 @@ class VAETrainer(Trainer, Autoencoder):
     (loss, (elbo, ll, kl)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params)
     state, grad_norm = apply_gradients(state, grads, self.tx,
-                                       self.config.optim.get("ema_decay", 0.0))
+                                       self.config.optim.ema_decay)
     metrics = {"loss": loss, "elbo": elbo.mean(), "recon": -ll.mean(),
                "kl": kl.mean(), "beta": jnp.asarray(beta, jnp.float32),
                "grad_norm": grad_norm}
@@ -132,7 +132,7 @@ class VAETrainer(Trainer, Autoencoder):
     ``lax.map`` so that memory stays bounded for K in the thousands.
     """
     params, x, mask = state.ema_params, batch["image"], batch["mask"]
-    k, chunk = self.config.eval.iw_samples, self.config.eval.get("iw_chunk", 100)
+    k, chunk = self.config.eval.iw_samples, self.config.eval.iw_chunk
     chunk = min(chunk, k)
     if k % chunk:
       raise ValueError(f"config.eval.iw_samples={k} must be a multiple of "
@@ -203,7 +203,7 @@ class VAETrainer(Trainer, Autoencoder):
                       for name, static in (("prior_sample", "num"), ("interpolate", "steps"),
                                            ("manifold", "size"))}
       self._jitted["reconstruct"] = jax.jit(self.reconstruct)
-    params, n = state.ema_params, self.config.train.get("num_samples", 64)
+    params, n = state.ema_params, self.config.train.num_samples
     j, u8 = self._jitted, lambda a: viz.to_uint8(np.asarray(a), self.scale)
     x = batch["image"][:16]
     recon = np.asarray(j["reconstruct"](params, x))
@@ -220,7 +220,7 @@ def _validate(m, d):
   if m.likelihood not in LIKELIHOODS:
     raise ValueError(f"config.model.likelihood={m.likelihood!r}; use one of "
                      f"{LIKELIHOODS}.")
-  binary = bool(d.get("binarize"))
+  binary = bool(d.binarize)
   if m.likelihood == "bernoulli" and not binary:
     raise ValueError("A Bernoulli decoder needs binary data: set "
                      "--config.data.binarize=dynamic (or fixed, threshold), or use "
@@ -228,6 +228,6 @@ def _validate(m, d):
   if m.likelihood != "bernoulli" and binary:
     raise ValueError(f"config.model.likelihood={m.likelihood!r} is for grey-level "
                      f"data but config.data.binarize={d.binarize!r}; use bernoulli.")
-  if m.likelihood == "logistic" and d.get("dequantize"):
+  if m.likelihood == "logistic" and d.dequantize:
     raise ValueError("The discretised logistic decoder models the 256 grey levels "
                      "themselves: set --config.data.dequantize=False.")

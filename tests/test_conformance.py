@@ -1,0 +1,231 @@
+"""One contract for every model family in ``jaxgen.trainers.FAMILIES``.
+
+Each family is run through its ``tiny`` config (configs/<family>_mnist.py, or the
+first configs/*.py of the family by name that has a ``tiny`` variant; a family without
+one fails here). The checks:
+training through ``python -m jaxgen.main`` leaves a run (checkpoint, metrics.jsonl,
+a sample PNG, config.json, eval.json); resuming from the middle is bitwise the run
+trained straight through; 4 fake CPU devices give the update of 1 device on the same
+global batch; ``generate`` returns images in [0, 1] of the data's shape for the
+conditioning the family takes; ``--mode=eval`` writes finite numbers, the same as
+the training run's final evaluation; ``--mode=summary`` ends with its JSON line.
+The trained runs are shared with the family tests (``tiny_runs`` in conftest.py).
+"""
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import (REPO, config_names, load_config, metric_lines, restore_run,
+                      run_main)
+from jaxgen import stages, trainers
+
+
+def _tiny_configs() -> tuple[dict, dict]:
+  """(family -> the configs of that family that have a ``tiny`` variant,
+  config -> the error that loading its ``tiny`` variant raised)."""
+  found, broken = {}, {}
+  for name in config_names():
+    try:
+      config = load_config(name, "tiny")
+    except Exception as e:  # reported by a test below, not at collection
+      if "Unknown variant" not in str(e):
+        broken[name] = f"{type(e).__name__}: {e}"
+      continue
+    found.setdefault(config.family, []).append(name)
+  return found, broken
+
+
+TINY, BROKEN = _tiny_configs()
+FAMILIES = sorted(trainers.FAMILIES)
+
+
+def _config_of(family):
+  """The family's config that the suite runs: <family>_mnist if it has a ``tiny``
+  variant, else the first by name."""
+  if family not in TINY:
+    pytest.fail(f"family {family!r} is registered in jaxgen.trainers.FAMILIES but no "
+                f"configs/*.py of that family has a 'tiny' variant")
+  preferred = f"{family}_mnist"
+  return preferred if preferred in TINY[family] else TINY[family][0]
+
+
+def test_every_config_with_a_tiny_variant_loads():
+  assert not BROKEN, BROKEN
+
+
+def _finite_numbers(result: dict, where: str):
+  numbers = {k: v for k, v in result.items()
+             if isinstance(v, (int, float)) and not isinstance(v, bool)}
+  assert numbers, f"{where} has no numbers: {result}"
+  bad = {k: v for k, v in numbers.items() if not math.isfinite(v)}
+  assert not bad, f"{where} has non-finite {bad}"
+  return numbers
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_training_through_main_leaves_a_run(family, tiny_runs):
+  name = _config_of(family)
+  workdir = tiny_runs(name)
+  config = load_config(name, "tiny")
+  num_steps = int(config.train.num_steps)
+  assert num_steps >= 2, "a tiny config must train at least 2 steps (to resume)"
+  assert os.path.isdir(os.path.join(workdir, "checkpoints", str(num_steps)))
+  lines = metric_lines(workdir)
+  assert lines and lines[-1]["step"] == num_steps
+  for line in lines:
+    _finite_numbers(line, f"metrics.jsonl step {line['step']}")
+    assert "loss" in line
+  pictures = os.listdir(os.path.join(workdir, "samples"))
+  assert f"step_{num_steps}.png" in pictures, pictures
+  saved = json.load(open(os.path.join(workdir, "config.json")))
+  assert saved["family"] == family and saved["train"]["num_steps"] == num_steps
+  result = json.load(open(os.path.join(workdir, "eval.json")))
+  assert result["step"] == num_steps
+  _finite_numbers(result, "eval.json")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_resume_from_the_middle_is_bitwise_the_straight_run(family, tiny_runs, tmp_path):
+  name = _config_of(family)
+  straight = tiny_runs(name)
+  num_steps = int(load_config(name, "tiny").train.num_steps)
+  workdir = str(tmp_path / "run")
+  shutil.copytree(straight, workdir, ignore=shutil.ignore_patterns(".lock"))
+  # As if the run had died after the checkpoint at the middle (tiny_runs saves one).
+  shutil.rmtree(os.path.join(workdir, "checkpoints", str(num_steps)))
+  os.remove(os.path.join(workdir, "eval.json"))
+  flags = tiny_runs.flags(name)
+  run_main(flags[0], f"--workdir={workdir}", *flags[1:])
+  a, meta_a = restore_run(straight, num_steps)
+  b, meta_b = restore_run(workdir, num_steps)
+  assert meta_a == meta_b
+  leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert jax.tree.structure(a) == jax.tree.structure(b) and leaves_a
+  for x, y in zip(leaves_a, leaves_b):
+    np.testing.assert_array_equal(x, y)
+  assert metric_lines(workdir) == metric_lines(straight)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_eval_mode_writes_the_final_evaluation_again(family, tiny_runs, tmp_path):
+  name = _config_of(family)
+  workdir = str(tmp_path / "run")
+  shutil.copytree(tiny_runs(name), workdir, ignore=shutil.ignore_patterns(".lock"))
+  from_training = json.load(open(os.path.join(workdir, "eval.json")))
+  os.remove(os.path.join(workdir, "eval.json"))
+  flags = tiny_runs.flags(name)
+  out = run_main(flags[0], f"--workdir={workdir}", *flags[1:], "--mode=eval")
+  result = json.load(open(os.path.join(workdir, "eval.json")))
+  assert json.loads(out.stdout.strip().splitlines()[-1]) == result
+  numbers = _finite_numbers(result, "eval.json of --mode=eval")
+  expected = _finite_numbers(from_training, "eval.json of training")
+  assert numbers.keys() == expected.keys()
+  for key, value in numbers.items():
+    assert value == pytest.approx(expected[key], rel=1e-5, abs=1e-6), key
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_summary_ends_with_the_parameter_counts_as_json(family, tiny_runs, capsys):
+  """What --mode=summary prints (jaxgen.main.summary, in this process: the flag itself
+  is tested in test_main.py), for the tiny config with its trained stages."""
+  from jaxgen import main as cli
+  name = _config_of(family)
+  config = stages.run_config(tiny_runs(name))
+  counts = cli.summary(config)
+  out = capsys.readouterr().out.strip().splitlines()
+  assert json.loads(out[-1]) == counts
+  assert counts and all(isinstance(n, int) and n > 0 for n in counts.values()), counts
+  assert out[-2].split()[0] == "total"
+  assert int(out[-2].split()[1].replace(",", "")) == sum(counts.values())
+
+
+DEVICES = textwrap.dedent("""
+    import json, os, sys
+    import jax, numpy as np
+    assert jax.device_count() == 4, jax.devices()
+    from jaxgen import checkpoint, data, evaluation, sharding, stages
+    workdir, half = sys.argv[1], int(sys.argv[2])
+    c = stages.run_config(workdir)  # the tiny run's config, with its stages
+    bs = c.train.batch_size
+    assert bs % 4 == 0, f"tiny train.batch_size={bs} must divide over 4 devices"
+    loader = data.Loader(data.get_source(c.data, "train"), c.data, bs, c.seed)
+    keys = stages.run_keys(c)
+    mesh = sharding.make_mesh()
+    trainer = stages.make_trainer(c, mesh)
+    repl, bsh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+    frozen = stages.frozen_params(trainer.stages)
+    state = jax.jit(trainer.init_state, out_shardings=repl)(keys["init"])
+    step = jax.jit(lambda s, b, f: trainer.train_step(
+                       s, b, jax.random.fold_in(keys["step"], s.step), f),
+                   in_shardings=(repl, bsh, repl), out_shardings=(repl, repl),
+                   donate_argnums=0)
+    for _ in range(half):
+      put = sharding.put_batch(next(loader), mesh)
+      assert all(len(v.sharding.device_set) == 4 for v in put.values())
+      state, metrics = step(state, put, frozen)
+    # The run trained the same steps on 1 device; its checkpoint at ``half``:
+    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
+    one, _ = ckpt.restore(stages.abstract_state(trainer, c, mesh), step=half)
+    ckpt.close()
+    one = jax.device_get((one.params, one.extra, one.opt_state))
+    four = jax.device_get((state.params, state.extra, state.opt_state))
+    assert jax.tree.structure(one) == jax.tree.structure(four)
+    worst = 0.0
+    for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(four)):
+      a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+      worst = max(worst, float(np.max(np.abs(a - b) / (1e-3 + np.abs(a)), initial=0)))
+    print("largest relative difference, 1 vs 4 devices:", worst)
+    assert worst < 1e-3, worst
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+      logged = {json.loads(l)["step"]: json.loads(l) for l in f}
+    if half in logged and c.train.log_every == 1:
+      np.testing.assert_allclose(float(metrics["loss"]), logged[half]["loss"], rtol=1e-4)
+    try:
+      sharding.check_batch_size(bs + 2, mesh)
+      raise SystemExit(f"no error for a batch of {bs + 2} on 4 devices")
+    except ValueError as e:
+      assert "not divisible by the number of devices (4)" in str(e), e
+
+    # generate: images in [0, 1] of the data's shape, for the conditioning it takes.
+    spec = data.example_spec(c.data)
+    images = {k: tuple(v.shape) for k, v in spec.items() if len(v.shape) == 3}
+    num = 4
+    inputs = None
+    if trainer.conditioning_keys:
+      examples = evaluation.conditioning(trainer, c, num, ())(0, num)
+      inputs = {k: sharding.put_batch({k: examples[k]}, mesh)[k]
+                for k in trainer.conditioning_keys}
+    x = jax.jit(trainer.generate, static_argnums=2)(state, jax.random.key(3), num,
+                                                    inputs, frozen)
+    x = np.asarray(x)
+    assert np.all(np.isfinite(x))
+    if images:
+      assert x.shape[0] == num and x.shape[1:] in images.values(), (x.shape, images)
+      assert 0.0 <= x.min() <= x.max() <= 1.0, (x.min(), x.max())
+    else:  # points (toy 2-D data)
+      assert x.shape == (num, *spec["x"].shape), x.shape
+    print("OK", trainer.conditioning_keys, x.shape)
+""")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_four_devices_update_as_one_and_generate_in_range(family, tiny_runs):
+  """The first half of the tiny run (1 device), trained again on 4 devices from the
+  same data and random streams, reaches the same state; then generate."""
+  name = _config_of(family)
+  workdir = tiny_runs(name)
+  half = max(1, int(load_config(name, "tiny").train.num_steps) // 2)
+  env = {**os.environ, "JAX_PLATFORMS": "cpu",
+         "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+  out = subprocess.run([sys.executable, "-c", DEVICES, workdir, str(half)],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-4000:]
+  assert out.stdout.strip().splitlines()[-1].startswith("OK"), out.stdout
