@@ -59,7 +59,11 @@ class ImageSet:
     for start in range(0, len(self.files), size):
       batch = []
       for f in self.files[start:start + size]:
-        img = np.asarray(Image.open(f))
+        try:
+          img = np.asarray(Image.open(f))
+        except (OSError, ValueError) as e:  # PIL.UnidentifiedImageError is an OSError
+          raise ValueError(f"{f} is not a readable image ({type(e).__name__}): remove "
+                           f"it from the folder or replace it.") from None
         if first is None:
           first = img.shape
         if img.shape != first:
@@ -73,15 +77,25 @@ class ImageSet:
 
 
 def _load_array(path) -> np.ndarray:
-  if path.suffix == ".npy":
-    return np.load(path)
-  with np.load(path) as f:
-    if "images" in f.files:
-      return f["images"]
-    if len(f.files) == 1:
-      return f[f.files[0]]
-    raise ValueError(f"{path} has arrays {sorted(f.files)}; put the images under the key "
-                     "'images' (or store a single array).")
+  try:
+    loaded = np.load(path, allow_pickle=False)
+  except (OSError, EOFError, ValueError) as e:
+    raise ValueError(f"{path} is not a readable .npy/.npz file of arrays ({e}).") from None
+  if isinstance(loaded, np.lib.npyio.NpzFile):
+    with loaded as f:
+      if "images" in f.files:
+        array = f["images"]
+      elif len(f.files) == 1:
+        array = f[f.files[0]]
+      else:
+        raise ValueError(f"{path} has arrays {sorted(f.files)}; put the images under "
+                         "the key 'images' (or store a single array).")
+  else:
+    array = loaded
+  if array.ndim not in (3, 4):
+    raise ValueError(f"{path} holds an array of shape {array.shape}; images are "
+                     f"(N, H, W) or (N, H, W, C).")
+  return array
 
 
 def _is_statistics(path) -> bool:

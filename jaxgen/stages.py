@@ -77,6 +77,7 @@ class Stage:
   params: Any  # its stage_params, replicated on the mesh
   step: int
   digest: str
+  tokenizer: Any = None  # the run's caption tokenizer (tokenizer.json), if it has one
 
   def record(self) -> dict:
     return {"path": self.path, "step": self.step, "digest": self.digest}
@@ -134,7 +135,8 @@ def load_run(name: str, workdir: str, mesh, role=None) -> Stage:
   finally:
     ckpt.close()
   params = sharding.replicate(trainer.stage_params(state), mesh)
-  return Stage(name, workdir, trainer, params, int(last), digest(params))
+  return Stage(name, workdir, trainer, params, int(last), digest(params),
+               data.load_tokenizer(workdir))
 
 
 # protocol class name -> "module:function" that loads a weights file as that stage:

@@ -201,6 +201,8 @@ def _train(config, workdir, trainer, mesh):
     meta = {"step": 0, "data_position": 0}
   # Only now is the config known to fit the workdir's checkpoints.
   write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort()))
+  if _is_writer():
+    data.save_tokenizer(config.data, workdir)
   start = int(meta["step"])
   loader = data.Loader(data.get_source(config.data, "train"), config.data,
                        tc.batch_size, config.seed, position=meta["data_position"])

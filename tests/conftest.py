@@ -91,8 +91,8 @@ class TinyRuns:
   """Finished ``tiny`` runs of configs, trained through ``python -m jaxgen.main`` once
   per test session and shared by every test that only reads them (copy a run before
   writing to it). A config's frozen stages are trained first, from the configs its
-  ``STAGE_CONFIGS`` names. Each run checkpoints halfway as well as at the end, so
-  that a test can resume it from the middle."""
+  ``STAGE_CONFIGS`` names. Each run logs every step and checkpoints halfway as well
+  as at the end, so that a test can resume it from the middle."""
 
   def __init__(self, root):
     self.root = root
@@ -102,7 +102,8 @@ class TinyRuns:
     """The command-line flags (after ``--workdir``) the run was trained with."""
     num_steps = int(load_config(name, variant).train.num_steps)
     flags = [f"--config=configs/{name}.py:{variant}",
-             f"--config.train.checkpoint_every={max(1, num_steps // 2)}"]
+             f"--config.train.checkpoint_every={max(1, num_steps // 2)}",
+             "--config.train.log_every=1"]
     for stage, stage_config in sorted(stage_configs(name).items()):
       flags.append(f"--config.stages.{stage}={self(stage_config)}")
     return flags

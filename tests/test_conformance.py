@@ -167,27 +167,41 @@ DEVICES = textwrap.dedent("""
                        s, b, jax.random.fold_in(keys["step"], s.step), f),
                    in_shardings=(repl, bsh, repl), out_shardings=(repl, repl),
                    donate_argnums=0)
+    init = jax.device_get(state.params)
+    steps = []
     for _ in range(half):
       put = sharding.put_batch(next(loader), mesh)
       assert all(len(v.sharding.device_set) == 4 for v in put.values())
       state, metrics = step(state, put, frozen)
-    # The run trained the same steps on 1 device; its checkpoint at ``half``:
+      steps.append(jax.device_get(metrics))
+    # The run trained the same steps on 1 device (tiny_runs logs every step); its
+    # metrics and its checkpoint at ``half``:
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+      logged = {json.loads(l)["step"]: json.loads(l) for l in f}
+    for i, m in enumerate(steps, 1):
+      for key, value in m.items():
+        np.testing.assert_allclose(float(value), logged[i][key], rtol=2e-4, atol=1e-6,
+                                   err_msg=f"{key} at step {i}")
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
     one, _ = ckpt.restore(stages.abstract_state(trainer, c, mesh), step=half)
     ckpt.close()
-    one = jax.device_get((one.params, one.extra, one.opt_state))
-    four = jax.device_get((state.params, state.extra, state.opt_state))
-    assert jax.tree.structure(one) == jax.tree.structure(four)
-    worst = 0.0
-    for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(four)):
-      a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-      worst = max(worst, float(np.max(np.abs(a - b) / (1e-3 + np.abs(a)), initial=0)))
-    print("largest relative difference, 1 vs 4 devices:", worst)
-    assert worst < 1e-3, worst
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-      logged = {json.loads(l)["step"]: json.loads(l) for l in f}
-    if half in logged and c.train.log_every == 1:
-      np.testing.assert_allclose(float(metrics["loss"]), logged[half]["loss"], rtol=1e-4)
+    one, four = jax.device_get((one, state))
+    # Non-gradient state (BatchNorm statistics, codebooks, image pools, ...) agrees.
+    for a, b in zip(jax.tree.leaves(one.extra), jax.tree.leaves(four.extra)):
+      np.testing.assert_allclose(np.asarray(b, np.float64), np.asarray(a, np.float64),
+                                 rtol=1e-3, atol=1e-5)
+    # The parameter updates point the same way. Not equal within a tolerance: a
+    # parameter whose gradient is zero in exact arithmetic (a bias before a
+    # normalisation, as CycleGAN's and the MLP GAN's) moves by rounding noise that
+    # Adam scales up to the learning rate, and Adam's update ignores the gradient's
+    # scale anyway; the step metrics above (losses, gradient norms) catch scale errors.
+    flat = lambda t: np.concatenate([np.ravel(np.asarray(x, np.float64))
+                                     for x in jax.tree.leaves(t)] or [np.zeros(1)])
+    d1 = flat(one.params) - flat(init)
+    d4 = flat(four.params) - flat(init)
+    cosine = float(d1 @ d4 / max(np.linalg.norm(d1) * np.linalg.norm(d4), 1e-30))
+    print("cosine of the 1- and 4-device parameter updates:", cosine)
+    assert cosine > 0.99, cosine
     try:
       sharding.check_batch_size(bs + 2, mesh)
       raise SystemExit(f"no error for a batch of {bs + 2} on 4 devices")

@@ -312,3 +312,36 @@ def test_tfds_cycle_gan_sets_are_two_unpaired_domains(monkeypatch):
   assert len(test) == 3 and seen[-1][1] == "testB"
   with pytest.raises(ValueError, match="Unknown split 'validation'"):
     dataset.split("validation")
+
+
+def test_pix2pix_folders_are_paired_sets_and_prepare_says_how_to_get_them(tmp_path):
+  """junyanz's A | B files: each half at ``half_size``, A or B as the source by
+  ``direction``; ``python -m jaxgen.data.prepare pix2pix/...`` explains the download."""
+  import subprocess
+  import sys
+  import ml_collections
+  from PIL import Image
+  from conftest import REPO
+  from jaxgen.data import sources
+  rng = np.random.default_rng(0)
+  pairs = rng.integers(0, 256, (3, 8, 16, 3), np.uint8)  # A = left half, B = right
+  (tmp_path / "train").mkdir()
+  for i, pair in enumerate(pairs):
+    Image.fromarray(pair).save(tmp_path / "train" / f"{i}.png")
+  cfg = ml_collections.ConfigDict(dict(
+      name="pix2pix/facades", folder=str(tmp_path), direction="BtoA", half_size=(8, 8),
+      scale="unit", binarize="", dequantize=False, resize=(), random_flip=False))
+  dataset = sources.get_dataset(cfg)
+  assert dataset.paired and set(dataset.spec()) == {"source", "target"}
+  train = dataset.split("train")
+  batch = train[np.arange(3)]
+  np.testing.assert_array_equal(batch["source"], pairs[:, :, 8:])  # BtoA: B -> A
+  np.testing.assert_array_equal(batch["target"], pairs[:, :, :8])
+  with pytest.raises(FileNotFoundError, match=r"no test folder here. Download "
+                                              r"http://efrosgans.*facades.tar.gz"):
+    dataset.split("test")
+  out = subprocess.run([sys.executable, "-m", "jaxgen.data.prepare", "pix2pix/facades"],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert out.returncode == 2
+  assert out.stderr.startswith("error: pix2pix/facades is not a tensorflow-datasets "
+                               "set. Download http://efrosgans"), out.stderr

@@ -84,3 +84,14 @@ def test_every_zero_means_only_at_the_end(tmp_path):
   assert steps == [4]
   pictures = os.listdir(wd / "samples")
   assert "step_4.png" in pictures and all(p.endswith("step_4.png") for p in pictures)
+
+
+def test_a_field_a_family_reads_but_the_config_lacks_is_a_clear_error():
+  """Trainers supply no defaults of their own: a missing field is named."""
+  from jaxgen import stages
+  c = load_config("vae_mnist", "tiny")
+  del c.model["kl_warmup_steps"]
+  with pytest.raises(loop_config.ConfigError, match=r"config.family='vae' reads the "
+                                                    r"field .*kl_warmup_steps.*add it "
+                                                    r"to the config file"):
+    stages.make_trainer(c)

@@ -57,6 +57,18 @@ def test_classifier_rejects_bad_images(net):
     features.get("resnet")
 
 
+def test_corrupt_classifier_weights_are_a_clear_error(tmp_path):
+  from jaxgen.metrics import mnist_classifier
+  bad = tmp_path / "weights.npz"
+  bad.write_bytes(b"PK\x03\x04 not really a zip")
+  with pytest.raises(ValueError, match=r"weights.npz are corrupt or not an .npz of "
+                                       r"arrays .*train_mnist_classifier.py"):
+    mnist_classifier.load_params(bad)
+  np.savez(bad, w=np.array([{"pickled": 1}], dtype=object))
+  with pytest.raises(ValueError, match="corrupt or not an .npz of arrays"):
+    mnist_classifier.load_params(bad)
+
+
 def test_metrics_import_no_training_code_and_no_cycle():
   """jaxgen.metrics is the numerical core: importing all of it loads no data, training
   or trainer module, and the network modules do not import the feature registry."""
@@ -167,7 +179,19 @@ def test_score_cli_bad_input(tmp_path):
   np.save(tmp_path / "nan.npy", nan)
   np.savez(tmp_path / "nan_stats.npz", mu=np.array([0.0, np.nan]), sigma=np.eye(2))
   np.savez(tmp_path / "ok_stats.npz", mu=np.zeros(2), sigma=np.eye(2))
+  np.save(tmp_path / "scalar.npy", np.float32(3))
+  np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object))
+  (tmp_path / "pngs").mkdir()
+  from PIL import Image
+  Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "pngs" / "0.png")
+  (tmp_path / "pngs" / "1.png").write_bytes(b"not a png")
   cases = [
+      (("--metric", "is", tmp_path / "scalar.npy", "--feature_net", "mnist_classifier"),
+       r"scalar.npy holds an array of shape \(\); images are"),
+      (("--metric", "is", tmp_path / "objects.npy", "--feature_net", "mnist_classifier"),
+       r"objects.npy is not a readable .npy/.npz file of arrays"),
+      (("--metric", "is", tmp_path / "pngs", "--feature_net", "mnist_classifier"),
+       r"1.png is not a readable image"),
       (("--metric", "fid", tmp_path / "nan.npy", tmp_path / "a.npy", "--feature_net",
         "mnist_classifier"), r"nan.npy: the images contain NaN or infinite values \(1 "
                              r"of 4 images\)"),

@@ -182,3 +182,24 @@ def test_a_hugging_face_clip_file_stands_in_as_a_conditioning_stage(tmp_path):
   with pytest.raises(stages.StageError, match="a weights file can stand in only for "
                                               "ConditioningEncoder"):
     stages.load_run("autoencoder", str(path), mesh, Autoencoder)
+
+
+def test_a_captioned_run_saves_its_tokenizer_and_its_stage_reads_it_back(tmp_path):
+  """A run on captions keeps the caption tokenizer in its workdir; a later run that
+  uses it as a stage gets the same token ids back (no dataset needed)."""
+  from jaxgen import data
+  from jaxgen.trainers.base import Autoencoder
+  c = load_config("vae_mnist", "tiny")
+  c.data.name = "mnist5k_captions"
+  c.train.update(num_steps=2, checkpoint_every=2, sample_every=0)
+  c.eval.update(metrics=(), num_examples=8)
+  wd = str(tmp_path / "vae_on_captions")
+  train.train(c, wd)
+  expected = data.get_dataset(c.data).tokenizer()
+  assert os.path.isfile(os.path.join(wd, data.TOKENIZER_FILE))
+  stage = stages.load_run("autoencoder", wd, sharding.make_mesh(), Autoencoder)
+  assert stage.tokenizer.vocab == expected.vocab
+  caption = data.get_dataset(c.data).captions("test")[0]
+  np.testing.assert_array_equal(stage.tokenizer.encode(caption, 32),
+                                expected.encode(caption, 32))
+  assert data.load_tokenizer(str(tmp_path)) is None  # a folder without one

@@ -14,8 +14,34 @@ from jaxgen import sharding
 from jaxgen.data import preprocess
 from jaxgen.data.sources import OFFLINE, get_dataset, get_source
 
-__all__ = ["OFFLINE", "Loader", "eval_batches", "example_spec", "get_dataset",
-           "get_source", "spread_batch"]
+__all__ = ["OFFLINE", "TOKENIZER_FILE", "Loader", "eval_batches", "example_spec",
+           "get_dataset", "get_source", "load_tokenizer", "save_tokenizer",
+           "spread_batch"]
+
+TOKENIZER_FILE = "tokenizer.json"  # in a run's workdir, for captioned datasets
+
+
+def save_tokenizer(data_config, workdir: str):
+  """Write the dataset's caption tokenizer (if it has one) into a run's workdir, so
+  that a later run using this one as a stage reads the same token ids back; returns
+  its path, or None."""
+  import os
+  dataset = get_dataset(data_config)
+  if not hasattr(dataset, "tokenizer"):
+    return None
+  path = os.path.join(workdir, TOKENIZER_FILE)
+  tmp = path + ".tmp"
+  dataset.tokenizer().save(tmp)
+  os.replace(tmp, path)
+  return path
+
+
+def load_tokenizer(workdir: str):
+  """The caption tokenizer a run saved (``save_tokenizer``), or None."""
+  import os
+  from jaxgen.data import text
+  path = os.path.join(workdir, TOKENIZER_FILE)
+  return text.Tokenizer.load(path) if os.path.isfile(path) else None
 
 
 def example_spec(data_config) -> dict:

@@ -4,6 +4,8 @@
 
 Writes array_record files, which training then reads without TensorFlow or network.
 """
+import sys
+
 from absl import app, flags
 
 from jaxgen.data import sources
@@ -14,7 +16,11 @@ flags.DEFINE_string("data_dir", None, "tfds data directory (default: tfds's own)
 def main(argv):
   if len(argv) != 2:
     raise app.UsageError("Usage: python -m jaxgen.data.prepare NAME [--data_dir=DIR]")
-  builder = sources.prepare(argv[1], flags.FLAGS.data_dir)
+  try:
+    builder = sources.prepare(argv[1], flags.FLAGS.data_dir)
+  except (RuntimeError, ValueError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   print(f"{argv[1]} is prepared in {builder.data_dir}")
 
 

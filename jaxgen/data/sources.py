@@ -181,7 +181,12 @@ def how_to_prepare(name: str, data_dir: str | None) -> str:
 
 
 def prepare(name: str, data_dir: str | None = None):
-  """Download and prepare a tfds dataset as array_record (what data_source reads)."""
+  """Download and prepare a tfds dataset as array_record (what data_source reads).
+  Pix2Pix's paired sets are not in tfds: for those, say how to bring them."""
+  if name.startswith("pix2pix/"):
+    from jaxgen.data.paired_folder import how_to_get
+    raise RuntimeError(f"{name} is not a tensorflow-datasets set. "
+                       + how_to_get(name.split("/", 1)[1], ""))
   builder = tfds_builder(name, data_dir)
   if builder.is_prepared():
     return builder
@@ -264,6 +269,7 @@ DATASETS = {
     "mnist5k_edges": "jaxgen.data.mnist5k_derived:MNIST5kEdges",
     "mnist5k_styles": "jaxgen.data.mnist5k_derived:MNIST5kStyles",
     "cycle_gan/": "jaxgen.data.sources:TfdsUnpaired",
+    "pix2pix/": "jaxgen.data.paired_folder:PairedFolder",
 }
 OFFLINE = tuple(n for n in DATASETS if not n.endswith("/"))
 

@@ -10,11 +10,11 @@ only with numbers computed with the same file, which ``WEIGHTS_SHA256`` identifi
 from __future__ import annotations
 
 import pathlib
+import zipfile
 
 import flax
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 WEIGHTS = pathlib.Path(__file__).parent / "assets" / "mnist_classifier.npz"
@@ -54,8 +54,14 @@ def load_params(path=WEIGHTS):
     raise FileNotFoundError(
         f"MNIST classifier weights {path} are missing; recreate them with "
         "python experiments/train_mnist_classifier.py")
-  with np.load(path) as f:
-    return flax.traverse_util.unflatten_dict({k: f[k] for k in f.files}, sep="/")
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      return flax.traverse_util.unflatten_dict({k: f[k] for k in f.files}, sep="/")
+  except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+    raise ValueError(
+        f"MNIST classifier weights {path} are corrupt or not an .npz of arrays "
+        f"({type(e).__name__}); reinstall jaxgen, or recreate them with python "
+        f"experiments/train_mnist_classifier.py") from None
 
 
 def check_digits(images) -> np.ndarray:

@@ -316,3 +316,180 @@ def save_state_dict(path, arrays: Mapping[str, np.ndarray]) -> None:
     for key, data in enumerate(storages):
       _write_aligned(archive, f"archive/data/{key}", data)
     _write_aligned(archive, "archive/version", b"3\n")
+
+
+# Whole pickled modules (``torch.save(module, path)``, as OpenAI's DALL-E encoder.pkl and
+# decoder.pkl are). Their pickle names the module classes; the reader below never
+# imports or calls them. Each object of an allowed class becomes a ``PickledObject``
+# that records the class's name and the state the pickle gives it (for an nn.Module:
+# its __dict__, with ``_parameters``, ``_buffers`` and ``_modules``); any other global
+# is refused.
+
+
+@dataclasses.dataclass
+class PickledObject:
+  """An object of the class ``cls`` ("module.Name") as the pickle describes it:
+  ``args`` of its construction and ``state`` (tensors as numpy arrays)."""
+  cls: str
+  args: tuple
+  state: object
+
+  @property
+  def parameters(self) -> dict:
+    return dict((self.state or {}).get("_parameters") or {})
+
+  @property
+  def children(self) -> dict:
+    return dict((self.state or {}).get("_modules") or {})
+
+
+class _Record:
+  """What the restricted unpickler builds for an allowed class: data only."""
+  _qualname = ""
+
+  def __new__(cls, *args):
+    obj = object.__new__(cls)
+    obj.args, obj.state = args, None
+    return obj
+
+  def __setstate__(self, state):
+    self.state = state
+
+
+def _set(items=()):
+  return set(items)
+
+
+def _device(*args):
+  return ("device", *args)
+
+
+def _rebuild_parameter_with_state(data, requires_grad, backward_hooks, state):
+  del requires_grad, backward_hooks, state
+  return data
+
+
+class _ModuleUnpickler(_Unpickler):
+  """A state-dict unpickler that also builds ``_Record``s of the allowed classes."""
+
+  def __init__(self, file, load_storage, classes):
+    super().__init__(file, load_storage)
+    self._classes = {name: type(f"Pickled[{name}]", (_Record,), {"_qualname": name})
+                     for name in classes}
+
+  def find_class(self, module, name):
+    qualname = f"{module}.{name}"
+    if qualname in self._classes:
+      return self._classes[qualname]
+    if (module, name) in (("builtins", "set"), ("__builtin__", "set")):
+      return _set
+    if (module, name) == ("torch", "device"):
+      return _device
+    if (module, name) == ("torch._utils", "_rebuild_parameter_with_state"):
+      return _rebuild_parameter_with_state
+    try:
+      return super().find_class(module, name)
+    except pickle.UnpicklingError:
+      raise pickle.UnpicklingError(
+          f"it refers to {qualname}, which is not among the classes this reader "
+          f"accepts ({', '.join(sorted(self._classes))})") from None
+
+  def persistent_load(self, pid):
+    # The legacy format replaces each module class by ("module", class, source file,
+    # source code) so that torch can warn when the source changed; the source is
+    # ignored here and the class is the record class that find_class gave.
+    if (isinstance(pid, tuple) and len(pid) == 4 and pid[0] == "module"
+        and isinstance(pid[1], type) and issubclass(pid[1], _Record)):
+      return pid[1]
+    return super().persistent_load(pid)
+
+
+def _plain(obj):
+  """Records -> PickledObject, tensors -> numpy arrays, containers recursively."""
+  if isinstance(obj, _Record):
+    return PickledObject(obj._qualname, tuple(_plain(a) for a in obj.args),
+                         _plain(obj.state))
+  if isinstance(obj, _Tensor):
+    return obj.to_numpy()
+  if isinstance(obj, dict):
+    return {k: _plain(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return type(obj)(_plain(v) for v in obj)
+  return obj
+
+
+def load_pickled_module(path, classes) -> PickledObject:
+  """The whole module that ``torch.save(module, path)`` wrote, as a tree of
+  ``PickledObject``s, reading only the classes named in ``classes`` ("module.Name",
+  e.g. "torch.nn.modules.container.Sequential"). No code from the file runs."""
+  try:
+    with open(path, "rb") as f:
+      is_zip = f.read(4) == b"PK\x03\x04"
+      f.seek(0)
+      unpickler = lambda file, load_storage: _ModuleUnpickler(file, load_storage, classes)
+      obj = (_load_zip_with(f, unpickler) if is_zip else _load_legacy_with(f, unpickler))
+      return _plain(obj)
+  except TorchPickleError as e:
+    raise TorchPickleError(f"{path} is not a readable pickled PyTorch module: {e}.") from None
+  except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, KeyError, ValueError,
+          TypeError, IndexError, AttributeError, struct.error) as e:
+    raise TorchPickleError(
+        f"{path} cannot be read as a pickled PyTorch module ({type(e).__name__}: {e}). "
+        "The file is truncated or corrupt, or holds other classes than expected.") from e
+
+
+def _load_zip_with(file, make_unpickler):
+  """``_load_zip`` with another unpickler class (same archive layout)."""
+  with zipfile.ZipFile(file) as archive:
+    names = archive.namelist()
+    pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
+    if len(pickles) != 1:
+      raise TorchPickleError("the archive has no data.pkl record")
+    prefix = pickles[0][:-len("data.pkl")]
+    if prefix + "byteorder" in names and archive.read(prefix + "byteorder") != b"little":
+      raise TorchPickleError("it was written on a big-endian machine, which is not supported")
+    storages = {}
+
+    def load_storage(pid):
+      _, storage_type, key, _, numel = pid[:5]
+      if key not in storages:
+        data = np.frombuffer(archive.read(f"{prefix}data/{key}"), storage_type.dtype)
+        if len(data) != numel:
+          raise TorchPickleError(f"storage {key} holds {len(data)} elements, expected {numel}")
+        storages[key] = _Storage(storage_type.dtype, numel, data)
+      return storages[key]
+
+    return make_unpickler(io.BytesIO(archive.read(pickles[0])), load_storage).load()
+
+
+def _load_legacy_with(f, make_unpickler):
+  """``_load_legacy`` with another unpickler class for the object pickle."""
+  def header():
+    return _Unpickler(f, _no_storage).load()
+
+  if header() != _LEGACY_MAGIC:
+    raise TorchPickleError("it is neither a zip archive nor a legacy PyTorch file")
+  if header() != _LEGACY_PROTOCOL:
+    raise TorchPickleError("it uses an unknown legacy protocol version")
+  if not header().get("little_endian", False):
+    raise TorchPickleError("it was written on a big-endian machine, which is not supported")
+  storages = {}
+
+  def load_storage(pid):
+    _, storage_type, key, _, numel = pid[:5]
+    if len(pid) > 5 and pid[5] is not None:
+      raise TorchPickleError("it uses storage views, written only by torch < 0.4")
+    if key not in storages:
+      storages[key] = _Storage(storage_type.dtype, numel)
+    return storages[key]
+
+  result = make_unpickler(f, load_storage).load()
+  keys = _Unpickler(f, _no_storage).load()
+  for key in keys:
+    storage = storages[key]
+    (numel,) = struct.unpack("<q", _read_exactly(f, 8))
+    if numel != storage.numel:
+      raise TorchPickleError(f"storage {key} holds {numel} elements, expected {storage.numel}")
+    storage.data = np.frombuffer(_read_exactly(f, numel * storage.dtype.itemsize),
+                                 storage.dtype)
+  return result

@@ -45,6 +45,14 @@ KNOWN: dict[str, KnownFile] = {
         "https://github.com/openai/CLIP/raw/main/clip/bpe_simple_vocab_16e6.txt.gz",
         "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a",
         "CLIP's byte-level BPE vocabulary (49,408 tokens)"),
+    "dalle_encoder": KnownFile(
+        "dall_e_encoder.pkl", "https://cdn.openai.com/dall-e/encoder.pkl",
+        None,  # OpenAI publishes no digest; the first download's is pinned
+        "OpenAI DALL-E dVAE encoder weights (a pickled dall_e.encoder.Encoder)"),
+    "dalle_decoder": KnownFile(
+        "dall_e_decoder.pkl", "https://cdn.openai.com/dall-e/decoder.pkl",
+        None,  # OpenAI publishes no digest; the first download's is pinned
+        "OpenAI DALL-E dVAE decoder weights (a pickled dall_e.decoder.Decoder)"),
 }
 
 
@@ -132,3 +140,34 @@ def _download(known: KnownFile, target: pathlib.Path) -> None:
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
+
+
+# --- StyleGAN2-ADA official networks (NVlabs), read by jaxgen/models/stylegan2_pickle.py
+# without running the source code they carry. NVIDIA publishes no digests: the first
+# download's is pinned.
+_SG2ADA = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/"
+KNOWN["stylegan2_ada_ffhq"] = KnownFile(
+    "stylegan2-ada-ffhq.pkl", _SG2ADA + "ffhq.pkl", None,
+    "NVlabs StyleGAN2-ADA FFHQ 1024x1024 (config F networks: G, D, G_ema)")
+KNOWN["stylegan2_ada_cifar10"] = KnownFile(
+    "stylegan2-ada-cifar10.pkl", _SG2ADA + "cifar10.pkl", None,
+    "NVlabs StyleGAN2-ADA conditional CIFAR-10 32x32 (paper FID 2.42)")
+
+
+# --- junyanz/pytorch-CycleGAN-and-pix2pix released generators (latest_net_G.pth state
+# dicts), read by jaxgen/translate.py. No digests are published: the first download's
+# is pinned.
+_PIX2PIX = "http://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch/"
+_CYCLEGAN = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/"
+for _name, _what in (("facades_label2photo", "facades labels -> photos"),
+                     ("edges2shoes", "edges -> shoes"), ("map2sat", "maps -> aerial"),
+                     ("sat2map", "aerial -> maps")):
+  KNOWN[f"pix2pix_{_name}"] = KnownFile(
+      f"pix2pix_{_name}.pth", f"{_PIX2PIX}{_name}.pth", None,
+      f"Pix2Pix unet_256 generator weights ({_what})")
+for _name, _what in (("horse2zebra", "horse -> zebra"), ("zebra2horse", "zebra -> horse"),
+                     ("monet2photo", "Monet -> photo"), ("style_monet", "photo -> Monet"),
+                     ("summer2winter_yosemite", "summer -> winter")):
+  KNOWN[f"cyclegan_{_name}"] = KnownFile(
+      f"cyclegan_{_name}.pth", f"{_CYCLEGAN}{_name}.pth", None,
+      f"CycleGAN resnet_9blocks generator weights ({_what})")

@@ -9,6 +9,13 @@ FAMILIES = {
     "ddpm": "jaxgen.trainers.ddpm:DDPMTrainer",
     "latent_ddpm": "jaxgen.trainers.latent_ddpm:LatentDDPMTrainer",
     "gan": "jaxgen.trainers.gan:GANTrainer",
+    "stylegan2": "jaxgen.trainers.stylegan2:StyleGAN2Trainer",
+    "pix2pix": "jaxgen.trainers.pix2pix:Pix2PixTrainer",
+    "cyclegan": "jaxgen.trainers.cyclegan:CycleGANTrainer",
+    "vqvae": "jaxgen.trainers.vqvae:VQVAETrainer",
+    "pixelcnn": "jaxgen.trainers.pixelcnn:PixelCNNTrainer",
+    "pixelcnn_prior": "jaxgen.trainers.pixelcnn:PixelCNNPriorTrainer",
+    "dvae": "jaxgen.trainers.dvae:DVAETrainer",
 }
 
 

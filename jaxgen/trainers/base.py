@@ -37,17 +37,30 @@ class TrainState:
 
 def learning_rate_schedule(cfg, num_steps: int) -> optax.Schedule:
   """``cfg.schedule`` in constant | cosine | linear (to ``cfg.end_factor`` times the
-  rate), after ``cfg.warmup_steps``. The fields' defaults live in the configs."""
+  rate) | constant_then_linear (constant for ``cfg.constant_steps``, then linear to
+  ``cfg.end_factor`` times the rate at the last step: Pix2Pix's and CycleGAN's
+  schedule, stepped per step where the reference steps per epoch), after
+  ``cfg.warmup_steps``. The fields' defaults live in the configs."""
   lr, warmup, kind = cfg.learning_rate, cfg.warmup_steps, cfg.schedule
   decay_steps = max(num_steps - warmup, 1)
-  if kind == "constant":
+  if kind == "constant_then_linear":
+    constant = cfg.constant_steps
+    if not 0 <= constant <= num_steps - warmup:
+      raise ValueError(f"config.optim constant_steps={constant} must lie in [0, "
+                       f"train.num_steps - warmup_steps = {num_steps - warmup}].")
+    decay = optax.join_schedules(
+        [optax.constant_schedule(lr),
+         optax.linear_schedule(lr, lr * cfg.end_factor, max(decay_steps - constant, 1))],
+        boundaries=[constant])
+  elif kind == "constant":
     decay = optax.constant_schedule(lr)
   elif kind == "cosine":
     decay = optax.cosine_decay_schedule(lr, decay_steps, alpha=cfg.end_factor)
   elif kind == "linear":
     decay = optax.linear_schedule(lr, lr * cfg.end_factor, decay_steps)
   else:
-    raise ValueError(f"config.optim.schedule={kind!r}; use constant, cosine or linear.")
+    raise ValueError(f"config.optim.schedule={kind!r}; use constant, cosine, linear or "
+                     f"constant_then_linear.")
   if not warmup:
     return decay
   return optax.join_schedules(

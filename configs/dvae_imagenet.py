@@ -1,0 +1,61 @@
+r"""The DALL-E discrete VAE at the paper's size: 256x256 -> 32x32 grid of 8192 codes.
+
+  python -m jaxgen.main --config=configs/dvae_imagenet.py:paper --mode=summary
+  python -m jaxgen.main --config=configs/dvae_imagenet.py:paper --workdir=/tmp/dvae_imagenet
+
+Needs ImageNet through tensorflow-datasets (``imagenet2012``, prepared from the
+manually downloaded archives). OpenAI's trained weights load without training: see
+jaxgen/trainers/dvae.py (``load_openai``).
+
+Variants (comma-separated after the colon):
+  paper     openai/DALL-E's Encoder / Decoder (4 groups, n_hid 256, 2 blocks per
+            group, n_init 128, 8192 codes): 53,786,240 / 43,829,766 parameters.
+            Training as the paper (Ramesh et al. 2021, appendix A.2): Adam (0.9,
+            0.999, eps 1e-8, weight decay 1e-5), learning rate 1e-4 cosine-decayed
+            to 1.25e-6 (the paper over its first 1.2M updates; jaxgen's learning-
+            rate schedule spans config.train.num_steps), Gumbel temperature cosine 1 -> 1/16 over
+            150k updates, KL weight 0 -> 6.6 over the first 5,000 updates, batch
+            512 (the paper's, across 64 GPUs), 3M updates.
+  tiny      seconds, on the offline sklearn digits resized to 32x32: for tests.
+"""
+import ml_collections
+
+from jaxgen import config_file
+
+common = config_file.module_beside(__file__, "common")
+
+
+def get_config(arg=None):
+  variants = common.parse_arg(arg, "dvae_imagenet", {"tiny", "paper"})
+  c = ml_collections.ConfigDict()
+  c.family = "dvae"
+  c.seed = 0
+  c.data = ml_collections.ConfigDict(dict(
+      name="imagenet2012", scale="unit", binarize="", dequantize=False,
+      resize=(256, 256), random_flip=True, tfds_data_dir=""))
+  c.model = ml_collections.ConfigDict(dict(
+      group_count=4, n_hid=256, n_blk_per_group=2, n_init=128, vocab_size=8192,
+      logit_laplace_eps=0.1))
+  num_steps = 3_000_000
+  c.optim = ml_collections.ConfigDict(dict(
+      name="adamw", learning_rate=1e-4, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-5,
+      schedule="cosine", warmup_steps=0, end_factor=1.25e-6 / 1e-4, grad_clip_norm=0.0,
+      ema_decay=0.0))
+  c.train = ml_collections.ConfigDict(dict(
+      batch_size=512, num_steps=num_steps, log_every=100, checkpoint_every=10_000,
+      sample_every=10_000, keep_checkpoints=3, num_samples=16))
+  c.schedules = ml_collections.ConfigDict(dict(
+      temperature=dict(kind="cosine", init=1.0, end=1 / 16, steps=150_000),
+      kl_weight=dict(kind="linear", init=0.0, end=6.6, steps=5000)))
+  c.eval = ml_collections.ConfigDict(dict(
+      split="validation", batch_size=64, num_examples=0, metrics=()))
+  if "tiny" in variants:
+    c.data.update(name="digits", resize=(32, 32), random_flip=False)
+    c.model.update(group_count=2, n_hid=8, n_blk_per_group=1, n_init=8, vocab_size=16)
+    c.optim.update(name="adam", learning_rate=1e-3, weight_decay=0.0, end_factor=0.05)
+    c.train.update(batch_size=8, num_steps=4, log_every=2, checkpoint_every=2,
+                   sample_every=2, num_samples=4)
+    c.schedules.temperature.steps = 4
+    c.schedules.kl_weight.steps = 2
+    c.eval.update(split="test", batch_size=8, num_examples=16)
+  return c
