@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import numbers
 
-
-class ConfigError(ValueError):
-  """One or more config fields are missing or have a bad value."""
+from jaxgen.config_file import ConfigError  # noqa: F401 (raised here; public here too)
 
 
 def _int(minimum):

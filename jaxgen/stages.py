@@ -28,7 +28,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxgen import checkpoint, data, sharding, trainers
+from jaxgen import checkpoint, config_file, data, sharding, trainers
 
 log = logging.getLogger("jaxgen")
 
@@ -44,8 +44,7 @@ def make_trainer(config, mesh=None):
   except AttributeError as e:  # ConfigDict's missing field: AttributeError(KeyError)
     if not (e.args and isinstance(e.args[0], KeyError)):
       raise
-    from jaxgen.loop_config import ConfigError
-    raise ConfigError(
+    raise config_file.ConfigError(
         f"config.family={config.family!r} reads the field {e.args[0]}, which this "
         f"config does not set: add it to the config file (the configs hold every "
         f"default; see another {config.family} config for the field).") from e

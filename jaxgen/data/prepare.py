@@ -16,8 +16,14 @@ flags.DEFINE_string("data_dir", None, "tfds data directory (default: tfds's own)
 def main(argv):
   if len(argv) != 2:
     raise app.UsageError("Usage: python -m jaxgen.data.prepare NAME [--data_dir=DIR]")
+  name = argv[1]
+  if name.startswith("pix2pix/"):  # Pix2Pix's paired folders are not in tfds
+    from jaxgen.data.paired_folder import how_to_get
+    print(f"error: {name} is not a tensorflow-datasets set. "
+          + how_to_get(name.split("/", 1)[1], ""), file=sys.stderr)
+    sys.exit(2)
   try:
-    builder = sources.prepare(argv[1], flags.FLAGS.data_dir)
+    builder = sources.prepare(name, flags.FLAGS.data_dir)
   except (RuntimeError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -181,12 +181,7 @@ def how_to_prepare(name: str, data_dir: str | None) -> str:
 
 
 def prepare(name: str, data_dir: str | None = None):
-  """Download and prepare a tfds dataset as array_record (what data_source reads).
-  Pix2Pix's paired sets are not in tfds: for those, say how to bring them."""
-  if name.startswith("pix2pix/"):
-    from jaxgen.data.paired_folder import how_to_get
-    raise RuntimeError(f"{name} is not a tensorflow-datasets set. "
-                       + how_to_get(name.split("/", 1)[1], ""))
+  """Download and prepare a tfds dataset as array_record (what data_source reads)."""
   builder = tfds_builder(name, data_dir)
   if builder.is_prepared():
     return builder
