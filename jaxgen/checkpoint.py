@@ -5,7 +5,10 @@ loader position and anything else a run must restore to continue exactly).
 """
 from __future__ import annotations
 
+import errno
+import glob
 import os
+import shutil
 
 import jax
 import orbax.checkpoint as ocp
@@ -29,6 +32,9 @@ class Checkpointer:
         options=ocp.CheckpointManagerOptions(
             max_to_keep=None if read_only else keep, create=not read_only,
             read_only=read_only, save_interval_steps=0 if read_only else 1,
+            # The partial ``N.orbax-checkpoint-tmp-*`` of a save that was killed: a
+            # writer holds the workdir's lock, so the temporaries are its own.
+            cleanup_tmp_directories=not read_only,
             enable_async_checkpointing=False))
 
   def latest_step(self) -> int | None:
@@ -40,9 +46,27 @@ class Checkpointer:
   def save(self, step: int, state, meta: dict) -> None:
     if step in self._manager.all_steps():
       return
-    self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
-    self._manager.wait_until_finished()
+    try:
+      self._manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+      self._manager.wait_until_finished()
+    except Exception as e:
+      cause = _os_error(e)
+      if cause is None:
+        raise
+      # The step's partial directory goes; the finished checkpoints stay as they were.
+      pattern = os.path.join(self.directory, f"{step}.orbax-checkpoint-tmp*")
+      for partial in glob.glob(pattern):
+        shutil.rmtree(partial, ignore_errors=True)
+      done = self.all_steps()
+      resume = (f"rerun to resume from step {done[-1]}" if done else
+                "rerun to start again")
+      hint = (" (free space on that filesystem, or use a --workdir on another)"
+              if cause.errno in (errno.ENOSPC, errno.EDQUOT) else "")
+      raise CheckpointError(
+          f"Saving the checkpoint at step {step} in {self.directory} failed: "
+          f"{cause.strerror or cause}{hint}. Its partial files were removed and the "
+          f"earlier checkpoints are intact: {resume}.") from e
 
   def restore(self, abstract_state, step: int | None = None):
     """Restore (state, meta) at ``step`` (default: the latest) into the abstract
@@ -77,6 +101,18 @@ def _check_structure(expected, restored, where):
   if jax.tree.structure(expected) != jax.tree.structure(restored):
     raise CheckpointError(f"The checkpoint {where} holds a different state "
                           f"structure than this config builds.")
+
+
+def _os_error(e: BaseException) -> OSError | None:
+  """The OSError under an exception (orbax re-raises write errors from its threads
+  as other types, "Event loop is closed" among them), or None."""
+  seen = set()
+  while e is not None and id(e) not in seen:
+    if isinstance(e, OSError) and e.errno:
+      return e
+    seen.add(id(e))
+    e = e.__cause__ or e.__context__
+  return None
 
 
 def _short(e, n=300):

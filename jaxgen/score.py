@@ -220,10 +220,13 @@ def _ssim(args) -> dict:
       raise ValueError(f"Float images must lie in [0, 1], got values in [{low:.3g}, "
                        f"{high:.3g}]; map [-1, 1] images with (x + 1) / 2 first.")
     max_val = 1.0
-  fn = ssim.ssim if args.metric == "ssim" else ssim.ms_ssim
-  values = np.concatenate([np.asarray(fn(a[i:i + 256].astype(np.float32),
-                                         b[i:i + 256].astype(np.float32), max_val))
-                           for i in range(0, len(a), 256)])
+  if args.metric == "ssim":
+    values = ssim.ssim_streamed(a, b, max_val, progress=not args.no_progress)
+  else:
+    values = np.concatenate([np.asarray(ssim.ms_ssim(a[i:i + 256].astype(np.float32),
+                                                     b[i:i + 256].astype(np.float32),
+                                                     max_val))
+                             for i in range(0, len(a), 256)])
   return {"metric": args.metric, "value": float(values.mean()),
           "std": float(values.std()), "num_samples": len(a), "data_range": max_val}
 

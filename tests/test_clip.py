@@ -21,7 +21,7 @@ import pytest
 import safetensors.numpy
 from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, fake_devices
 from jaxgen.data.clip_tokenizer import CLIPTokenizer
 from jaxgen.metrics import clip_score, features, weights
 from jaxgen.models import clip
@@ -353,8 +353,7 @@ def test_embedder_shards_the_batch_over_devices():
       np.testing.assert_allclose(out[0], out[1], atol=1e-5)
       print("ok")
   """)
-  env = {**os.environ, "JAX_PLATFORMS": "cpu",
-         "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  env = {**os.environ, **fake_devices(2)}
   proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-3000:]

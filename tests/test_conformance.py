@@ -23,8 +23,8 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import (REPO, config_names, load_config, metric_lines, restore_run,
-                      run_main)
+from conftest import (REPO, config_names, fake_devices, load_config, metric_lines,
+                      restore_run, run_main)
 from jaxgen import stages, trainers
 
 
@@ -237,8 +237,7 @@ def test_four_devices_update_as_one_and_generate_in_range(family, tiny_runs):
   name = _config_of(family)
   workdir = tiny_runs(name)
   half = max(1, int(load_config(name, "tiny").train.num_steps) // 2)
-  env = {**os.environ, "JAX_PLATFORMS": "cpu",
-         "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+  env = {**os.environ, **fake_devices(4)}
   out = subprocess.run([sys.executable, "-c", DEVICES, workdir, str(half)],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-4000:]

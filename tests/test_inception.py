@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import run_cli_in_process
 from jaxgen.metrics import features, inception, torch_pickle, weights
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
@@ -332,35 +333,48 @@ def test_wrong_weights_give_clear_errors(random_state, tmp_path, monkeypatch):
   assert not list(tmp_path.glob("inception_*.npz"))
 
 
+def _low_rank_fid(f1, f2) -> float:
+  """The FID of two sets of fewer samples than feature dimensions, in closed form and
+  without a 2048 x 2048 square root: with S1 = A^T A and S2 = B^T B (A, B the centred
+  features over sqrt(n - 1)), the nonzero eigenvalues of S1 S2 are the squared singular
+  values of A B^T (n1 x n2), so Tr (S1 S2)^(1/2) is the nuclear norm of A B^T."""
+  f1, f2 = np.asarray(f1, np.float64), np.asarray(f2, np.float64)
+  a = (f1 - f1.mean(0)) / np.sqrt(len(f1) - 1)
+  b = (f2 - f2.mean(0)) / np.sqrt(len(f2) - 1)
+  diff = f1.mean(0) - f2.mean(0)
+  nuclear = np.linalg.svd(a @ b.T, compute_uv=False).sum()
+  return float(diff @ diff + (a * a).sum() + (b * b).sum() - 2 * nuclear)
+
+
 def test_score_cli_inception_fid(random_weights, tf_net, pytorch_fid_net, tmp_path):
-  """``python -m jaxgen.score`` with --weights: the FID the Python path gives, from
-  arrays (tf inputs) and from PNG folders (pytorch-fid inputs)."""
+  """``python -m jaxgen.score`` with --weights: the KID the Python path gives from
+  arrays (tf inputs), and the FID from PNG folders (pytorch-fid inputs)."""
   import json
-  import os
-  import subprocess
-  from jaxgen.metrics import fid
   rng = np.random.default_rng(3)
   a = rng.integers(0, 256, (6, 40, 40, 3)).astype(np.uint8)
   b = np.clip(a.astype(int) + rng.integers(-60, 60, a.shape), 0, 255).astype(np.uint8)
   np.save(tmp_path / "a.npy", a)
   np.save(tmp_path / "b.npy", b)
-  fa, fb = tf_net(a), tf_net(b)  # batch 2 here, 4 in the command: the same features
+  fa, fb = tf_net(a), tf_net(b)
 
   def score(*args):
-    proc = subprocess.run(
-        [sys.executable, "-m", "jaxgen.score", *map(str, args), "--weights",
-         str(random_weights), "--batch_size", "4", "--no_progress"],
-        capture_output=True, text=True, timeout=600,
-        env={**os.environ, "JAX_PLATFORMS": "cpu", "JAXGEN_CACHE": str(tmp_path)})
+    # In this process, at the fixtures' batch size: the same compiled programs (XLA's
+    # cache), so the command adds no Inception compilation. The command itself runs
+    # as a real subprocess in test_score.py.
+    from jaxgen import score as cli
+    proc = run_cli_in_process(cli.main, *args, "--weights", random_weights,
+                              "--batch_size", 2, "--no_progress")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
-  with pytest.warns(UserWarning, match="full-rank covariance"):
-    expected = fid.frechet_distance(*fid.feature_statistics(fa["features"]),
-                                    *fid.feature_statistics(fb["features"]))
-  out = score("--metric", "fid", tmp_path / "a.npy", tmp_path / "b.npy")
+  # tf inputs from arrays, through KID (FID's 2048 x 2048 square root costs seconds;
+  # the command's FID runs below on the pytorch-fid inputs).
+  from jaxgen.metrics import kid
+  expected, _ = kid.kernel_inception_distance(fa["features"], fb["features"], 3, 4)
+  out = score("--metric", "kid", tmp_path / "a.npy", tmp_path / "b.npy",
+              "--kid_subsets", 3, "--kid_subset_size", 4)
   assert out["feature_net"] == "inception-v3-fid (tf inputs)"
-  assert out["value"] == pytest.approx(expected, rel=1e-3) and out["num_samples"] == [6, 6]
+  assert out["value"] == pytest.approx(expected, rel=1e-4) and out["num_samples"] == [6, 6]
 
   # Folders of PNGs, as pytorch-fid users pass them, in pytorch-fid's convention.
   from PIL import Image
@@ -371,9 +385,7 @@ def test_score_cli_inception_fid(random_weights, tf_net, pytorch_fid_net, tmp_pa
   # (tf mode reads folders as the uint8 arrays above; folders: test_score.py)
   pa, pb = pytorch_fid_net(a.astype(np.float32) / 255), pytorch_fid_net(
       b.astype(np.float32) / 255)
-  with pytest.warns(UserWarning, match="full-rank covariance"):
-    expected = fid.frechet_distance(*fid.feature_statistics(pa["features"]),
-                                    *fid.feature_statistics(pb["features"]))
+  expected = _low_rank_fid(pa["features"], pb["features"])
   out = score("--metric", "fid", tmp_path / "a", tmp_path / "b", "--mode", "pytorch-fid")
   assert out["feature_net"] == "inception-v3-fid (pytorch-fid inputs)", out
   assert out["value"] == pytest.approx(expected, rel=1e-3)

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from conftest import load_config, run_main
+from conftest import fake_devices, load_config, run_main
 from jaxgen import loop_config
 
 FIELDS = ([("train", n, c) for n, (c, _) in loop_config.TRAIN.items()] +
@@ -65,7 +65,7 @@ def test_the_other_loop_fields_are_checked_too():
 def test_a_bad_field_stops_main_before_any_work(tmp_path, flags, devices, match):
   import re
   wd = tmp_path / "run"
-  env = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+  env = fake_devices(devices)
   out = run_main("--config=configs/vae_mnist.py:tiny", f"--workdir={wd}", *flags,
                  env=env, check=False, timeout=120)
   assert out.returncode == 2, out.stderr[-2000:]

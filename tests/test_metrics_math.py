@@ -259,6 +259,22 @@ def test_ssim_matches_scikit_image():
     assert 0.2 < ref < 0.99
 
 
+def test_ssim_of_large_images_streams_in_bands_with_a_progress_bar(capsys):
+  """Issue 15: two 4000x4000 images ran for minutes with no sign of progress. The
+  score CLI computes SSIM a band of rows at a time (10 rows of overlap), which must
+  add up to the whole image's value, whatever the band height."""
+  rng = np.random.default_rng(0)
+  a = rng.random((3, 64, 41, 3)).astype(np.float32)
+  b = np.clip(a + 0.3 * rng.standard_normal(a.shape), 0, 1).astype(np.float32)
+  whole = np.asarray(ssim.ssim(a, b, 1.0))
+  for budget in (2 ** 24, 64 * 41 * 3, 20 * 41 * 3, 11 * 41 * 3, 1):
+    banded = ssim.ssim_streamed(a, b, 1.0, budget=budget, progress=False)
+    np.testing.assert_allclose(banded, whole, rtol=1e-6, atol=1e-7, err_msg=str(budget))
+  ssim.ssim_streamed(a, b, 1.0, budget=20 * 41 * 3)
+  bar = capsys.readouterr().err
+  assert "ssim" in bar and "162/162" in bar, bar  # 3 images x 54 map rows
+
+
 def test_ssim_is_jit_friendly():
   rng = np.random.default_rng(11)
   a, b = _smooth_images(rng, (1, 20, 20, 1), 0.2)

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import REPO, metric_lines, restore_run
+from conftest import REPO, fake_devices, metric_lines, restore_run
 
 # dcgan_mnist:tiny: BatchNorm in both players (statistics over the global batch), FID
 # and IS through the feature network, and no random preprocessing (a process draws its
@@ -33,8 +33,7 @@ def _free_port():
 
 
 def _env(devices):
-  return {**os.environ, "JAX_PLATFORMS": "cpu",
-          "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+  return {**os.environ, **fake_devices(devices)}
 
 
 def _main(*args):

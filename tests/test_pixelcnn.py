@@ -1,7 +1,6 @@
 """PixelCNN, Gated PixelCNN and PixelCNN++: causality by gradients, the discretised
 logistic mixture against numpy and its normalisation, exact sampling with hand-set
 networks, completion and its masks, and the errors for non-causal models."""
-import os
 
 import flax.linen as nn
 import jax

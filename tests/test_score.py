@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, load_config
+from conftest import REPO, load_config, run_cli_in_process
 from jaxgen.data import sources
 from jaxgen.metrics import features, fid, mnist_classifier as mc
 
@@ -92,10 +92,17 @@ def test_metrics_import_no_training_code_and_no_cycle():
   assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-3000:]
 
 
-def score(*args, check=True):
-  proc = subprocess.run([sys.executable, "-m", "jaxgen.score", *map(str, args),
-                         "--no_progress"], cwd=REPO, capture_output=True, text=True,
-                        env={**os.environ, "JAX_PLATFORMS": "cpu"}, timeout=300)
+def score(*args, check=True, command=False):
+  """``python -m jaxgen.score ARGS`` (as a real command if ``command``, else its
+  ``main`` in this process): its JSON line, or the process if not ``check``."""
+  args = (*map(str, args), "--no_progress")
+  if command:
+    proc = subprocess.run([sys.executable, "-m", "jaxgen.score", *args], cwd=REPO,
+                          capture_output=True, text=True,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu"}, timeout=300)
+  else:
+    from jaxgen import score as cli
+    proc = run_cli_in_process(cli.main, *args)
   if check:
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -113,7 +120,7 @@ def test_score_cli_fid_is_kid_on_real_digits(tmp_path, digits, net):
   mnist = ["--feature_net", "mnist_classifier"]
 
   out = score("--metric", "fid", tmp_path / "test.npz", tmp_path / "train.npy", *mnist,
-              "--save_stats", tmp_path / "test_stats.npz")
+              "--save_stats", tmp_path / "test_stats.npz", command=True)
   assert out["feature_net"] == "mnist-classifier" and out["num_samples"] == [500, 1000]
   # Independent recomputation from the features.
   a = net(test, progress=False)["features"]

@@ -106,6 +106,43 @@ def test_corrupt_checkpoint_is_a_clear_error_and_is_not_deleted(tmp_path, tiny_v
   assert sorted(os.listdir(os.path.join(wd, "checkpoints"))) == ["2", "4"]
 
 
+def test_a_full_disk_says_so_and_a_killed_saves_temporaries_are_cleaned(
+    tmp_path, tiny_vae, monkeypatch):
+  """Issue 15: "No space left on device" was buried under orbax's "Event loop is
+  closed", and partial ``N.orbax-checkpoint-tmp-*`` directories stayed behind."""
+  import errno
+  c = tiny_vae
+  c.train.update(num_steps=4, checkpoint_every=2, sample_every=0)
+  wd = str(tmp_path / "run")
+  ckpts = os.path.join(wd, "checkpoints")
+  real_save = checkpoint.ocp.CheckpointManager.save
+
+  def full_disk(manager, step, *args, **kwargs):
+    if step != 4:
+      return real_save(manager, step, *args, **kwargs)
+    os.makedirs(os.path.join(ckpts, "4.orbax-checkpoint-tmp-1764662400000000", "state"))
+    try:  # as orbax reports a failed write from its threads
+      raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    except OSError as e:
+      raise RuntimeError("Event loop is closed") from e
+
+  monkeypatch.setattr(checkpoint.ocp.CheckpointManager, "save", full_disk)
+  with pytest.raises(checkpoint.CheckpointError) as e:
+    train.train(c, wd)
+  msg = str(e.value)
+  assert "No space left on device" in msg and "step 4" in msg, msg
+  assert "resume from step 2" in msg, msg
+  assert sorted(os.listdir(ckpts)) == ["2"]  # the partial directory went, step 2 stayed
+  monkeypatch.undo()
+
+  # A save killed outright leaves its temporary; the next run of the workdir removes
+  # it and resumes from the last finished checkpoint.
+  stale = os.path.join(ckpts, "4.orbax-checkpoint-tmp-1764662400000001")
+  os.makedirs(os.path.join(stale, "state"))
+  train.train(c, wd)
+  assert sorted(os.listdir(ckpts)) == ["2", "4"]
+
+
 def test_checkpoint_of_another_config_is_a_clear_error(tmp_path, tiny_vae):
   c = tiny_vae
   c.train.update(num_steps=2, sample_every=0)
