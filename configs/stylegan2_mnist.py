@@ -63,27 +63,39 @@ def adam(lr: float) -> dict:
 
 
 def get_config(arg=None):
-  variants = common.parse_arg(arg, "stylegan2_mnist", {"tiny", "noada"})
+  variants = common.parse_arg(arg, "stylegan2_mnist", {"tiny", "noada", "auto"})
   c = ml_collections.ConfigDict()
   c.family = "stylegan2"
   c.seed = 0
   c.data = common.mnist5k_data(scale="symmetric")
-  c.model = model_block(z_dim=128, w_dim=128, channel_base=1024, channel_max=32)
-  c.stylegan2 = stylegan2_block(r1_gamma=0.1, ema_kimg=0.5, ema_rampup=0.05,
-                                augment="bgc", ada_kimg=100.0)
+  # The reference's recipe for 32x32 (train.py --cfg=cifar): a 2-layer mapping, the
+  # ``orig`` discriminator, no path length, no style mixing, gamma 0.01, G_ema with
+  # half-life 500 kimg ramped up to 0.05 of the images seen.
+  c.model = model_block(z_dim=128, w_dim=128, channel_base=1024, channel_max=32,
+                        mapping_layers=2, d_architecture="orig")
+  c.stylegan2 = stylegan2_block(style_mixing_prob=0.0, pl_weight=0.0, r1_gamma=0.01,
+                                ema_kimg=500.0, ema_rampup=0.05, augment="bgc",
+                                ada_kimg=100.0)
   c.optim = ml_collections.ConfigDict(dict(generator=adam(0.0025),
                                            discriminator=adam(0.0025)))
   c.train = ml_collections.ConfigDict(dict(
-      batch_size=16, num_steps=1000, log_every=50, checkpoint_every=500,
-      sample_every=500, keep_checkpoints=3, num_samples=64))
+      batch_size=32, num_steps=3000, log_every=50, checkpoint_every=500,
+      sample_every=1000, keep_checkpoints=3, num_samples=64))
   c.eval = common.mnist_classifier_eval(split="test", batch_size=100,
                                        num_examples=0)
+  if "auto" in variants:  # the reference's --cfg=auto at 32x32, batch 16
+    c.model.update(mapping_layers=8, d_architecture="resnet")
+    c.stylegan2.update(style_mixing_prob=0.9, pl_weight=2.0, r1_gamma=0.1, ema_kimg=0.5)
+    c.train.update(batch_size=16, num_steps=1000, sample_every=500)
   if "noada" in variants:
     c.stylegan2.augment = ""
-  if "tiny" in variants:
+  if "tiny" in variants:  # the ``auto`` recipe's regularisers, so that tests run them
     c.model.update(resolution=32, z_dim=8, w_dim=8, mapping_layers=2,
-                   d_mapping_layers=2, channel_base=64, channel_max=4)
-    c.stylegan2.update(r1_interval=2, pl_interval=2, ada_interval=1, ada_kimg=0.1)
+                   d_mapping_layers=2, channel_base=64, channel_max=4,
+                   d_architecture="resnet")
+    c.stylegan2.update(style_mixing_prob=0.9, pl_weight=2.0, r1_gamma=0.1,
+                       ema_kimg=0.5, r1_interval=2, pl_interval=2, ada_interval=1,
+                       ada_kimg=0.1)
     c.train.update(batch_size=8, num_steps=2, log_every=1, checkpoint_every=2,
                    sample_every=2, num_samples=4)
     c.eval.update(batch_size=8, num_examples=16, num_samples=100, sample_batch_size=50)

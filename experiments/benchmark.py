@@ -48,10 +48,14 @@ def _loader(config):
     return data.Loader(data.get_source(config.data, "train"), config.data,
                        config.train.batch_size, config.seed), config.data.name
   except (FileNotFoundError, ValueError):  # a tfds dataset not prepared here
-    shape = (config.train.batch_size, *data.example_shape(config.data))
     rng = np.random.default_rng(0)
-    batch = {"image": rng.uniform(-1, 1, shape).astype(np.float32),
-             "label": rng.integers(0, 10, shape[0]).astype(np.int32)}
+    low = -1.0 if config.data.get("scale") == "symmetric" else 0.0
+    batch = {}
+    for key, spec in data.example_spec(config.data).items():
+      shape = (config.train.batch_size, *spec.shape)
+      batch[key] = (rng.uniform(low, 1.0, shape).astype(spec.dtype)
+                    if np.issubdtype(spec.dtype, np.floating) else
+                    rng.integers(0, 10, shape).astype(spec.dtype))
     return iter(lambda: batch, None), "random"
 
 

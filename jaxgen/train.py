@@ -26,6 +26,8 @@ from jaxgen import checkpoint, data, loop_config, sharding, stages, viz
 from jaxgen.stages import abstract_state, make_trainer  # noqa: F401 (public here too)
 from jaxgen.workdir_lock import WorkdirLock
 
+DISPATCH_AHEAD = 2  # train steps the host may dispatch beyond the last finished one
+
 log = logging.getLogger("jaxgen")
 
 
@@ -253,10 +255,16 @@ def _train(config, workdir, trainer, mesh):
         state, metrics = train_step(state, batch, params)
         step += 1
         pending.append((step, metrics))
-        bar.update(1)
+        # The bar and steps/s count finished steps: the host runs at most
+        # DISPATCH_AHEAD steps ahead of the device (asynchronous dispatch would
+        # otherwise race ahead and stall at every log step), without a sync per step.
+        if len(pending) > DISPATCH_AHEAD:
+          jax.block_until_ready(pending[-DISPATCH_AHEAD - 1][1])
+          bar.update(pending[-DISPATCH_AHEAD - 1][0] - bar.n)
         last = step == tc.num_steps
         if (tc.log_every and step % tc.log_every == 0) or last:
           means = flush()
+          bar.update(step - bar.n)
           now = time.perf_counter()
           means["steps_per_sec"] = (step - s0) / max(now - t0, 1e-9)
           t0, s0 = now, step
