@@ -2,29 +2,28 @@ r"""StyleGAN2 (Karras et al. 2020) with ADA on MNIST-5k, padded from 28x28 to 32
 
   python -m jaxgen.main --config=configs/stylegan2_mnist.py --workdir=/tmp/stylegan2_mnist
 
-The networks, losses and schedule of NVlabs' stylegan2-ada-pytorch at a small size:
-mapping 8 x 128 (lr multiplier 0.01, w_avg decay 0.995), synthesis 4 -> 32 in the
-``skip`` architecture (channels min(1024 / res, 32): 32 at every resolution), a
-``resnet`` discriminator with minibatch std (group 4), conv clamp 256; non-saturating
-loss, style mixing 0.9, lazy R1 (gamma 0.1 every 16 steps; the reference's heuristic
-0.0002 res^2 / batch gives 0.013 here), path length (weight 2, every 4, decay 0.01,
-batch shrink 2), Adam 0.0025,
-betas (0, 0.99) with the lazy-regularisation correction, G_ema half-life 0.5 kimg with
-ramp-up 0.05 (the reference's ``auto`` config has batch * 10 / 32 kimg), ADA ``bgc``
-targeting r_t = 0.6 (ada_kimg 100: the reference's 500 adapts too slowly for a run
-this short). Batch 16, 1,000 steps (16k images). Measured on the shared 2-core CPU at a
-load average of 10-20 (other jobs): compile 4-5 min, then 0.2-0.5 steps/s; a plain
-step 0.30 s, a path-length step 2.2 s, R1 + path length 5.0 s, 0.95 s amortised
-(experiments/stylegan2_step_cost.py). Stopped at step 849 (51 min): G_ema had
-collapsed to one "0"-like shape (FID 1528, IS 1.26 from 1,000 samples in the MNIST
-classifier's features; ADA p 0.035): far too few images for StyleGAN2, whose
-samples only diversify after hundreds of kimg. Not yet a default that gives digits
-in minutes.
+The networks, losses and schedule of NVlabs' stylegan2-ada-pytorch at a small size,
+on the reference's recipe for 32x32 images (its train.py --cfg=cifar): a 2-layer
+mapping of 128 (lr multiplier 0.01, w_avg decay 0.995), synthesis 4 -> 32 in the
+``skip`` architecture with 32 channels at every resolution, the ``orig``
+discriminator with minibatch std (group 4), conv clamp 256; non-saturating loss, lazy
+R1 (gamma 0.01 every 16 steps), no path-length regularisation and no style mixing
+(as the reference's cifar recipe), Adam 0.0025 with betas (0, 0.99) and the
+lazy-regularisation correction, G_ema with half-life 500 kimg ramped up to 0.05 of the
+images seen, ADA ``bgc`` targeting r_t = 0.6 (ada_kimg 100: the reference's 500
+adapts too slowly for a run this short). Batch 32, 3,000 steps (96k images), about
+2.2 steps/s on this 2-core CPU. Results: README.md.
 
 Variants (comma-separated after the colon):
   (default) as above.
+  auto      the reference's --cfg=auto recipe at batch 16: 8 mapping layers, the
+            ``resnet`` discriminator, path length (weight 2, every 4), style mixing
+            0.9, gamma 0.1, G_ema half-life 0.5 kimg; 1,000 steps. Measured at step
+            849 (51 min under load 10-20): every G_ema sample the same "0"-like shape,
+            FID 1528.
   noada     without augmentation.
-  tiny      seconds: for tests.
+  tiny      seconds, for tests: the ``auto`` regularisers (R1, path length and style
+            mixing every 2 steps) on a 4-channel network.
 """
 import ml_collections
 
