@@ -116,7 +116,10 @@ class _Unpickler(pickle.Unpickler):
     return self._load_storage(pid)
 
 
-def _load_zip(file) -> object:
+def _load_zip(file, make_unpickler=None) -> object:
+  """A zip-archive file; its object pickle read by ``make_unpickler(file,
+  load_storage)`` (default ``_Unpickler``)."""
+  make_unpickler = make_unpickler or _Unpickler
   with zipfile.ZipFile(file) as archive:
     names = archive.namelist()
     pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
@@ -136,15 +139,17 @@ def _load_zip(file) -> object:
         storages[key] = _Storage(storage_type.dtype, numel, data)
       return storages[key]
 
-    return _Unpickler(io.BytesIO(archive.read(pickles[0])), load_storage).load()
+    return make_unpickler(io.BytesIO(archive.read(pickles[0])), load_storage).load()
 
 
-def _load_legacy(f) -> object:
+def _load_legacy(f, make_unpickler=None) -> object:
   """The format of ``torch.save(..., _use_new_zipfile_serialization=False)``.
 
-  Three small pickles (magic number, protocol, system info), the object pickle, the
-  list of storage keys, then each storage as an int64 element count and raw bytes.
+  Three small pickles (magic number, protocol, system info), the object pickle (read
+  by ``make_unpickler``, default ``_Unpickler``), the list of storage keys, then each
+  storage as an int64 element count and raw bytes.
   """
+  make_unpickler = make_unpickler or _Unpickler
   def header():
     return _Unpickler(f, _no_storage).load()
 
@@ -166,7 +171,7 @@ def _load_legacy(f) -> object:
       storages[key] = _Storage(storage_type.dtype, numel)
     return storages[key]
 
-  result = _Unpickler(f, load_storage).load()
+  result = make_unpickler(f, load_storage).load()
   keys = _Unpickler(f, _no_storage).load()
   for key in keys:
     storage = storages[key]
@@ -427,7 +432,7 @@ def load_pickled_module(path, classes) -> PickledObject:
       is_zip = f.read(4) == b"PK\x03\x04"
       f.seek(0)
       unpickler = lambda file, load_storage: _ModuleUnpickler(file, load_storage, classes)
-      obj = (_load_zip_with(f, unpickler) if is_zip else _load_legacy_with(f, unpickler))
+      obj = _load_zip(f, unpickler) if is_zip else _load_legacy(f, unpickler)
       return _plain(obj)
   except TorchPickleError as e:
     raise TorchPickleError(f"{path} is not a readable pickled PyTorch module: {e}.") from None
@@ -436,60 +441,3 @@ def load_pickled_module(path, classes) -> PickledObject:
     raise TorchPickleError(
         f"{path} cannot be read as a pickled PyTorch module ({type(e).__name__}: {e}). "
         "The file is truncated or corrupt, or holds other classes than expected.") from e
-
-
-def _load_zip_with(file, make_unpickler):
-  """``_load_zip`` with another unpickler class (same archive layout)."""
-  with zipfile.ZipFile(file) as archive:
-    names = archive.namelist()
-    pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
-    if len(pickles) != 1:
-      raise TorchPickleError("the archive has no data.pkl record")
-    prefix = pickles[0][:-len("data.pkl")]
-    if prefix + "byteorder" in names and archive.read(prefix + "byteorder") != b"little":
-      raise TorchPickleError("it was written on a big-endian machine, which is not supported")
-    storages = {}
-
-    def load_storage(pid):
-      _, storage_type, key, _, numel = pid[:5]
-      if key not in storages:
-        data = np.frombuffer(archive.read(f"{prefix}data/{key}"), storage_type.dtype)
-        if len(data) != numel:
-          raise TorchPickleError(f"storage {key} holds {len(data)} elements, expected {numel}")
-        storages[key] = _Storage(storage_type.dtype, numel, data)
-      return storages[key]
-
-    return make_unpickler(io.BytesIO(archive.read(pickles[0])), load_storage).load()
-
-
-def _load_legacy_with(f, make_unpickler):
-  """``_load_legacy`` with another unpickler class for the object pickle."""
-  def header():
-    return _Unpickler(f, _no_storage).load()
-
-  if header() != _LEGACY_MAGIC:
-    raise TorchPickleError("it is neither a zip archive nor a legacy PyTorch file")
-  if header() != _LEGACY_PROTOCOL:
-    raise TorchPickleError("it uses an unknown legacy protocol version")
-  if not header().get("little_endian", False):
-    raise TorchPickleError("it was written on a big-endian machine, which is not supported")
-  storages = {}
-
-  def load_storage(pid):
-    _, storage_type, key, _, numel = pid[:5]
-    if len(pid) > 5 and pid[5] is not None:
-      raise TorchPickleError("it uses storage views, written only by torch < 0.4")
-    if key not in storages:
-      storages[key] = _Storage(storage_type.dtype, numel)
-    return storages[key]
-
-  result = make_unpickler(f, load_storage).load()
-  keys = _Unpickler(f, _no_storage).load()
-  for key in keys:
-    storage = storages[key]
-    (numel,) = struct.unpack("<q", _read_exactly(f, 8))
-    if numel != storage.numel:
-      raise TorchPickleError(f"storage {key} holds {numel} elements, expected {storage.numel}")
-    storage.data = np.frombuffer(_read_exactly(f, numel * storage.dtype.itemsize),
-                                 storage.dtype)
-  return result
