@@ -68,27 +68,61 @@ class Checkpointer:
           f"{cause.strerror or cause}{hint}. Its partial files were removed and the "
           f"earlier checkpoints are intact: {resume}.") from e
 
+  def restore_meta(self, step: int | None = None) -> dict:
+    """The JSON record of the checkpoint at ``step`` (default: the latest), without
+    reading its state: what a resume checks before it restores anything."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise CheckpointError(f"No checkpoint in {self.directory}.")
+    try:
+      out = self._manager.restore(step, args=ocp.args.Composite(
+          meta=ocp.args.JsonRestore()))
+    except Exception as e:  # orbax raises many types for unreadable files
+      raise CheckpointError(
+          f"The record of the checkpoint at step {step} in {self.directory} cannot be "
+          f"read ({type(e).__name__}: {_short(e)}). Nothing was deleted: "
+          f"{self._fallback(step)}, or use another --workdir.") from e
+    return dict(out.meta)
+
+  def _fallback(self, step: int) -> str:
+    older = [s for s in self.all_steps() if s < step]
+    return (f"move {self.step_dir(step)} away to resume from step {older[-1]}"
+            if older else f"move {self.step_dir(step)} away to start afresh")
+
   def restore(self, abstract_state, step: int | None = None):
     """Restore (state, meta) at ``step`` (default: the latest) into the abstract
     state's structure, shapes, dtypes and shardings."""
     step = self.latest_step() if step is None else step
     if step is None:
       raise CheckpointError(f"No checkpoint in {self.directory}.")
+    # Shapes first, from the checkpoint's metadata: a mismatch is named leaf by leaf,
+    # and no restore is started that would fail (and leave orbax's reads pending).
+    _check_shapes(abstract_state, self._state_metadata(step), self.step_dir(step))
     try:
       out = self._manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract_state),
           meta=ocp.args.JsonRestore()))
     except Exception as e:  # orbax raises many types for unreadable files
-      older = [s for s in self.all_steps() if s < step]
-      fallback = (f"move {self.step_dir(step)} away to resume from step {older[-1]}"
-                  if older else f"move {self.step_dir(step)} away to start afresh")
       raise CheckpointError(
           f"The checkpoint at step {step} in {self.directory} cannot be restored "
           f"({type(e).__name__}: {_short(e)}). It is corrupt, incomplete, or was "
           f"written for a different config (model or optimiser shapes). Nothing "
-          f"was deleted: {fallback}, or use another --workdir.") from e
+          f"was deleted: {self._fallback(step)}, or use another --workdir.") from e
     _check_structure(abstract_state, out.state, self.step_dir(step))
     return out.state, dict(out.meta)
+
+  def _state_metadata(self, step: int):
+    """{path: shape} of the saved state's arrays, or None where it cannot be read
+    (then the restore itself reports what is wrong)."""
+    try:
+      from etils import epath
+      tree = ocp.StandardCheckpointHandler().metadata(
+          epath.Path(self.step_dir(step)) / "state").tree
+    except Exception:  # noqa: BLE001 (an unreadable record: restore() reports it)
+      return None
+    leaves = jax.tree_util.tree_flatten_with_path(
+        tree, is_leaf=lambda x: hasattr(x, "shape"))[0]
+    return {_path(p): tuple(x.shape) for p, x in leaves if hasattr(x, "shape")}
 
   def step_dir(self, step: int) -> str:
     return os.path.join(self.directory, str(step))
@@ -101,6 +135,28 @@ def _check_structure(expected, restored, where):
   if jax.tree.structure(expected) != jax.tree.structure(restored):
     raise CheckpointError(f"The checkpoint {where} holds a different state "
                           f"structure than this config builds.")
+
+
+def _path(keypath) -> str:
+  return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))))
+                  for k in keypath)
+
+
+def _check_shapes(expected, saved: dict | None, where):
+  if saved is None:
+    return
+  wanted = {_path(p): tuple(x.shape)
+            for p, x in jax.tree_util.tree_flatten_with_path(expected)[0]}
+  if set(wanted) != set(saved):
+    return  # a different structure: restore() and _check_structure say so
+  wrong = [f"{k}: saved {saved[k]}, this config {v}" for k, v in wanted.items()
+           if saved[k] != v]
+  if wrong:
+    more = f" (and {len(wrong) - 3} more)" if len(wrong) > 3 else ""
+    raise CheckpointError(
+        f"The checkpoint {where} was written for a different config: "
+        f"{'; '.join(wrong[:3])}{more}. Nothing was deleted: resume it with the "
+        f"config it was trained with (its config.json), or use another --workdir.")
 
 
 def _os_error(e: BaseException) -> OSError | None:

@@ -67,6 +67,11 @@ def main(argv):
   except (ConfigError, StageError, CheckpointError, WorkdirLockError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  except KeyboardInterrupt:  # a second Ctrl-C (the first one saves and stops)
+    where = f" in {FLAGS.workdir}" if FLAGS.workdir else ""
+    print(f"interrupted: the checkpoints written so far{where} are intact; rerun the "
+          f"same command to resume.", file=sys.stderr)
+    sys.exit(130)
 
 
 def _main(argv):

@@ -10,6 +10,7 @@ guard.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -22,11 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from jaxgen import checkpoint, data, loop_config, sharding, stages, viz
+from jaxgen import checkpoint, data, loop_config, prefetch, sharding, stages, viz
 from jaxgen.stages import abstract_state, make_trainer  # noqa: F401 (public here too)
 from jaxgen.workdir_lock import WorkdirLock
 
 DISPATCH_AHEAD = 2  # train steps the host may dispatch beyond the last finished one
+PREFETCH = 2  # batches loaded and placed on the devices ahead of the step
 
 log = logging.getLogger("jaxgen")
 
@@ -85,11 +87,14 @@ class MetricWriter:
 
 
 class _StopRequest:
-  """Turns SIGTERM/SIGINT into a flag the loop checks after each step."""
+  """Turns SIGTERM/SIGINT into a flag the loop checks after each step. A second
+  signal stops at once (KeyboardInterrupt), except while a checkpoint is being
+  written: then the stop comes right after the write, so no save is left half done."""
 
   def __init__(self):
     self.signal = None
     self._old = {}
+    self._saving = self._stop_after_save = False
 
   def __enter__(self):
     import threading
@@ -99,9 +104,25 @@ class _StopRequest:
     return self
 
   def _handle(self, signum, frame):
-    if self.signal is not None:  # a second signal: stop now
+    if self.signal is None:
+      self.signal = signal.Signals(signum).name
+      return
+    if not self._saving:  # a second signal: stop now
       raise KeyboardInterrupt
-    self.signal = signal.Signals(signum).name
+    if not self._stop_after_save:  # os.write: no locks taken inside a handler
+      os.write(2, b"Stopping as soon as the checkpoint being written is complete.\n")
+    self._stop_after_save = True
+
+  @contextlib.contextmanager
+  def saving(self):
+    """A checkpoint write, which a second signal does not cut short."""
+    self._saving = True
+    try:
+      yield
+    finally:
+      self._saving = False
+    if self._stop_after_save:
+      raise KeyboardInterrupt
 
   def __exit__(self, *exc):
     for sig, handler in self._old.items():
@@ -119,11 +140,11 @@ def restore_latest(trainer, config, workdir, mesh):
   try:
     if ckpt.latest_step() is None:
       raise missing
-    state, meta = ckpt.restore(abstract_state(trainer, config, mesh))
+    # The stages first: a changed stage is named as such, not as a shape mismatch.
+    stages.check_record(trainer.stages, ckpt.restore_meta().get("stages"), workdir)
+    return ckpt.restore(abstract_state(trainer, config, mesh))
   finally:
     ckpt.close()
-  stages.check_record(trainer.stages, meta.get("stages"), workdir)
-  return state, meta
 
 
 def evaluate(trainer, state, config, mesh) -> dict:
@@ -185,18 +206,32 @@ def train(config, workdir: str, trainer=None, mesh=None):
 def _train(config, workdir, trainer, mesh):
   os.makedirs(workdir, exist_ok=True)
   trainer = trainer or make_trainer(config, mesh)
+  sharding.check_batch_size(config.train.batch_size, mesh)
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                 keep=config.train.keep_checkpoints)
+  try:
+    state, step, stopped = _loop(config, workdir, trainer, mesh, ckpt)
+  finally:
+    ckpt.close()
+  eval_path = os.path.join(workdir, "eval.json")
+  if not stopped and _json_step(eval_path) != step:  # evaluate each finished run once
+    write_json(eval_path, {"step": step, **evaluate(trainer, state, config, mesh)})
+  return state
+
+
+def _loop(config, workdir, trainer, mesh, ckpt):
+  """Steps from the latest checkpoint (or the start) to ``train.num_steps``:
+  (state, last step, whether a signal stopped it)."""
   tc = config.train
-  sharding.check_batch_size(tc.batch_size, mesh)
   keys = stages.run_keys(config)
   repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
-                                 keep=tc.keep_checkpoints)
   run = {"batch_size": tc.batch_size, "seed": config.seed,
          "stages": stages.record(trainer.stages)}
   if ckpt.latest_step() is not None:
+    # The record first: a changed batch size, seed or stage is named as such, and
+    # nothing is restored (or compiled) for a resume that is refused.
+    _check_resume(ckpt.restore_meta(), run, trainer, workdir)
     state, meta = ckpt.restore(abstract_state(trainer, config, mesh))
-    _check_resume(meta, run, trainer, workdir)
     log.info("Resumed from step %d in %s", meta["step"], workdir)
   else:
     state = jax.jit(trainer.init_state, out_shardings=repl)(keys["init"])
@@ -242,17 +277,23 @@ def _train(config, workdir, trainer, mesh):
 
   def save(step):
     check()  # never checkpoint a state that went non-finite
-    ckpt.save(step, state, {"step": step, "data_position": loader.position, **run})
+    # Batch i is a function of (seed, i): the position is that of the steps taken,
+    # however far the prefetcher has read ahead.
+    with stop.saving():
+      ckpt.save(step, state, {"step": step, "data_position": start_position + step
+                              - start, **run})
 
+  start_position = loader.position
+  batches = prefetch.Prefetcher(loader, lambda b: sharding.put_batch(b, mesh),
+                                depth=PREFETCH)
   bar = tqdm(total=tc.num_steps, initial=start, desc="train", dynamic_ncols=True,
              disable=not _is_writer())
-  t0, s0 = time.perf_counter(), start
+  t0, s0, w0 = time.perf_counter(), start, 0.0
   step = start
   try:
     with _StopRequest() as stop:
       while step < tc.num_steps:
-        batch = sharding.put_batch(next(loader), mesh)
-        state, metrics = train_step(state, batch, params)
+        state, metrics = train_step(state, next(batches), params)
         step += 1
         pending.append((step, metrics))
         # The bar and steps/s count finished steps: the host runs at most
@@ -267,7 +308,9 @@ def _train(config, workdir, trainer, mesh):
           bar.update(step - bar.n)
           now = time.perf_counter()
           means["steps_per_sec"] = (step - s0) / max(now - t0, 1e-9)
-          t0, s0 = now, step
+          # The share of the interval's wall time the loop waited for its input.
+          means["input_wait"] = (batches.wait_seconds - w0) / max(now - t0, 1e-9)
+          t0, s0, w0 = now, step, batches.wait_seconds
           writer.write(step, means)
           bar.set_postfix(loss=f"{means['loss']:.4g}",
                           steps_s=f"{means['steps_per_sec']:.3g}")
@@ -275,20 +318,17 @@ def _train(config, workdir, trainer, mesh):
           save(step)
           log.warning("%s received: saved checkpoint at step %d in %s; rerun the "
                       "same command to resume.", stop.signal, step, workdir)
-          return state
+          return state, step, True
         if (tc.checkpoint_every and step % tc.checkpoint_every == 0) or last:
           save(step)
         if (tc.sample_every and step % tc.sample_every == 0) or last:
           check()
           save_pictures(trainer, state, config, workdir, step)
   finally:
+    batches.close()
     bar.close()
     writer.close()
-    ckpt.close()
-  eval_path = os.path.join(workdir, "eval.json")
-  if _json_step(eval_path) != step:  # evaluate each finished run once
-    write_json(eval_path, {"step": step, **evaluate(trainer, state, config, mesh)})
-  return state
+  return state, step, False
 
 
 def _check_resume(meta, run, trainer, workdir):

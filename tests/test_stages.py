@@ -95,6 +95,35 @@ def test_a_swapped_stage_is_refused_and_sample_mode_decodes(tmp_path, tiny_runs,
   assert open(os.path.join(wd, "config.json")).read() == config_before
 
 
+def test_a_stage_of_another_latent_size_is_named_as_a_changed_stage(tmp_path,
+                                                                   tiny_runs,
+                                                                   vae_stage):
+  """Issue 15: a resume (train, eval) over a stage whose latent size changed names
+  the changed stage, in one line with nothing after it, not a shape mismatch of the
+  restore (the stage record is checked before the state is restored)."""
+  wd = str(tmp_path / "ldm")
+  shutil.copytree(tiny_runs("latent_ddpm_mnist"), wd)
+  stage = str(tmp_path / "vae8")
+  v = load_config("vae_mnist", "tiny")
+  v.model.latent_dim = 8
+  v.train.sample_every = 0
+  v.eval.metrics = ()
+  train.train(v, stage)
+  c = _latent(stage, num_steps=8)
+  mesh = sharding.make_mesh()
+  with pytest.raises(stages.StageError, match="The autoencoder stage changed since"):
+    train.train(c, wd)
+  with pytest.raises(stages.StageError, match="The autoencoder stage changed since"):
+    train.restore_latest(train.make_trainer(c, mesh), c, wd, mesh)
+  proc = run_main("--config=configs/latent_ddpm_mnist.py:tiny", f"--workdir={wd}",
+                  f"--config.stages.autoencoder={stage}", "--config.eval.metrics=()",
+                  "--mode=eval", check=False)
+  assert proc.returncode == 2
+  lines = [l for l in proc.stderr.splitlines() if l.strip()]
+  assert lines[-1].startswith("error: The autoencoder stage changed since"), lines
+  assert not any("Traceback" in l or "Exception ignored" in l for l in lines), lines
+
+
 def test_stage_errors_name_the_problem(tmp_path, vae_stage):
   mesh = sharding.make_mesh()
   c = _latent("")

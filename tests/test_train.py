@@ -1,4 +1,5 @@
 """The generic loop: exact resumption, pre-emption, the non-finite guard, bad checkpoints."""
+import json
 import os
 import signal
 import subprocess
@@ -229,3 +230,66 @@ def test_a_second_run_in_a_locked_workdir_is_refused_at_once(tmp_path):
   finally:
     holder.kill()
     holder.wait()
+
+
+def test_a_second_signal_during_a_save_stops_after_the_save_completes(tmp_path,
+                                                                    tiny_vae):
+  """Issue 15: a second Ctrl-C while a checkpoint is written does not cut the write
+  short (orbax's threads would report 'cannot schedule new futures after shutdown'
+  and leave a partial directory): the save completes, then the run stops."""
+  c = tiny_vae
+  c.train.update(num_steps=100, checkpoint_every=3, log_every=1, sample_every=0)
+  c.eval.metrics = ()
+  wd = str(tmp_path / "run")
+  real_save = checkpoint.Checkpointer.save
+
+  def save_interrupted_twice(self, step, state, meta):
+    os.kill(os.getpid(), signal.SIGINT)  # the first: stop after this step
+    os.kill(os.getpid(), signal.SIGINT)  # the second, during the write
+    time.sleep(0.1)  # the handlers have run by now
+    real_save(self, step, state, meta)
+
+  checkpoint.Checkpointer.save = save_interrupted_twice
+  try:
+    with pytest.raises(KeyboardInterrupt):
+      train.train(c, wd)
+  finally:
+    checkpoint.Checkpointer.save = real_save
+  ckpt_dir = os.path.join(wd, "checkpoints")
+  assert sorted(os.listdir(ckpt_dir)) == ["3"]  # complete, no temporaries
+  ckpt = checkpoint.Checkpointer(ckpt_dir, read_only=True)
+  try:
+    assert ckpt.restore_meta()["data_position"] == 3
+  finally:
+    ckpt.close()
+  c.train.num_steps = 4
+  train.train(c, wd)  # and the rerun resumes from it
+  last = json.loads(open(os.path.join(wd, "metrics.jsonl")).readlines()[-1])
+  assert last["step"] == 4 and 0 <= last["input_wait"] <= 1  # the loop's input wait
+
+
+def test_the_prefetcher_keeps_order_raises_where_the_error_is_and_stops():
+  from jaxgen import prefetch
+
+  def batches():
+    for i in range(5):
+      if i == 3:
+        raise OSError("bad record 3")
+      yield i
+
+  placed = []
+  p = prefetch.Prefetcher(batches(), lambda b: placed.append(b) or 10 * b, depth=2)
+  assert [next(p), next(p), next(p)] == [0, 10, 20]
+  with pytest.raises(OSError, match="bad record 3"):
+    next(p)
+  assert placed == [0, 1, 2] and p.wait_seconds >= 0
+
+  slow = prefetch.Prefetcher(iter(lambda: time.sleep(0.05) or 1, None), lambda b: b,
+                             depth=1)
+  for _ in range(4):
+    next(slow)
+  assert slow.wait_seconds > 0.1  # waited for each slow batch
+  slow.close()
+  assert not slow._thread.is_alive()
+  with pytest.raises(StopIteration):
+    next(slow)
