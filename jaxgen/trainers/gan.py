@@ -117,7 +117,6 @@ class GANTrainer(Trainer):
     x, y_real = self._inputs(batch)
     num = x.shape[0]
     g_params = state.params["generator"]  # fixed during the D updates
-    start_stats = state.extra[adversarial.STATS]
     classify = lambda logits, y: optax.softmax_cross_entropy_with_integer_labels(
         logits, y).mean()
 
@@ -128,9 +127,13 @@ class GANTrainer(Trainer):
       d_stats = stats["discriminator"]
       z, y_fake = self.update_latents(rng, i, num)
       k_real, k_fake = jax.random.split(jax.random.fold_in(drop_key, i))
-      fake, g_stats = apply_module(self.generator, g_params, stats["generator"], z,
-                                   y_fake, train=True)
-      fake = jax.lax.stop_gradient(fake)
+      generate = lambda gp: apply_module(self.generator, gp, stats["generator"], z,
+                                         y_fake, train=True)
+      if i == self.d_steps - 1:  # its G(z) serves the generator update too
+        g_out, g_vjp, g_stats = jax.vjp(generate, g_params, has_aux=True)
+      else:
+        (g_out, g_stats), g_vjp = generate(g_params), None
+      fake = jax.lax.stop_gradient(g_out)
 
       def loss_fn(dp):
         real_logits, real_cls, s = self._discriminate(dp, d_stats, x, y_real,
@@ -157,26 +160,26 @@ class GANTrainer(Trainer):
       state, grad_norm = apply_player_gradients(state, "discriminator", grads, self.tx)
       state = adversarial.replace_stats(state, generator=g_stats,
                                         discriminator=d_stats)
-      return state, {"d_loss": loss, "d_grad_norm": grad_norm, **aux}
+      return state, {"d_loss": loss, "d_grad_norm": grad_norm, **aux}, (g_out, g_vjp)
 
     # A Python loop (d_steps is small and static): on CPU, XLA ran this step 5-8x
     # more slowly with the D updates inside lax.scan (a while loop), even unrolled.
     d_metrics = []
     for i in range(self.d_steps):
-      state, m = d_update(state, i)
+      state, m, (fake, g_vjp) = d_update(state, i)
       d_metrics.append(m)
     # Means over the D updates of this step.
     d_metrics = jax.tree.map(lambda *v: jnp.mean(jnp.stack(v)), *d_metrics)
 
-    # The generator update, on the last D update's noise: that forward pass already
-    # counted into the generator's statistics, so this one's are dropped.
-    z, y_fake = self.update_latents(rng, self.d_steps - 1, num)
+    # The generator update, on the last D update's noise and its G(z): the generator
+    # is the same, so its forward pass is not recomputed (BatchNorm's batch statistics
+    # make the output independent of the running statistics); the gradient flows back
+    # through that pass's vjp. Its statistics already counted in the D update.
+    _, y_fake = self.update_latents(rng, self.d_steps - 1, num)
     d_params = state.params["discriminator"]
     d_stats = state.extra[adversarial.STATS]["discriminator"]
 
-    def g_loss_fn(gp):
-      fake, _ = apply_module(self.generator, gp, start_stats["generator"], z, y_fake,
-                             train=True)
+    def g_loss_of(fake):
       logits, cls, s = self._discriminate(d_params, d_stats, fake, y_fake, train=True,
                                           rng=jax.random.fold_in(drop_key, self.d_steps))
       loss = losses.generator_loss(logits, self.loss_kind)
@@ -186,8 +189,9 @@ class GANTrainer(Trainer):
         loss += self.aux_weight * aux["g_aux_loss"]
       return loss, (s, aux)
 
-    (g_loss, (d_stats, g_aux)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
-        g_params)
+    (g_loss, (d_stats, g_aux)), d_fake = jax.value_and_grad(g_loss_of, has_aux=True)(
+        fake)
+    grads, = g_vjp(d_fake)
     state, g_grad_norm = apply_player_gradients(state, "generator", grads, self.tx,
                                                 count_step=True)
     state = adversarial.update_ema(state, "generator", self.ema_decay)
