@@ -31,3 +31,11 @@ def mnist_classifier_eval(**fields) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       metrics=("fid", "is"), feature_net="mnist_classifier", num_samples=1000,
       reference_split="train", sample_batch_size=100, **fields))
+
+
+def compute(**changes) -> ml_collections.ConfigDict:
+  """``config.compute``: the networks' compute dtype, the default matmul precision
+  and the random-number implementation; jaxgen/precision.py holds their defaults
+  (``auto`` picks per platform) and says what each means."""
+  from jaxgen import precision
+  return precision.block(**changes)

@@ -30,6 +30,7 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.family = "cyclegan"
   c.seed = 0
+  c.compute = common.compute()
   c.data = ml_collections.ConfigDict(dict(
       name="cycle_gan/horse2zebra", derived_seed=0, scale="symmetric", binarize="",
       dequantize=False, resize=(256, 256), jitter_resize=(286, 286), random_flip=True,

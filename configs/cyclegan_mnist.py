@@ -26,6 +26,7 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.family = "cyclegan"
   c.seed = 0
+  c.compute = common.compute()
   c.data = ml_collections.ConfigDict(dict(
       name="mnist5k_styles", derived_seed=0, scale="symmetric", binarize="",
       dequantize=False, resize=(), random_flip=False, tfds_data_dir=""))

@@ -24,6 +24,7 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.family = "gan"
   c.seed = 0
+  c.compute = common.compute()
   c.data = ml_collections.ConfigDict(dict(
       name="celeb_a", scale="symmetric", binarize="", dequantize=False,
       resize=(64, 64), center_crop=True, random_flip=False, tfds_data_dir=""))

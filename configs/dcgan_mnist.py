@@ -27,6 +27,7 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.family = "gan"
   c.seed = 0
+  c.compute = common.compute()
   c.data = common.mnist5k_data(scale="symmetric")
   c.model = ml_collections.ConfigDict(dict(
       arch="dcgan", latent_dim=100, ngf=32, ndf=32, upsample="transpose",

@@ -21,6 +21,7 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.family = "ddpm"
   c.seed = 0
+  c.compute = common.compute()
   c.data = common.mnist5k_data(scale="symmetric")
   c.diffusion = ml_collections.ConfigDict(dict(
       schedule="linear", num_steps=1000, parameterization="eps",

@@ -30,6 +30,7 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.family = "dvae"
   c.seed = 0
+  c.compute = common.compute()
   c.data = ml_collections.ConfigDict(dict(
       name="imagenet2012", scale="unit", binarize="", dequantize=False,
       resize=(256, 256), random_flip=True, tfds_data_dir=""))

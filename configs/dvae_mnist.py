@@ -25,6 +25,7 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.family = "dvae"
   c.seed = 0
+  c.compute = common.compute()
   c.data = common.mnist5k_data(scale="unit")
   c.model = ml_collections.ConfigDict(dict(
       group_count=3, n_hid=32, n_blk_per_group=1, n_init=32, vocab_size=512,

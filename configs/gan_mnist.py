@@ -26,6 +26,7 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.family = "gan"
   c.seed = 0
+  c.compute = common.compute()
   c.data = common.mnist5k_data(scale="symmetric")
   c.model = ml_collections.ConfigDict(dict(
       arch="mlp", latent_dim=100, hidden_g=(256, 512, 1024), hidden_d=(512, 256),

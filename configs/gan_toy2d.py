@@ -27,6 +27,7 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.family = "gan"
   c.seed = 0
+  c.compute = common.compute()
   dist = next((d for d in DISTRIBUTIONS if d in variants), "eight_gaussians")
   c.data = ml_collections.ConfigDict(dict(name="toy2d", distribution=dist))
   c.model = ml_collections.ConfigDict(dict(

@@ -30,6 +30,7 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.family = "pixelcnn"
   c.seed = 0
+  c.compute = common.compute()
   c.data = common.mnist5k_data(scale="unit")
   c.model = ml_collections.ConfigDict(dict(
       arch="gated", likelihood="categorical256", features=16, num_layers=6,

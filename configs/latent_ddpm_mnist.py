@@ -26,6 +26,7 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.family = "latent_ddpm"
   c.seed = 0
+  c.compute = common.compute()
   c.stages = ml_collections.ConfigDict(dict(autoencoder=""))
   # The images as the VAE stage saw them (configs/vae_mnist.py's data block).
   c.data = common.mnist5k_data(binarize="dynamic")

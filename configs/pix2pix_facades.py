@@ -39,6 +39,7 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.family = "pix2pix"
   c.seed = 0
+  c.compute = common.compute()
   c.data = ml_collections.ConfigDict(dict(
       name="pix2pix/facades", folder="", direction="BtoA", half_size=(256, 256),
       scale="symmetric",

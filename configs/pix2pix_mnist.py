@@ -26,6 +26,7 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.family = "pix2pix"
   c.seed = 0
+  c.compute = common.compute()
   c.data = ml_collections.ConfigDict(dict(
       name="mnist5k_edges", scale="symmetric", binarize="", dequantize=False,
       resize=(32, 32), jitter_resize=(36, 36), random_flip=False, tfds_data_dir=""))

@@ -31,6 +31,7 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.family = "pixelcnn"
   c.seed = 0
+  c.compute = common.compute()
   c.data = common.mnist5k_data(scale="unit", binarize="dynamic")
   c.model = ml_collections.ConfigDict(dict(
       arch="pixelcnn", likelihood="bernoulli", features=32, num_layers=5,

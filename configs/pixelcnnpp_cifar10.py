@@ -38,6 +38,7 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.family = "pixelcnn"
   c.seed = 0
+  c.compute = common.compute()
   c.model = ml_collections.ConfigDict(dict(
       arch="pixelcnnpp", likelihood="logistic_mixture", features=160, num_layers=5,
       num_mix=10, dropout=0.5, num_scales=3, num_classes=0,

@@ -23,6 +23,7 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.family = "vae"
   c.seed = 0
+  c.compute = common.compute()
 
   c.data = common.mnist5k_data(scale="unit", binarize="dynamic")
 

@@ -26,6 +26,7 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.family = "vqvae"
   c.seed = 0
+  c.compute = common.compute()
   c.data = ml_collections.ConfigDict(dict(
       name="cifar10", scale="unit", binarize="", dequantize=False, resize=(),
       random_flip=False, tfds_data_dir=""))

@@ -38,6 +38,7 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.family = "pixelcnn_prior"
   c.seed = 0
+  c.compute = common.compute()
   c.stages = ml_collections.ConfigDict(dict(autoencoder=""))
   # The images as the VQ-VAE stage saw them (configs/vqvae_mnist.py's data block).
   c.data = common.mnist5k_data(scale="unit")

@@ -70,6 +70,9 @@ def check(config, mesh=None) -> None:
   if isinstance(config.get("seed"), bool) or not isinstance(config.get("seed"),
                                                             numbers.Integral):
     problems.append(f"config.seed must be an integer, got {config.get('seed')!r}.")
+  if config.get("compute") is not None:
+    from jaxgen import precision
+    problems += precision.check_block(dict(config.compute))
   values = {("train", n): need("train", n, *spec) for n, spec in TRAIN.items()}
   values.update({("eval", n): need("eval", n, *spec) for n, spec in EVAL.items()})
   split = _field(config, "eval", "split")

@@ -94,9 +94,16 @@ def _main(argv):
   if FLAGS.mode == "train":
     train.train(config, workdir)
     return
-  from jaxgen import loop_config, sharding
+  from jaxgen import loop_config, precision, sharding
   mesh = sharding.make_mesh()
   loop_config.check(config, mesh)
+  with precision.matmul_context(precision.resolve(config)):
+    _read_only_mode(config, workdir, mesh)
+
+
+def _read_only_mode(config, workdir, mesh):
+  """--mode=eval or sample: the latest checkpoint's evaluation or pictures."""
+  from jaxgen import train
   trainer = train.make_trainer(config, mesh)
   state, meta = train.restore_latest(trainer, config, workdir, mesh)
   step = int(meta["step"])

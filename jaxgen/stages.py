@@ -52,7 +52,9 @@ def make_trainer(config, mesh=None):
 
 def run_keys(config):
   # Each use of randomness has its own stream, derived from the seed alone.
-  init, step, eval_, sample = jax.random.split(jax.random.key(config.seed), 4)
+  from jaxgen import precision
+  root = precision.resolve(config).key(config.seed)  # config.compute.prng_impl
+  init, step, eval_, sample = jax.random.split(root, 4)
   return {"init": init, "step": step, "eval": eval_, "sample": sample}
 
 

@@ -23,7 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from jaxgen import checkpoint, data, loop_config, prefetch, sharding, stages, viz
+from jaxgen import (checkpoint, data, loop_config, precision, prefetch, sharding,
+                    stages, viz)
 from jaxgen.stages import abstract_state, make_trainer  # noqa: F401 (public here too)
 from jaxgen.workdir_lock import WorkdirLock
 
@@ -199,7 +200,8 @@ def train(config, workdir: str, trainer=None, mesh=None):
   """
   mesh = mesh or sharding.make_mesh()
   loop_config.check(config, mesh)
-  with WorkdirLock(workdir, enabled=_is_writer()):
+  with WorkdirLock(workdir, enabled=_is_writer()), precision.matmul_context(
+      precision.resolve(config)):  # every program traced in the run
     return _train(config, workdir, trainer, mesh)
 
 
@@ -226,7 +228,7 @@ def _loop(config, workdir, trainer, mesh, ckpt):
   keys = stages.run_keys(config)
   repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
   run = {"batch_size": tc.batch_size, "seed": config.seed,
-         "stages": stages.record(trainer.stages)}
+         "prng_impl": trainer.policy.prng_impl, "stages": stages.record(trainer.stages)}
   if ckpt.latest_step() is not None:
     # The record first: a changed batch size, seed or stage is named as such, and
     # nothing is restored (or compiled) for a resume that is refused.
@@ -332,13 +334,16 @@ def _loop(config, workdir, trainer, mesh, ckpt):
 
 
 def _check_resume(meta, run, trainer, workdir):
-  """Refuse a resume whose batch size, seed or stages differ from the checkpoint's:
-  the stored data position counts batches of the old size, the random streams come
-  from the old seed, and the model was trained on the old stages."""
-  for key in ("batch_size", "seed"):
+  """Refuse a resume whose batch size, seed, random-number implementation or stages
+  differ from the checkpoint's: the stored data position counts batches of the old
+  size, the random streams come from the old seed and implementation, and the model
+  was trained on the old stages."""
+  meta = {"prng_impl": "threefry2x32", **meta}  # checkpoints from before the field
+  for key in ("batch_size", "seed", "prng_impl"):
     if key in meta and meta[key] != run[key]:
-      field = "train.batch_size" if key == "batch_size" else "seed"
-      raise ValueError(
+      field = {"batch_size": "train.batch_size", "seed": "seed",
+               "prng_impl": "compute.prng_impl"}[key]
+      raise loop_config.ConfigError(
           f"The checkpoints in {workdir} were trained with {field}={meta[key]}, this "
           f"config has {run[key]}: resuming would reread the data and the random "
           f"streams differently. Use --config.{field}={meta[key]}, or another --workdir.")

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxgen import precision
 from jaxgen.trainers.base import TrainState
 
 STATS = "batch_stats"  # the key of the players' BatchNorm statistics in state.extra
@@ -57,14 +58,15 @@ def init_players(networks: Mapping[str, tuple[nn.Module, tuple, dict]], rng,
 
 
 def apply_module(module: nn.Module, params, stats, *args, train: bool, rng=None,
-                 **kwargs):
+                 policy=precision.Policy(), **kwargs):
   """``(output, new statistics)`` of ``module`` with ``params`` and BatchNorm
-  statistics ``stats``. In train mode the ``batch_stats`` collection is mutable and
-  ``rng``, if given, keys dropout; otherwise the statistics come back unchanged."""
+  statistics ``stats``, computed as ``policy`` says. In train mode the
+  ``batch_stats`` collection is mutable and ``rng``, if given, keys dropout;
+  otherwise the statistics come back unchanged."""
   variables = {"params": params, STATS: stats}
   if not train:
-    return module.apply(variables, *args, train=False, **kwargs), stats
-  out, mutated = module.apply(variables, *args, train=True, mutable=[STATS],
+    return policy.apply(module, variables, *args, train=False, **kwargs), stats
+  out, mutated = policy.apply(module, variables, *args, train=True, mutable=[STATS],
                               rngs={"dropout": rng} if rng is not None else None,
                               **kwargs)
   return out, mutated.get(STATS, {})

@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxgen import precision
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -147,8 +149,13 @@ class Trainer:
   # alternative that the dataset has is ``example_shape``.
   data_keys: tuple = (("image",),)
 
+  # The compute dtypes (config.compute.dtype) the family's networks are written for;
+  # the families whose network calls go through ``self.policy.apply`` list them all.
+  compute_dtypes: tuple = ("float32",)
+
   def __init__(self, config, spec: dict, stages: dict | None = None):
     self.config = config
+    self.policy = precision.resolve(config, dtypes=self.compute_dtypes)
     self.spec = dict(spec)
     self.stages = dict(stages or {})
     keys = self.keys_for(self.spec)

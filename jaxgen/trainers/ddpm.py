@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgen import precision
 from jaxgen import losses, viz
 from jaxgen.diffusion import samplers
 from jaxgen.diffusion.process import GaussianDiffusion
@@ -19,6 +20,7 @@ from jaxgen.trainers.base import Trainer, TrainState, apply_gradients, make_opti
 
 
 class DDPMTrainer(Trainer):
+  compute_dtypes = tuple(precision.DTYPES)  # its network calls go through the policy
 
   def __init__(self, config, spec, stages=None):
     super().__init__(config, spec, stages)
@@ -62,7 +64,8 @@ class DDPMTrainer(Trainer):
     rngs = {"dropout": rng} if train else None
     if getattr(self.unet, "time_embedding", "") == "fourier":
       t = t / self.process.num_steps
-    return self.unet.apply({"params": params}, x, t, y, train=train, rngs=rngs)
+    return self.policy.apply(self.unet, {"params": params}, x, t, y, train=train,
+                             rngs=rngs)
 
   def train_step(self, state, batch, rng, frozen=None):
     return self.train_on(state, batch["image"], batch.get("label"), rng)

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxgen import precision
 from jaxgen import losses, viz
 from jaxgen.models import gan as gan_models
 from jaxgen.trainers import adversarial
@@ -45,6 +46,7 @@ CONDITIONING = ("", "cgan", "acgan")
 
 
 class GANTrainer(Trainer):
+  compute_dtypes = tuple(precision.DTYPES)  # its network calls go through the policy
   data_keys = (("image",), ("x",))  # images, or toy 2-D points
 
   def __init__(self, config, spec, stages=None):
@@ -90,7 +92,7 @@ class GANTrainer(Trainer):
     """(logits, class logits or None, new statistics)."""
     y_d = y if self.conditioning == "cgan" else None
     out, stats = apply_module(self.discriminator, params, stats, x, y_d, train=train,
-                              rng=rng)
+                              rng=rng, policy=self.policy)
     if self.conditioning == "acgan":
       return out[0], out[1], stats
     return out, None, stats
@@ -128,7 +130,7 @@ class GANTrainer(Trainer):
       z, y_fake = self.update_latents(rng, i, num)
       k_real, k_fake = jax.random.split(jax.random.fold_in(drop_key, i))
       generate = lambda gp: apply_module(self.generator, gp, stats["generator"], z,
-                                         y_fake, train=True)
+                                         y_fake, train=True, policy=self.policy)
       if i == self.d_steps - 1:  # its G(z) serves the generator update too
         g_out, g_vjp, g_stats = jax.vjp(generate, g_params, has_aux=True)
       else:
@@ -211,7 +213,8 @@ class GANTrainer(Trainer):
     stats = state.extra[adversarial.STATS]
     z, y_fake = self.latents(rng, x.shape[0])
     fake, _ = apply_module(self.generator, state.params["generator"],
-                           stats["generator"], z, y_fake, train=False)
+                           stats["generator"], z, y_fake, train=False,
+                           policy=self.policy)
     d_params = state.params["discriminator"]
     real_logits, real_cls, _ = self._discriminate(d_params, stats["discriminator"], x,
                                                   y, train=False)
@@ -233,7 +236,8 @@ class GANTrainer(Trainer):
   # --- samples and pictures -------------------------------------------------------
   def _generate(self, state, z, y):
     stats = state.extra[adversarial.STATS]["generator"]
-    out, _ = apply_module(self.generator, state.ema_params, stats, z, y, train=False)
+    out, _ = apply_module(self.generator, state.ema_params, stats, z, y, train=False,
+                          policy=self.policy)
     return out if self.points else jnp.clip((out + 1) / 2, 0.0, 1.0)
 
   @property

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxgen import precision
 from jaxgen import losses, viz
 from jaxgen.models import vae as vae_models
 from jaxgen.trainers.base import (Autoencoder, Trainer, TrainState, apply_gradients,
@@ -23,6 +24,7 @@ MIN_LOG_SCALE = -7.0  # as PixelCNN++: keeps the logistic and Gaussian scales sa
 
 
 class VAETrainer(Trainer, Autoencoder):
+  compute_dtypes = tuple(precision.DTYPES)  # its network calls go through the policy
 
   def __init__(self, config, spec, stages=None):
     super().__init__(config, spec, stages)
@@ -62,11 +64,11 @@ class VAETrainer(Trainer, Autoencoder):
 
   def _encoder(self, params, x):
     """(mean, log-variance) of q(z | x), x in the data's range."""
-    return self.encoder.apply({"params": params["encoder"]}, x)
+    return self.policy.apply(self.encoder, {"params": params["encoder"]}, x)
 
   def _decoder(self, params, z):
     """The decoder's output (logits or location and log-scale) at z."""
-    return self.decoder.apply({"params": params["decoder"]}, z)
+    return self.policy.apply(self.decoder, {"params": params["decoder"]}, z)
 
   # --- the autoencoder stage protocol (images in [0, 1]) ------------------------------
   def encode(self, params, images):

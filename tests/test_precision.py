@@ -1,0 +1,102 @@
+"""The compute policy (config.compute): dtype per platform, float32 state, the
+matmul precision, the random-number implementation, and their errors."""
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import load_config
+from jaxgen import loop_config, precision, train
+from jaxgen.config_file import ConfigError
+
+
+def test_auto_is_bfloat16_on_accelerators_and_float32_on_the_cpu():
+  c = load_config("ddpm_mnist", "tiny")
+  assert precision.resolve(c, "cpu").compute_dtype == jnp.float32
+  for platform in ("gpu", "tpu"):
+    assert precision.resolve(c, platform).compute_dtype == jnp.bfloat16
+  # A family whose networks are float32 only: auto falls back, an explicit ask fails.
+  assert precision.resolve(c, "gpu", dtypes=("float32",)).compute_dtype == jnp.float32
+  c.compute.dtype = "bfloat16"
+  with pytest.raises(ConfigError, match="computes in float32 only"):
+    precision.resolve(c, "gpu", dtypes=("float32",))
+  assert precision.resolve(c, "cpu").compute_dtype == jnp.bfloat16  # asked for
+
+
+def test_bad_compute_fields_are_one_line_each_before_any_work():
+  c = load_config("vae_mnist", "tiny")
+  c.compute.update(dtype="fp8", matmul_precision="fast", prng_impl="mt19937")
+  with pytest.raises(ConfigError) as e:
+    loop_config.check(c)
+  for field in ("dtype", "matmul_precision", "prng_impl"):
+    assert f"config.compute.{field} must be one of" in str(e.value)
+  with pytest.raises(KeyError, match="no field"):
+    precision.block(dtyp="float32")
+
+
+def test_float32_is_the_plain_apply_and_bfloat16_computes_in_bfloat16():
+  import flax.linen as nn
+  module = nn.Sequential([nn.Conv(8, (3, 3)), nn.gelu, nn.Dense(4)])
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 8, 8, 3)), jnp.float32)
+  variables = module.init(jax.random.key(0), x)
+  np.testing.assert_array_equal(precision.Policy().apply(module, variables, x),
+                                module.apply(variables, x))
+  bf16 = precision.Policy(jnp.bfloat16)
+  out = bf16.apply(module, variables, x)
+  assert out.dtype == jnp.float32  # back to float32 for the loss
+  ref = module.apply(variables, x)
+  err = float(jnp.max(jnp.abs(out - ref)) / jnp.max(jnp.abs(ref)))
+  assert 1e-4 < err < 3e-2, err  # rounded like bfloat16, not float32
+  hlo = jax.jit(lambda v, x: bf16.apply(module, v, x)).lower(variables, x).as_text()
+  assert "bf16" in hlo and "convolution" in hlo
+  # Gradients with respect to the float32 parameters are float32.
+  grads = jax.grad(lambda v: jnp.sum(bf16.apply(module, v, x)))(variables)
+  assert {g.dtype for g in jax.tree.leaves(grads)} == {jnp.dtype(jnp.float32)}
+
+
+def test_a_bfloat16_ddpm_step_keeps_float32_state_and_tracks_float32():
+  runs = {}
+  for dtype in ("float32", "bfloat16"):
+    c = load_config("ddpm_mnist", "tiny")
+    c.compute.dtype = dtype
+    trainer = train.make_trainer(c)
+    state = jax.jit(trainer.init_state)(jax.random.key(0))
+    batch = {"image": jnp.asarray(np.random.default_rng(0).uniform(
+        -1, 1, (8, 28, 28, 1)), jnp.float32)}
+    new, metrics = jax.jit(trainer.train_step)(state, batch, jax.random.key(1))
+    runs[dtype] = float(metrics["grad_norm"])  # (the zero-initialised output layer
+    # makes the first loss the same in both)
+    leaves = jax.tree.leaves((new.params, new.opt_state, new.ema_params))
+    assert {x.dtype for x in leaves if jnp.issubdtype(x.dtype, jnp.floating)} == {
+        jnp.dtype(jnp.float32)}
+  assert runs["bfloat16"] != runs["float32"]
+  np.testing.assert_allclose(runs["bfloat16"], runs["float32"], rtol=0.05)
+
+
+def test_the_matmul_precision_reaches_the_traced_programs():
+  a = jnp.ones((4, 4))
+  with precision.matmul_context(precision.Policy(matmul_precision="highest")):
+    text = jax.jit(jnp.dot).lower(a, a).as_text()
+  assert "HIGHEST" in text
+  assert "HIGHEST" not in jax.jit(jnp.dot).lower(a, a).as_text()
+
+
+def test_the_prng_implementation_is_a_config_choice_that_a_resume_keeps(tmp_path):
+  c = load_config("vae_mnist", "tiny")
+  c.compute.prng_impl = "rbg"
+  c.train.update(num_steps=2, sample_every=0)
+  c.eval.metrics = ()
+  keys = train.stages.run_keys(c)
+  assert "rbg" in str(jax.random.key_impl(keys["step"]))
+  wd = str(tmp_path / "run")
+  train.train(c, wd)
+  other = load_config("vae_mnist", "tiny")
+  other.train.update(num_steps=4, sample_every=0)
+  other.eval.metrics = ()
+  with pytest.raises(ConfigError, match="trained with compute.prng_impl=rbg"):
+    train.train(other, wd)
+  c.train.num_steps = 4
+  train.train(c, wd)  # the same implementation resumes
+  assert os.path.isdir(os.path.join(wd, "checkpoints", "4"))
