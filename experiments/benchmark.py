@@ -6,6 +6,8 @@ compile times, peak memory.
   python experiments/benchmark.py --configs=configs/ddpm_mnist.py \
       --samplers=ancestral:1000,ddim:50 --sample_batch_size=8
   python experiments/benchmark.py --configs= --features=inception,clip --num_images=10000
+  python experiments/benchmark.py --configs= --loaders=cifar10,celeba64 \
+      --loader_workers=1,2
 
 Each row runs in its own process (so peak memory is its own). Training: the step is
 compiled (timed separately), then run for --steps steps on batches from the config's
@@ -13,20 +15,42 @@ data loader including host-to-device transfer (random batches of the right shape
 where the dataset is not prepared on this machine; the row says which). Sampling: one
 jit-compiled call of the family's ``generate`` per sampler. Features: --num_images
 images streamed through the feature network in batches (random weights of the real
-architecture where the weights file is absent). Prints a table, then the rows as one
-JSON list on the last line.
+architecture where the weights file is absent). Loaders: the training input
+pipeline alone, no model: ``jaxgen.data.Loader`` over ``get_source(config.data,
+"train")`` (tfds array_record files, decoded, then preprocessed as the config says),
+--loader_batches batches after two of warm-up; ``cifar10`` is configs/ddpm_cifar10.py's
+data (random flips), ``celeba64`` configs/dcgan_celeba.py's (CelebA's 218x178 faces
+resized to cover 64x64 and centre-cropped); any config path also works. Where the
+dataset is not prepared here, the row first writes a prepared-looking copy of random
+images of the real shapes (jaxgen/data/fake_prepared.py) into --loader_data_dir (a
+temporary folder by default) and reads that through the same, unchanged path; the row
+says which. Per batch it splits the time into reading (array_record, tf.Example
+parsing, PNG/JPEG decoding) and preprocessing, and gives images per CPU-second (one
+core's rate, which other jobs on the machine disturb less than the wall-clock
+images/s). ``--loader_workers=1,2`` also runs the
+same batches split over N worker processes (batch k to worker k mod N), the shape of a
+multi-process loader: jaxgen's own Loader is one process. Prints a table, then the
+rows as one JSON list on the last line.
 """
 import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT = ["configs/vae_mnist.py", "configs/vae_mnist.py:paper",
            "configs/vae_mnist.py:logistic"]
+# Loader rows: name -> the config whose data block they read.
+LOADERS = {"cifar10": "configs/ddpm_cifar10.py", "celeba64": "configs/dcgan_celeba.py"}
+# Training examples of a fake prepared copy, by tfds name, unless --loader_examples.
+LOADER_EXAMPLES = {"cifar10": 50_000, "celeb_a": 5_000}
+WARMUP_BATCHES = 2
+WORKER_TIMEOUT_S = 1800
 
 
 def _memory(jax) -> dict:
@@ -168,6 +192,153 @@ def bench_features(name: str, num_images: int, batch_size: int) -> dict:
           "compile_s": compile_s, **_memory(jax)}
 
 
+class _TimedSource:
+  """A split that adds the seconds spent in its ``__getitem__`` to ``seconds``."""
+
+  def __init__(self, source):
+    self.source, self.seconds = source, 0.0
+
+  def __len__(self):
+    return len(self.source)
+
+  def __getitem__(self, indices):
+    t = time.perf_counter()
+    out = self.source[indices]
+    self.seconds += time.perf_counter() - t
+    return out
+
+
+def _loader_config(name: str):
+  sys.path.insert(0, REPO)
+  from jaxgen import config_file
+  return config_file.load(LOADERS.get(name, name), root=REPO)
+
+
+def _transforms(cfg) -> str:
+  parts = []
+  if cfg.get("resize"):
+    parts.append("resize to " + "x".join(map(str, cfg.resize))
+                 + (" centre crop" if cfg.get("center_crop") else ""))
+  if cfg.get("random_flip"):
+    parts.append("random flip")
+  if cfg.get("dequantize"):
+    parts.append("dequantize")
+  if cfg.get("binarize"):
+    parts.append(f"binarize {cfg.binarize}")
+  parts.append(f"scale {cfg.get('scale', 'unit')}")
+  return ", ".join(parts)
+
+
+def loader_source(config, num_examples: int, data_dir: str) -> tuple:
+  """The config's training split, and what it is: the prepared dataset where there is
+  one here, else a fake prepared copy in ``data_dir`` (written now unless one is
+  there already; ``config.data.tfds_data_dir`` then points at it). Also the seconds
+  spent writing."""
+  from jaxgen import data
+  from jaxgen.data import fake_prepared, sources
+  name = config.data.name
+  try:
+    source = data.get_source(config.data, "train")
+  except FileNotFoundError:  # a tfds dataset not prepared here
+    source = None
+  if source is not None:
+    if name in sources.OFFLINE:
+      return source, "offline", 0.0
+    builder = sources.tfds_builder(name, config.data.get("tfds_data_dir") or None)
+    return source, ("fake prepared" if fake_prepared.is_fake(builder)
+                    else "prepared"), 0.0
+  t = time.perf_counter()
+  if not sources.tfds_builder(name, data_dir).is_prepared():
+    fake_prepared.write(name, data_dir,
+                        num_examples or LOADER_EXAMPLES.get(name, 10_000))
+  write_s = time.perf_counter() - t
+  config.data.tfds_data_dir = data_dir
+  return data.get_source(config.data, "train"), "fake prepared", write_s
+
+
+def _loader_batches(config, source, batch_size: int, positions) -> dict:
+  """Time ``next`` of a Loader over ``source`` at each of ``positions`` (after
+  warm-up batches before the first): wall time, and the part spent reading."""
+  from jaxgen import data
+  timed = _TimedSource(source)
+  loader = data.Loader(timed, config.data, batch_size, config.seed)
+  for _ in range(WARMUP_BATCHES):  # opens the files, first decodes
+    next(loader)
+  timed.seconds = 0.0
+  start, cpu = time.perf_counter(), time.process_time()
+  for position in positions:
+    loader.position = position
+    batch = next(loader)
+  end, cpu = time.perf_counter(), time.process_time() - cpu
+  assert len(next(iter(batch.values()))) == batch_size
+  return {"start": start, "end": end, "cpu_s": cpu, "read_s": timed.seconds}
+
+
+def _loader_worker(name, data_dir, batch_size, positions, barrier, queue):
+  config = _loader_config(name)
+  config.data.tfds_data_dir = data_dir
+  from jaxgen import data
+  source = data.get_source(config.data, "train")
+  barrier.wait(timeout=WORKER_TIMEOUT_S)
+  queue.put(_loader_batches(config, source, batch_size, positions))
+
+
+def bench_loader(name: str, batches: int, batch_size: int | None = None,
+                 num_examples: int = 0, data_dir: str = "", workers: int = 1) -> dict:
+  """Images/s of the training input pipeline alone: ``batches`` batches of the
+  config's Loader, in one process or split over ``workers`` processes."""
+  import jax
+  config = _loader_config(name)
+  batch_size = batch_size or config.train.batch_size
+  own_dir = not data_dir
+  data_dir = data_dir or tempfile.mkdtemp(prefix="jaxgen_fake_tfds_")
+  try:
+    source, kind, write_s = loader_source(config, num_examples, data_dir)
+    positions = list(range(WARMUP_BATCHES, WARMUP_BATCHES + batches))
+    if workers == 1:
+      runs = [_loader_batches(config, source, batch_size, positions)]
+    else:
+      import multiprocessing
+      ctx = multiprocessing.get_context("spawn")
+      barrier, queue = ctx.Barrier(workers), ctx.Queue()
+      data_dir_used = config.data.get("tfds_data_dir") or ""
+      procs = [ctx.Process(target=_loader_worker, args=(
+          name, data_dir_used, batch_size, positions[k::workers], barrier, queue))
+          for k in range(workers)]
+      for p in procs:
+        p.start()
+      try:
+        runs = [queue.get(timeout=WORKER_TIMEOUT_S) for _ in procs]
+      except Exception as e:  # queue.Empty: a worker died (its error is above)
+        raise RuntimeError(f"A loader worker did not report; exit codes "
+                           f"{[p.exitcode for p in procs]}.") from e
+      finally:
+        for p in procs:
+          p.join(timeout=10)
+          if p.is_alive():
+            p.terminate()
+  finally:
+    if own_dir:
+      shutil.rmtree(data_dir, ignore_errors=True)
+  wall = max(r["end"] for r in runs) - min(r["start"] for r in runs)
+  busy = sum(r["end"] - r["start"] for r in runs)
+  read = sum(r["read_s"] for r in runs)
+  return {"config": LOADERS.get(name, name),
+          "what": f"loader {name} ({kind}, {len(source)} examples; "
+                  f"{_transforms(config.data)})",
+          "device": f"host: {workers} process{'es' if workers > 1 else ''}, "
+                    f"{os.cpu_count()} cpus",
+          "batch_size": batch_size, "steps": batches, "steps_per_sec": batches / wall,
+          "images_per_sec": batches * batch_size / wall, "compile_s": None,
+          "workers": workers,
+          # per CPU-second of the loader processes: what one core gives, even on a
+          # machine that other jobs share (wall-clock rates drop there, this less)
+          "images_per_cpu_sec": batches * batch_size / sum(r["cpu_s"] for r in runs),
+          "read_ms_per_batch": 1e3 * read / batches,
+          "preprocess_ms_per_batch": 1e3 * (busy - read) / batches,
+          "write_fake_s": write_s, **_memory(jax)}
+
+
 def _has_sampler(spec: str) -> bool:
   sys.path.insert(0, REPO)
   from jaxgen import config_file
@@ -190,6 +361,19 @@ def main():
                       "mnist_classifier")
   p.add_argument("--num_images", type=int, default=1000)
   p.add_argument("--feature_batch_size", type=int, default=50)
+  p.add_argument("--loaders", default="",
+                 help="comma-separated loader-only rows: cifar10 (configs/"
+                      "ddpm_cifar10.py's data), celeba64 (configs/dcgan_celeba.py's), "
+                      "or config paths; the batch is --batch_size or the config's")
+  p.add_argument("--loader_batches", type=int, default=50)
+  p.add_argument("--loader_examples", type=int, default=0,
+                 help="training examples of a fake prepared copy (default: "
+                      + ", ".join(f"{k} {v}" for k, v in LOADER_EXAMPLES.items()) + ")")
+  p.add_argument("--loader_data_dir", default="",
+                 help="where fake prepared copies are written and reused (default: "
+                      "a temporary folder, removed afterwards)")
+  p.add_argument("--loader_workers", default="1",
+                 help="comma-separated worker-process counts, one row each")
   p.add_argument("--one", help=argparse.SUPPRESS)
   a = p.parse_args()
   if a.one:
@@ -197,7 +381,10 @@ def main():
     row = {"train": lambda: bench_one(spec, a.steps, a.batch_size),
            "sample": lambda: bench_sample(spec, arg, a.sample_batch_size),
            "features": lambda: bench_features(spec, a.num_images,
-                                              a.feature_batch_size)}[kind]()
+                                              a.feature_batch_size),
+           "loader": lambda: bench_loader(spec, a.loader_batches, a.batch_size,
+                                          a.loader_examples, a.loader_data_dir,
+                                          int(arg))}[kind]()
     print(json.dumps(row))
     return
   jobs = []
@@ -208,25 +395,40 @@ def main():
     if _has_sampler(spec):
       jobs += [f"sample|{s}|{spec}" for s in filter(None, a.samplers.split(","))]
   jobs += [f"features||{name}" for name in filter(None, a.features.split(","))]
+  workers = [int(w) for w in a.loader_workers.split(",")]
+  jobs += [f"loader|{w}|{name}" for name in filter(None, a.loaders.split(","))
+           for w in workers]
+  # The loader rows share one folder of fake prepared copies (written once).
+  loader_dir = a.loader_data_dir or (
+      tempfile.mkdtemp(prefix="jaxgen_fake_tfds_") if a.loaders else "")
   rows = []
   for job in jobs:
     out = subprocess.run([sys.executable, __file__, f"--one={job}", f"--steps={a.steps}",
                           f"--batch_size={a.batch_size}",
                           f"--sample_batch_size={a.sample_batch_size}",
                           f"--num_images={a.num_images}",
-                          f"--feature_batch_size={a.feature_batch_size}"],
+                          f"--feature_batch_size={a.feature_batch_size}",
+                          f"--loader_batches={a.loader_batches}",
+                          f"--loader_examples={a.loader_examples}",
+                          f"--loader_data_dir={loader_dir}"],
                          capture_output=True, text=True)
     if out.returncode:
       print(f"{job}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
       continue
     rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f"row: {json.dumps(rows[-1])}", file=sys.stderr, flush=True)
+  if loader_dir and not a.loader_data_dir:
+    shutil.rmtree(loader_dir, ignore_errors=True)
   if not rows:
     sys.exit("Nothing could be benchmarked.")
   cols = ["config", "what", "device", "batch_size", "steps_per_sec", "images_per_sec",
           "compile_s", "peak_host_rss_mb", "peak_device_mb"]
-  fmt = lambda v: f"{v:.1f}" if isinstance(v, float) else str(v)
-  table = [[fmt(r[c]) for c in cols] for r in rows]
+  cols += [c for c in ("images_per_cpu_sec", "read_ms_per_batch",
+                       "preprocess_ms_per_batch")
+           if any(c in r for r in rows)]
+  fmt = lambda v: (f"{v:.1f}" if isinstance(v, float) else
+                   "-" if v is None else str(v))
+  table = [[fmt(r.get(c)) for c in cols] for r in rows]
   widths = [max([len(c)] + [len(t[i]) for t in table]) for i, c in enumerate(cols)]
   print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
   for t in table:
