@@ -7,6 +7,7 @@
 #    on the accelerator (no TF32 creeping into the parity).
 # 2. Throughput: DDPM CIFAR-10 paper training and sampling, ddpm_mnist, dcgan_mnist,
 #    Inception and CLIP feature extraction (random weights of the real architectures).
+# 2b. experiments/device_perf.py: fraction of peak and projected paper wall times.
 # 3. ddpm_mnist and dcgan_mnist trained in their default configs, with --mode=eval's
 #    FID / IS (MNIST classifier) written to $OUT.
 # The packages jaxgen needs beyond the accelerator image travel as wheels in .whl/.
@@ -27,6 +28,10 @@ configs=configs/ddpm_cifar10.py:paper,configs/ddpm_mnist.py
 timeout 190 python3 experiments/benchmark.py --configs=$configs --steps=100 \
   --samplers=ddim:50,ancestral:1000 --sample_batch_size=256 --features=inception,clip \
   --num_images=10000 --feature_batch_size=500 2>&1 | tee "$OUT/benchmark.txt" | tail -12
+
+echo "== 2b. issue 16: the DDPM step in float32 and bfloat16, DDIM-50 at 256, the DCGAN step"
+timeout 240 python3 experiments/device_perf.py --json_out="$OUT/device_perf.json" 2>&1 \
+  | tee "$OUT/device_perf.txt" | grep -v "^{" | tail -6
 
 echo "== 3. default configs trained on the accelerator"
 for spec in ddpm_mnist:170 dcgan_mnist:90; do
