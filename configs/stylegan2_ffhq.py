@@ -29,6 +29,7 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.family = "stylegan2"
   c.seed = 0
+  c.compute = common.compute()
   c.data = ml_collections.ConfigDict(dict(
       name="celeb_a_hq/1024", scale="symmetric", binarize="", dequantize=False,
       resize=(), random_flip=True, tfds_data_dir=""))

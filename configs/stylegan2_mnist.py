@@ -66,6 +66,7 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.family = "stylegan2"
   c.seed = 0
+  c.compute = common.compute()
   c.data = common.mnist5k_data(scale="symmetric")
   # The reference's recipe for 32x32 (train.py --cfg=cifar): a 2-layer mapping, the
   # ``orig`` discriminator, no path length, no style mixing, gamma 0.01, G_ema with

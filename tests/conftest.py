@@ -101,7 +101,8 @@ def metric_lines(workdir):
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     lines = [json.loads(line) for line in f]
   for line in lines:
-    line.pop("steps_per_sec")  # wall time, the one thing a resume may change
+    line.pop("steps_per_sec")  # wall time and the share of it spent waiting for
+    line.pop("input_wait")     # input: the only things a resume may change
   return lines
 
 

@@ -232,7 +232,10 @@ class SynthesisNetwork(nn.Module):
   conv_clamp: float | None = None
 
   @nn.compact
-  def __call__(self, ws, noise_mode: str = "random"):
+  def __call__(self, ws, noise_mode: str = "random", noise_bank=None):
+    """``noise_bank`` [N, noise_size(resolution)]: the random noise of every layer
+    (noise_mode 'random'), in the reference's draw order (b4.conv1, b8.conv0,
+    b8.conv1, ...), each layer's [res, res] row-major; drawn here if not given."""
     if noise_mode not in NOISE_MODES:
       raise ValueError(f"noise_mode={noise_mode!r}; use one of {NOISE_MODES}.")
     if self.architecture not in ARCHITECTURES:
@@ -244,8 +247,14 @@ class SynthesisNetwork(nn.Module):
                        f" {self.w_dim}]; got {ws.shape}.")
     bank = None
     if noise_mode == "random":  # one draw for all layers (XLA compiles it faster)
-      bank = jax.random.normal(self.make_rng("noise"),
-                               (ws.shape[0], noise_size(self.resolution)))
+      shape = (ws.shape[0], noise_size(self.resolution))
+      if noise_bank is None:
+        bank = jax.random.normal(self.make_rng("noise"), shape)
+      elif noise_bank.shape != shape:
+        raise ValueError(f"noise_bank must be {shape} (batch, noise_size); got "
+                         f"{noise_bank.shape}.")
+      else:
+        bank = noise_bank
     x = img = None
     w_idx = offset = 0
     for res in channels:
@@ -316,8 +325,8 @@ class Generator(nn.Module):
     truncated = w_avg + truncation_psi * (ws - w_avg)
     return jnp.where(layer < cut, truncated, ws)
 
-  def synthesize(self, ws, noise_mode: str = "random"):
-    return self.synthesis(ws, noise_mode)
+  def synthesize(self, ws, noise_mode: str = "random", noise_bank=None):
+    return self.synthesis(ws, noise_mode, noise_bank)
 
   def __call__(self, z, c=None, truncation_psi=1.0, truncation_cutoff=None,
                noise_mode: str = "random"):

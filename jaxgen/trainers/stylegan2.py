@@ -85,12 +85,15 @@ def ada_adjust(p, sign_mean, target: float, batch_size: int, interval: int,
   return jnp.maximum(p + adjust, 0.0)
 
 
-def path_length(synthesize, ws, key):
+def path_length(synthesize, ws, key, noise=None):
   """|J^T y| per example, y ~ N(0, I) / sqrt(H W), J = d synthesize(ws) / d ws: the
   norm over w_dim of the vector-Jacobian product, mean of squares over the ws, sqrt.
+  ``noise``: the N(0, I) draw of y (NHWC, drawn from ``key`` if not given).
   Returns (lengths [N], images)."""
   img, vjp = jax.vjp(synthesize, ws)
-  noise = jax.random.normal(key, img.shape) / math.sqrt(img.shape[1] * img.shape[2])
+  if noise is None:
+    noise = jax.random.normal(key, img.shape)
+  noise = noise / math.sqrt(img.shape[1] * img.shape[2])
   (grads,) = vjp(noise)
   return jnp.sqrt(jnp.mean(jnp.sum(jnp.square(grads), axis=2), axis=1)), img
 
@@ -183,38 +186,48 @@ class StyleGAN2Trainer(Trainer):
   def broadcast(self, params, buffers, w, psi=1.0, cutoff=None):
     return self._g(params, buffers, w, psi, cutoff, method=sg.Generator.broadcast)
 
-  def synthesize(self, params, buffers, ws, rng=None, noise_mode="random"):
-    return self._g(params, buffers, ws, noise_mode, method=sg.Generator.synthesize,
-                   rng=rng)
+  def synthesize(self, params, buffers, ws, rng=None, noise_mode="random",
+                 noise_bank=None):
+    return self._g(params, buffers, ws, noise_mode, noise_bank,
+                   method=sg.Generator.synthesize,
+                   rng=rng if noise_bank is None else None)
 
   def update_w_avg(self, w_avg, w):
     """w_avg <- mean(w) + beta (w_avg - mean(w)) (the reference's lerp)."""
     mean = jnp.mean(jax.lax.stop_gradient(w), axis=0)
     return mean + self.config.model.w_avg_beta * (w_avg - mean)
 
-  def mapped_ws(self, params, buffers, z, c, key):
+  def mixing_draws(self, key, z_shape):
+    """(cutoff, z2) of style mixing: with probability ``style_mixing_prob`` a
+    crossover uniform in [1, num_ws) (else num_ws: no mixing) and the second z."""
+    k_u, k_z = jax.random.split(key)
+    u = jax.random.uniform(k_u, (2,))
+    cutoff = 1 + jnp.floor(u[0] * (self.num_ws - 1)).astype(jnp.int32)  # [1, num_ws)
+    cutoff = jnp.where(u[1] < self.s.style_mixing_prob, cutoff, self.num_ws)
+    return cutoff, jax.random.normal(k_z, z_shape)
+
+  def mapped_ws(self, params, buffers, z, c, key, mix=None):
     """The training-time ws: map(z), with probability ``style_mixing_prob`` the layers
-    from a crossover uniform in [1, num_ws) taken from a second z; and the new
-    buffers (w_avg moved by the first mapping)."""
+    from a crossover uniform in [1, num_ws) taken from a second z (``mix`` = (cutoff,
+    z2) given explicitly, or drawn from ``key``); and the new buffers (w_avg moved by
+    the first mapping)."""
     w = self.map(params, buffers, z, c)
     ws = self.broadcast(params, buffers, w)
-    prob = self.s.style_mixing_prob
-    if prob > 0:
-      k_u, k_z = jax.random.split(key)
-      u = jax.random.uniform(k_u, (2,))
-      cutoff = 1 + jnp.floor(u[0] * (self.num_ws - 1)).astype(jnp.int32)  # [1, num_ws)
-      cutoff = jnp.where(u[1] < prob, cutoff, self.num_ws)
-      w2 = self.map(params, buffers, jax.random.normal(k_z, z.shape), c)
+    if self.s.style_mixing_prob > 0 or mix is not None:
+      cutoff, z2 = self.mixing_draws(key, z.shape) if mix is None else mix
+      w2 = self.map(params, buffers, z2, c)
       ws = sg.mix_styles(ws, self.broadcast(params, buffers, w2), cutoff)
     new = dict(buffers)
     new["mapping"] = {"w_avg": self.update_w_avg(buffers["mapping"]["w_avg"], w)}
     return ws, new
 
-  def run_g(self, params, buffers, z, c, key):
-    """(images, ws, new buffers) of one training-time generator pass."""
+  def run_g(self, params, buffers, z, c, key, mix=None, noise_bank=None):
+    """(images, ws, new buffers) of one training-time generator pass; ``mix`` and
+    ``noise_bank`` replace the draws from ``key`` (mapped_ws, synthesize)."""
     k_ws, k_noise = jax.random.split(key)
-    ws, buffers = self.mapped_ws(params, buffers, z, c, k_ws)
-    return self.synthesize(params, buffers, ws, k_noise), ws, buffers
+    ws, buffers = self.mapped_ws(params, buffers, z, c, k_ws, mix)
+    return (self.synthesize(params, buffers, ws, k_noise, noise_bank=noise_bank), ws,
+            buffers)
 
   def pad(self, x):
     """Dataset images -> the model's resolution (padded with -1)."""
@@ -235,6 +248,51 @@ class StyleGAN2Trainer(Trainer):
     if self.augment_fn is not None:
       img = self.augment_fn(img, p, key)
     return self.discriminator.apply({"params": params}, img, c)
+
+  # --- the four phases' losses (the reference's accumulate_gradients) --------------
+  # Each takes its randomness as a key, or explicitly (``mix`` = (cutoff, z2) of style
+  # mixing, ``noise_bank`` of the synthesis, ``pl_noise``), so that the parity test
+  # (tests/test_stylegan2_training_parity.py) feeds the reference's recorded draws.
+  def g_main_loss(self, gp, dp, buffers, z, c, p, key, mix=None, noise_bank=None):
+    """Gmain: mean softplus(-D(G(z))); aux (new buffers, fake logits)."""
+    k_g, k_d = jax.random.split(key)
+    img, _, buffers = self.run_g(gp, buffers, z, c, k_g, mix, noise_bank)
+    logits = self.run_d(dp, img, c, p, k_d)
+    return jnp.mean(jax.nn.softplus(-logits)), (buffers, logits)
+
+  def g_pl_loss(self, gp, buffers, pl_mean, z, c, key, mix=None, noise_bank=None,
+                pl_noise=None):
+    """Greg: mean (|J^T y| - a')^2 * pl_weight (before the interval gain); aux (new
+    buffers, a' without gradient, mean penalty)."""
+    s = self.s
+    k_ws, k_noise, k_pl = jax.random.split(key, 3)
+    ws, buffers = self.mapped_ws(gp, buffers, z, c, k_ws, mix)
+    lengths, _ = path_length(
+        lambda v: self.synthesize(gp, buffers, v, k_noise, noise_bank=noise_bank), ws,
+        k_pl, pl_noise)
+    penalty, new_mean = path_length_penalty(lengths, pl_mean, s.pl_decay)
+    loss = jnp.mean(penalty * s.pl_weight)
+    return loss, (buffers, jax.lax.stop_gradient(new_mean), jnp.mean(penalty))
+
+  def d_main_loss(self, dp, fake, c, real, c_real, p, key):
+    """Dmain: mean softplus(D(fake)) + mean softplus(-D(real)); aux (real logits,
+    fake logits)."""
+    k_fake, k_real = jax.random.split(key)
+    fake_logits = self.run_d(dp, fake, c, p, k_fake)
+    real_logits = self.run_d(dp, real, c_real, p, k_real)
+    loss = (jnp.mean(jax.nn.softplus(fake_logits)) +
+            jnp.mean(jax.nn.softplus(-real_logits)))
+    return loss, (real_logits, fake_logits)
+
+  def d_r1_loss(self, dp, real, c_real, p, key):
+    """Dreg: mean |grad_x D(x)|^2 * r1_gamma / 2 (before the interval gain); aux (mean
+    penalty, real logits)."""
+    def logits_sum(x):
+      logits = self.run_d(dp, x, c_real, p, key)
+      return jnp.sum(logits), logits
+    grad_x, logits = jax.grad(logits_sum, has_aux=True)(real)
+    penalty = jnp.sum(jnp.square(grad_x), axis=(1, 2, 3))
+    return jnp.mean(penalty * (self.s.r1_gamma / 2)), (jnp.mean(penalty), logits)
 
   # --- training -------------------------------------------------------------------
   def train_step(self, state, batch, rng, frozen=None):
@@ -257,16 +315,10 @@ class StyleGAN2Trainer(Trainer):
 
     # Gmain.
     z, c = phase_latents(0, n)
-    k_g, k_d = jax.random.split(jax.random.fold_in(keys[0], 1))
-    d_params = state.params["discriminator"]
-
-    def g_main_loss(gp):
-      img, _, buffers = self.run_g(gp, state.extra["buffers"], z, c, k_g)
-      logits = self.run_d(d_params, img, c, p, k_d)
-      return jnp.mean(jax.nn.softplus(-logits)), (buffers, logits)
-
     (g_loss, (buffers, fake_logits)), grads = jax.value_and_grad(
-        g_main_loss, has_aux=True)(state.params["generator"])
+        self.g_main_loss, has_aux=True)(
+            state.params["generator"], state.params["discriminator"],
+            state.extra["buffers"], z, c, p, jax.random.fold_in(keys[0], 1))
     state, g_norm = apply_player_gradients(state, "generator", _sanitize(grads), self.tx)
     state = state.replace(extra={**state.extra, "buffers": buffers})
 
@@ -275,16 +327,12 @@ class StyleGAN2Trainer(Trainer):
       m = s.pl_batch_shrink
       num = max(1, n // m)
       z, c = phase_latents(1, num)
-      k_ws, k_noise, k_pl = jax.random.split(jax.random.fold_in(keys[1], 1), 3)
       extra = state.extra
 
       def loss_fn(gp):
-        ws, buffers = self.mapped_ws(gp, extra["buffers"], z, c, k_ws)
-        lengths, _ = path_length(
-            lambda v: self.synthesize(gp, buffers, v, k_noise), ws, k_pl)
-        penalty, new_mean = path_length_penalty(lengths, extra["pl_mean"], s.pl_decay)
-        loss = jnp.mean(penalty * s.pl_weight) * s.pl_interval
-        return loss, (buffers, jax.lax.stop_gradient(new_mean), jnp.mean(penalty))
+        loss, aux = self.g_pl_loss(gp, extra["buffers"], extra["pl_mean"], z, c,
+                                   jax.random.fold_in(keys[1], 1))
+        return loss * s.pl_interval, aux
 
       (_, (buffers, pl_mean, penalty)), grads = jax.value_and_grad(
           loss_fn, has_aux=True)(state.params["generator"])
@@ -302,20 +350,13 @@ class StyleGAN2Trainer(Trainer):
 
     # Dmain.
     z, c = phase_latents(2, n)
-    k_g, k_fake, k_real = jax.random.split(jax.random.fold_in(keys[2], 1), 3)
+    k_g, k_d = jax.random.split(jax.random.fold_in(keys[2], 1))
     fake, _, buffers = self.run_g(state.params["generator"], state.extra["buffers"],
                                   z, c, k_g)
     fake = jax.lax.stop_gradient(fake)
-
-    def d_main_loss(dp):
-      fake_logits = self.run_d(dp, fake, c, p, k_fake)
-      real_logits = self.run_d(dp, real, c_real, p, k_real)
-      loss = (jnp.mean(jax.nn.softplus(fake_logits)) +
-              jnp.mean(jax.nn.softplus(-real_logits)))
-      return loss, (real_logits, fake_logits)
-
     (d_loss, (real_logits, d_fake_logits)), grads = jax.value_and_grad(
-        d_main_loss, has_aux=True)(state.params["discriminator"])
+        self.d_main_loss, has_aux=True)(state.params["discriminator"], fake, c, real,
+                                        c_real, p, k_d)
     state, d_norm = apply_player_gradients(state, "discriminator", _sanitize(grads),
                                            self.tx)
     extra = {**state.extra, "buffers": buffers,
@@ -328,13 +369,8 @@ class StyleGAN2Trainer(Trainer):
       k_aug = jax.random.fold_in(keys[3], 1)
 
       def loss_fn(dp):
-        def logits_sum(x):
-          logits = self.run_d(dp, x, c_real, p, k_aug)
-          return jnp.sum(logits), logits
-        grad_x, logits = jax.grad(logits_sum, has_aux=True)(real)
-        penalty = jnp.sum(jnp.square(grad_x), axis=(1, 2, 3))
-        loss = jnp.mean(penalty * (s.r1_gamma / 2)) * s.r1_interval
-        return loss, (jnp.mean(penalty), logits)
+        loss, aux = self.d_r1_loss(dp, real, c_real, p, k_aug)
+        return loss * s.r1_interval, aux
 
       (_, (penalty, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
           state.params["discriminator"])
