@@ -181,6 +181,7 @@ def check_peer(peer_python: str, rows) -> dict:
 def _jax_setup():
   if REPO not in sys.path:
     sys.path.insert(0, REPO)
+  import jaxgen  # noqa: F401 (its XLA CPU options, before JAX's CPU client exists)
   import jax
   return jax
 

@@ -46,7 +46,7 @@ def child():
 class Process:
   def __init__(self, flags: str):
     env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip(),
-           "JAX_PLATFORMS": "cpu"}
+           "JAX_PLATFORMS": "cpu", "JAXGEN_YNN_FUSION": "0"}  # XLA's own defaults
     self.proc = subprocess.Popen([sys.executable, __file__, "--child"], env=env,
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  text=True, bufsize=1)
