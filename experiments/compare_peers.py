@@ -191,13 +191,17 @@ def _count(tree) -> int:
   return int(sum(x.size for x in jax.tree.leaves(tree)))
 
 
-def _jaxgen_train_step(spec: str, batch_size: int, make_batch):
+def _jaxgen_train_step(spec: str, batch_size: int | None, make_batch, compute_dtype=None):
   """The config's jit-compiled train step on a fixed random batch, as
-  experiments/benchmark.py builds it; returns (step, info)."""
+  experiments/benchmark.py builds it (at ``batch_size``, default the config's, and
+  ``compute_dtype``, default the config's); returns (run, info)."""
   jax = _jax_setup()
   from jaxgen import config_file, sharding, stages
   config = config_file.load(spec, root=REPO)
-  config.train.batch_size = batch_size
+  if batch_size:
+    config.train.batch_size = batch_size
+  if compute_dtype:
+    config.compute.dtype = compute_dtype
   mesh = sharding.make_mesh()
   trainer = stages.make_trainer(config, mesh)
   repl, bsh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
@@ -216,7 +220,7 @@ def _jaxgen_train_step(spec: str, batch_size: int, make_batch):
     jax.block_until_ready(metrics)
 
   return run, {"compile_s": compile_s, "trainer": trainer, "box": box,
-               "params": box["state"].params}
+               "params": box["state"].params, "compiled": compiled, "config": config}
 
 
 def _random_images(config):

@@ -23,6 +23,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # Dense peak FLOP/s by device kind: (float32 as XLA runs it by default, bfloat16).
 # float32 matmuls use TF32 tensor cores at the default matmul precision on NVIDIA GPUs.
@@ -54,36 +55,14 @@ def _time(run, warmup: int, rounds: int, iters: int) -> float:
   return statistics.median(times)
 
 
-def train_row(spec: str, dtype: str, args, batch_size=None) -> dict:
-  import jax
-  import numpy as np
-  from jaxgen import config_file, data, sharding, stages
-  config = config_file.load(spec, root=REPO)
-  config.compute.dtype = dtype
-  if batch_size:
-    config.train.batch_size = batch_size
-  mesh = sharding.make_mesh()
-  trainer = stages.make_trainer(config, mesh)
-  repl, bsh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-  box = {"state": jax.jit(trainer.init_state, out_shardings=repl)(jax.random.key(0))}
-  shape = (config.train.batch_size, *data.example_spec(config.data)["image"].shape)
-  batch = sharding.put_batch({"image": np.random.default_rng(0).uniform(
-      -1, 1, shape).astype(np.float32)}, mesh)
-  step = jax.jit(lambda s, b: trainer.train_step(s, b, jax.random.key(1)),
-                 in_shardings=(repl, bsh), out_shardings=(repl, repl), donate_argnums=0)
-  t = time.perf_counter()
-  compiled = step.lower(box["state"], batch).compile()
-  compile_s = time.perf_counter() - t
-
-  def run(n):
-    m = None
-    for _ in range(n):
-      box["state"], m = compiled(box["state"], batch)
-    jax.block_until_ready(m)
-
+def train_row(spec: str, dtype: str, args) -> dict:
+  import compare_peers  # the same compiled train step as the peer comparison
+  run, info = compare_peers._jaxgen_train_step(spec, None, compare_peers._random_images,
+                                               compute_dtype=dtype)
   seconds = _time(run, args.warmup, args.rounds, args.iters)
-  return _row(compiled, compile_s, seconds, config.train.batch_size, dtype,
-              total_steps=config.train.num_steps)
+  config = info["config"]
+  return _row(info["compiled"], info["compile_s"], seconds, config.train.batch_size,
+              dtype, total_steps=config.train.num_steps)
 
 
 def sampling_row(args) -> dict:
