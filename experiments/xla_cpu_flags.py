@@ -29,6 +29,7 @@ SETS = {
                  "--xla_cpu_experimental_xnn_graph_fusion_mode=XNN_GRAPH_FUSION_MODE_GREEDY",
     "onednn": "--xla_cpu_use_onednn=true",
     "ynn": "--xla_cpu_experimental_ynn_fusion_type=dot,eltwise,reduce",
+    "ynn_dot": "--xla_cpu_experimental_ynn_fusion_type=dot",
     "concurrency": "--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_CONCURRENCY_OPTIMIZED",
     "fast_runtime": "--xla_cpu_opt_preset=CPU_OPT_PRESET_FAST_RUNTIME",
 }

@@ -11,6 +11,8 @@ MNIST classifier) do not go through the policy and keep ``precision=HIGHEST``.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -89,7 +91,34 @@ def resolve(config, platform: str | None = None, dtypes=tuple(DTYPES)) -> Policy
   matmul = fields["matmul_precision"]
   if matmul == "auto":
     matmul = None  # the platform's default
+  if dtype != "float32" and platform == jax.default_backend():
+    error = bias_gradient_error(dtype)
+    if error > 0.01:
+      warnings.warn(
+          f"config.compute.dtype={dtype}: XLA's {platform} backend sums {dtype} values "
+          f"in {dtype}, so the gradients of biases and normalisation parameters (sums "
+          f"over batch and positions) lose precision: a bias's gradient over "
+          f"{BIAS_POSITIONS} positions comes out {error:.0%} off. Use "
+          f"--config.compute.dtype=float32 on this platform.", stacklevel=2)
   return Policy(DTYPES[dtype], matmul, fields["prng_impl"])
+
+
+BIAS_SHAPE = (8, 28, 28, 4)  # a batch of 8 MNIST-sized feature maps, NHWC
+BIAS_POSITIONS = 8 * 28 * 28
+
+
+@functools.cache
+def bias_gradient_error(dtype: str) -> float:
+  """The relative error, on JAX's default backend, of the gradient of a bias added
+  to ``BIAS_POSITIONS`` activations in ``dtype``: JAX transposes the bias's broadcast
+  into a sum in that dtype, which XLA's CPU backend accumulates in it when it sums a
+  rank-4 array over three axes (a bfloat16 sum of many small terms stalls at 256),
+  though not a rank-2 one."""
+  x = jnp.full(BIAS_SHAPE, 0.01, DTYPES[dtype])
+  grad = jax.jit(jax.grad(lambda b: jnp.sum(
+      jnp.tanh(x + b.astype(x.dtype)).astype(jnp.float32))))(jnp.zeros(BIAS_SHAPE[-1]))
+  exact = BIAS_POSITIONS * (1 - np.tanh(0.01) ** 2)
+  return float(np.max(np.abs(np.asarray(grad) - exact)) / exact)
 
 
 def check_block(fields: dict) -> list[str]:

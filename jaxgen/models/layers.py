@@ -80,14 +80,17 @@ class TimeEmbedding(nn.Module):
   fourier_scale: float = 16.0
 
   @nn.compact
-  def __call__(self, t):
+  def __call__(self, t, dtype=jnp.float32):
+    """``dtype``: the network's compute dtype; the features are float32, then cast
+    (float32 features would promote every layer they reach to float32)."""
     if self.kind == "sinusoidal":
       emb = sinusoidal_embedding(t, self.ch)
     elif self.kind == "fourier":
       emb = FourierFeatures(self.ch, self.fourier_scale, name="fourier")(t)
     else:
       raise ValueError(f"time embedding {self.kind!r}; use 'sinusoidal' or 'fourier'.")
-    emb = nn.Dense(4 * self.ch, kernel_init=default_init(), name="dense0")(emb)
+    emb = nn.Dense(4 * self.ch, kernel_init=default_init(), name="dense0")(
+        emb.astype(dtype))
     return nn.Dense(4 * self.ch, kernel_init=default_init(), name="dense1")(nn.swish(emb))
 
 

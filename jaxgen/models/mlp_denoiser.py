@@ -21,7 +21,7 @@ class MLPDenoiser(nn.Module):
 
   @nn.compact
   def __call__(self, x, t, y=None, *, train: bool):
-    temb = TimeEmbedding(self.width // 4, name="temb")(t)  # (N, width)
+    temb = TimeEmbedding(self.width // 4, name="temb")(t, x.dtype)  # (N, width)
     if self.num_classes:
       if y is None:
         raise ValueError("A class-conditional MLPDenoiser needs labels y.")

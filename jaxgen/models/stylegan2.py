@@ -79,6 +79,12 @@ def check_psi(psi):
                      f"between w_avg (psi=0) and w (psi=1); use psi in [0, 1].")
 
 
+def _as_float(x):
+  """``x`` as float32, or as it is in a low-precision compute dtype (the policy's):
+  a hard float32 here would run the layers after it in float32 on rounded weights."""
+  return x if x.dtype in (jnp.bfloat16, jnp.float16) else x.astype(jnp.float32)
+
+
 class MappingNetwork(nn.Module):
   """z (and one-hot c) -> w [N, w_dim]; ``w_avg`` in ``buffers`` if ``track_w_avg``."""
   z_dim: int
@@ -97,14 +103,14 @@ class MappingNetwork(nn.Module):
       if z is None or z.shape[-1] != self.z_dim:
         raise ValueError(f"The mapping network takes z of dimension {self.z_dim}; got "
                          f"{None if z is None else z.shape}.")
-      x = normalize_2nd_moment(z.astype(jnp.float32))
+      x = normalize_2nd_moment(_as_float(z))
     if self.c_dim > 0:
       if c is None or c.shape[-1] != self.c_dim:
         raise ValueError(f"This network is conditional: pass one-hot labels c of "
                          f"dimension {self.c_dim}; got {None if c is None else c.shape}.")
       embed = self.embed_features or self.w_dim
       y = normalize_2nd_moment(FullyConnected(embed, name="embed")(
-          c.astype(jnp.float32)))
+          _as_float(c)))
       x = y if x is None else jnp.concatenate([x, y], axis=1)
     layer = self.layer_features or self.w_dim
     for i in range(self.num_layers):

@@ -44,7 +44,7 @@ class UNet(nn.Module):
       raise ValueError(f"UNet: image size {height}x{width} is not divisible by "
                        f"2**(len(ch_mult) - 1) = {factor}.")
     t = jnp.broadcast_to(jnp.asarray(t), (n,))
-    temb = TimeEmbedding(self.ch, self.time_embedding, name="temb")(t)
+    temb = TimeEmbedding(self.ch, self.time_embedding, name="temb")(t, x.dtype)
     if self.num_classes:
       if y is None:
         raise ValueError(f"UNet with num_classes={self.num_classes} needs labels y; "

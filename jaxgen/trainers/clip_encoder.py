@@ -37,6 +37,7 @@ def config_from_hf(path) -> clip.CLIPConfig:
 
 class CLIPEncoder(ConditioningEncoder):
   """CLIP's two towers; embeddings are L2-normalised."""
+  # A frozen metric/conditioning network: float32, not through config.compute's policy.
 
   def __init__(self, config: clip.CLIPConfig = clip.VIT_B_32):
     self.clip_config = config

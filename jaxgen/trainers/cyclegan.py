@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen import losses
+from jaxgen import losses, precision
 from jaxgen.models import translation as nets
 from jaxgen.trainers import adversarial, base, translation
 from jaxgen.trainers.base import Trainer, apply_player_gradients
@@ -120,6 +120,7 @@ def grey(x):
 
 class CycleGANTrainer(Trainer):
   data_keys = (("domain_a", "domain_b"),)
+  compute_dtypes = tuple(precision.DTYPES)  # its network calls go through the policy
 
   def __init__(self, config, spec, stages=None):
     super().__init__(config, spec, stages)
@@ -185,12 +186,12 @@ class CycleGANTrainer(Trainer):
 
   def _g(self, module, params, x, rng=None):
     if rng is None or not module.use_dropout:
-      return module.apply({"params": params}, x, train=True)
-    return module.apply({"params": params}, x, train=True, dropout=True,
-                        rngs={"dropout": rng})
+      return self.policy.apply(module, {"params": params}, x, train=True)
+    return self.policy.apply(module, {"params": params}, x, train=True, dropout=True,
+                             rngs={"dropout": rng})
 
   def _dd(self, params, x):
-    return self.d.apply({"params": params}, x, train=True)
+    return self.policy.apply(self.d, {"params": params}, x, train=True)
 
   # --- training -------------------------------------------------------------------
   def train_step(self, state, batch, rng, frozen=None):
@@ -253,7 +254,7 @@ class CycleGANTrainer(Trainer):
   def translate(self, params, x, direction: str = "ab"):
     """G(x) (``ab``) or F(x) (``ba``) in [-1, 1], dropout off."""
     module = self.g_ab if direction == "ab" else self.g_ba
-    return module.apply({"params": params}, x, train=False)
+    return self.policy.apply(module, {"params": params}, x, train=False)
 
   def generate(self, state, rng, num: int, inputs=None, frozen=None):
     """G(domain_a) in [0, 1] (the EMA of G where ``optim.ema_decay`` > 0)."""

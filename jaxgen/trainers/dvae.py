@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxgen import losses, viz
+from jaxgen import losses, precision, viz
 from jaxgen.metrics import ssim as ssim_lib
 from jaxgen.models import dvae as dvae_models
 from jaxgen.trainers.base import (Autoencoder, Trainer, TrainState, apply_gradients,
@@ -85,6 +85,7 @@ def check_positive(schedule, num_steps: int, what: str):
 
 
 class DVAETrainer(Trainer, Autoencoder):
+  compute_dtypes = tuple(precision.DTYPES)  # its network calls go through the policy
 
   def __init__(self, config, spec, stages=None):
     super().__init__(config, spec, stages)
@@ -131,12 +132,12 @@ class DVAETrainer(Trainer, Autoencoder):
 
   def logits(self, params, images):
     """The encoder's code logits (N, h, w, K) of images in [0, 1]."""
-    return self.encoder.apply({"params": params["encoder"]},
-                              losses.map_pixels(images, self.eps))
+    return self.policy.apply(self.encoder, {"params": params["encoder"]},
+                             losses.map_pixels(images, self.eps))
 
   def decoder_stats(self, params, z):
     """(location, log-scale), each (N, H, W, C), of the logit-Laplace likelihood."""
-    out = self.decoder.apply({"params": params["decoder"]}, z)
+    out = self.policy.apply(self.decoder, {"params": params["decoder"]}, z)
     return jnp.split(out, 2, axis=-1)
 
   def _check_images(self, images):

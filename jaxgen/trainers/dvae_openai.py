@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen import losses
+from jaxgen import losses, precision
 from jaxgen.metrics import torch_pickle, weights as weights_lib
 from jaxgen.models import dvae as dvae_models
 from jaxgen.trainers.base import Autoencoder
@@ -167,6 +167,8 @@ def load_openai(encoder=None, decoder=None, download: bool = True):
 class OpenAIDVAE(Autoencoder):
   """OpenAI's dVAE as a frozen ``Autoencoder`` stage: images (N, S, S, 3) in [0, 1]
   -> argmax codes (N, S/8, S/8); codes -> unmap(sigmoid(location))."""
+  # A weights file has no config.compute: float32 unless a caller sets ``policy``.
+  policy = precision.Policy()
 
   def __init__(self, encoder, decoder, eps: float, image_size: int, channels: int,
                num_codes: int, group_count: int):
@@ -212,8 +214,8 @@ class OpenAIDVAE(Autoencoder):
     return cls.from_files(path, decoder, image_size)
 
   def logits(self, params, images):
-    return self.encoder.apply({"params": params["encoder"]},
-                              losses.map_pixels(images, self.eps))
+    return self.policy.apply(self.encoder, {"params": params["encoder"]},
+                             losses.map_pixels(images, self.eps))
 
   def encode(self, params, images):
     if tuple(images.shape[1:]) != self.example_shape:
@@ -223,7 +225,7 @@ class OpenAIDVAE(Autoencoder):
     return jnp.argmax(self.logits(params, images), -1).astype(jnp.int32)
 
   def decoder_stats(self, params, one_hot):
-    return self.decoder.apply({"params": params["decoder"]}, one_hot)
+    return self.policy.apply(self.decoder, {"params": params["decoder"]}, one_hot)
 
   def decode(self, params, codes):
     stats = self.decoder_stats(params, jax.nn.one_hot(codes, self.num_codes))

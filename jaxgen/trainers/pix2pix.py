@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen import losses
+from jaxgen import losses, precision
 from jaxgen.models import translation as nets
 from jaxgen.trainers import adversarial, base, translation
 from jaxgen.trainers.adversarial import apply_module
@@ -43,6 +43,7 @@ TEST_MODES = ("paper", "eval")
 
 class Pix2PixTrainer(Trainer):
   data_keys = (("source", "target"),)
+  compute_dtypes = tuple(precision.DTYPES)  # its network calls go through the policy
 
   def __init__(self, config, spec, stages=None):
     super().__init__(config, spec, stages)
@@ -89,7 +90,7 @@ class Pix2PixTrainer(Trainer):
 
   def _d(self, params, stats, x, y, train: bool):
     return apply_module(self.discriminator, params, stats,
-                        jnp.concatenate([x, y], -1), train=train)
+                        jnp.concatenate([x, y], -1), train=train, policy=self.policy)
 
   # --- training -------------------------------------------------------------------
   def train_step(self, state, batch, rng, frozen=None):
@@ -98,7 +99,8 @@ class Pix2PixTrainer(Trainer):
 
     def g_forward(gp):
       fake, g_stats = apply_module(self.generator, gp, stats["generator"], x,
-                                   train=True, rng=rng, dropout=True)
+                                   train=True, rng=rng, dropout=True,
+                                   policy=self.policy)
       return fake, g_stats
 
     fake, g_vjp, g_stats = jax.vjp(g_forward, state.params["generator"], has_aux=True)
@@ -138,11 +140,12 @@ class Pix2PixTrainer(Trainer):
     """G(x) in [-1, 1] under ``mode`` (default ``config.pix2pix.test_mode``)."""
     mode = mode or self.test_mode
     if mode == "eval":
-      return apply_module(self.generator, params, stats, x, train=False)[0]
+      return apply_module(self.generator, params, stats, x, train=False,
+                          policy=self.policy)[0]
 
     def one(xi, key):  # a batch of one, as in training: its own statistics, dropout
       out, _ = apply_module(self.generator, params, stats, xi[None], train=True,
-                            rng=key, dropout=True)
+                            rng=key, dropout=True, policy=self.policy)
       return out[0]
     return jax.vmap(one)(x, jax.random.split(rng, x.shape[0]))
 

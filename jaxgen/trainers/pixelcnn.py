@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen import losses, viz
+from jaxgen import losses, precision, viz
 from jaxgen.models import pixelcnn as px
 from jaxgen.models.pixelcnnpp import PixelCNNPP
 from jaxgen.trainers.base import (Autoencoder, Trainer, TrainState, apply_gradients,
@@ -107,6 +107,7 @@ def check_mask(visible):
 
 
 class PixelCNNTrainer(Trainer):
+  compute_dtypes = tuple(precision.DTYPES)  # its network calls go through the policy
 
   def __init__(self, config, spec, stages=None):
     super().__init__(config, spec, stages)
@@ -178,8 +179,8 @@ class PixelCNNTrainer(Trainer):
     if self.has_dropout:
       kwargs["deterministic"] = rng is None
     rngs = {"dropout": rng} if (rng is not None and self.has_dropout) else None
-    return self.net.apply({"params": params}, self.net_input(levels),
-                          labels if self.num_classes else None, rngs=rngs, **kwargs)
+    return self.policy.apply(self.net, {"params": params}, self.net_input(levels),
+                             labels if self.num_classes else None, rngs=rngs, **kwargs)
 
   def log_prob(self, out, levels):
     """log p(levels) per example, in nats."""

@@ -47,7 +47,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxgen import viz
+from jaxgen import precision, viz
 from jaxgen.models import stylegan2 as sg
 from jaxgen.trainers.base import (Trainer, TrainState, apply_player_gradients,
                                   make_optimizer)
@@ -111,6 +111,9 @@ def _sanitize(grads):
 
 class StyleGAN2Trainer(Trainer):
   data_keys = (("image",),)
+  # G's and D's calls go through the policy; the losses, the R1 and path-length
+  # penalties, w_avg, G_ema and the augment pipeline stay float32.
+  compute_dtypes = tuple(precision.DTYPES)
 
   def __init__(self, config, spec, stages=None):
     super().__init__(config, spec, stages)
@@ -176,9 +179,9 @@ class StyleGAN2Trainer(Trainer):
 
   # --- the generator's pieces -----------------------------------------------------
   def _g(self, params, buffers, *args, method, rng=None, **kwargs):
-    return self.generator.apply({"params": params, sg.BUFFERS: buffers}, *args,
-                                method=method, rngs={"noise": rng} if rng is not None
-                                else None, **kwargs)
+    return self.policy.apply(self.generator, {"params": params, sg.BUFFERS: buffers},
+                             *args, method=method, rngs={"noise": rng} if rng is not None
+                             else None, **kwargs)
 
   def map(self, params, buffers, z, c):
     return self._g(params, buffers, z, c, method=sg.Generator.map)
@@ -247,7 +250,7 @@ class StyleGAN2Trainer(Trainer):
   def run_d(self, params, img, c, p, key):
     if self.augment_fn is not None:
       img = self.augment_fn(img, p, key)
-    return self.discriminator.apply({"params": params}, img, c)
+    return self.policy.apply(self.discriminator, {"params": params}, img, c)
 
   # --- the four phases' losses (the reference's accumulate_gradients) --------------
   # Each takes its randomness as a key, or explicitly (``mix`` = (cutoff, z2) of style
@@ -429,8 +432,8 @@ class StyleGAN2Trainer(Trainer):
     fake = self.synthesize(g, buffers, self.broadcast(g, buffers, self.map(g, buffers,
                                                                            z, c)), kn)
     d = state.params["discriminator"]
-    real_logits = self.discriminator.apply({"params": d}, real, c_real)
-    fake_logits = self.discriminator.apply({"params": d}, fake, c)
+    real_logits = self.policy.apply(self.discriminator, {"params": d}, real, c_real)
+    fake_logits = self.policy.apply(self.discriminator, {"params": d}, fake, c)
     count = mask.sum()
     return {"count": count,
             "d_real_sign": (jnp.sign(real_logits) * mask).sum(),

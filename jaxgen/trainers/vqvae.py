@@ -50,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxgen import losses, viz
+from jaxgen import losses, precision, viz
 from jaxgen.metrics import ssim as ssim_lib
 from jaxgen.models import vqvae as vq
 from jaxgen.trainers.base import (Autoencoder, Trainer, TrainState, make_optimizer,
@@ -60,6 +60,9 @@ CODEBOOKS = ("ema", "loss")
 
 
 class VQVAETrainer(Trainer, Autoencoder):
+  # The encoder and decoder go through the policy; the codebook distances, the
+  # quantisation and the losses stay float32.
+  compute_dtypes = tuple(precision.DTYPES)
 
   def __init__(self, config, spec, stages=None):
     super().__init__(config, spec, stages)
@@ -112,10 +115,10 @@ class VQVAETrainer(Trainer, Autoencoder):
     return TrainState.create(params, self.tx, extra=extra)
 
   def _encode_vectors(self, params, images):
-    return self.encoder.apply({"params": params["encoder"]}, images - 0.5)
+    return self.policy.apply(self.encoder, {"params": params["encoder"]}, images - 0.5)
 
   def _decode_vectors(self, params, z):
-    return self.decoder.apply({"params": params["decoder"]}, z) + 0.5
+    return self.policy.apply(self.decoder, {"params": params["decoder"]}, z) + 0.5
 
   def _codebook(self, params):
     codebook = params["quantizer"]["codebook"]
