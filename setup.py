@@ -40,7 +40,8 @@ setup(
         "ftfy>=6.1,<7",
         "regex>=2023.10",
     ],
-    extras_require={"test": ["pytest>=8,<10", "scikit-image>=0.22,<0.27"],
+    extras_require={"test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4",
+                             "scikit-image>=0.22,<0.27"],
                     # the PyTorch side of experiments/compare_peers.py (its own venv is fine)
                     "peers": ["torch>=2.4,<3", "diffusers>=0.30,<1",
                               "transformers>=4.45,<6", "pytorch-fid>=0.3,<0.4"]},

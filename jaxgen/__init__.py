@@ -6,19 +6,24 @@ import os as _os
 
 __version__ = "0.1.0"
 
-# XLA's CPU backend can run dots, elementwise ops and reductions as YNNPACK fusions.
-# Measured here (experiments/xla_cpu_flags.py, alternating rounds): the DDPM CIFAR-10
-# U-Net train step 1.38x and the DCGAN step 1.19x faster, every parity test passing.
-# Opt in with JAXGEN_YNN_FUSION=1 (off by default: the CycleGAN conformance run fails with it);
-# XLA_FLAGS that set the option win. Before: jaxgen asked unless
-# XLA reads the flags when JAX creates its CPU client, so this
-# must come before the first computation; the option exists from jaxlib 0.10.
+# XLA's CPU backend can run dots as YNNPACK fusions. Measured here
+# (experiments/xla_cpu_flags.py, alternating rounds, quiet machine): the DCGAN paper
+# step x1.27 and the DDPM CIFAR-10 U-Net train step x1.05 faster. JAXGEN_YNN_FUSION
+# picks the fusion types: "dot" (the default), "all" (dot,eltwise,reduce: x1.31 and
+# x1.21, but XLA 0.10.2 rejects an elementwise fusion over a column-major operand,
+# as eigh's output, with "unsupported layout in YNN fusion"), or "0" for XLA's own
+# defaults. XLA_FLAGS that set the option win. XLA reads its flags when JAX creates
+# its CPU client, so this runs on import; the option exists from jaxlib 0.10.
 _YNN = "--xla_cpu_experimental_ynn_fusion_type"
+_YNN_TYPES = {"dot": "dot", "all": "dot,eltwise,reduce", "0": None}
 
 
 def _ask_for_ynn_fusion():
   flags = _os.environ.get("XLA_FLAGS", "")
-  if _YNN in flags or _os.environ.get("JAXGEN_YNN_FUSION", "0") != "1":
+  choice = _os.environ.get("JAXGEN_YNN_FUSION", "dot")
+  if choice not in _YNN_TYPES:
+    raise ValueError(f"JAXGEN_YNN_FUSION={choice!r}: use one of {', '.join(_YNN_TYPES)}.")
+  if _YNN in flags or _YNN_TYPES[choice] is None:
     return
   try:
     from jaxlib import version
@@ -26,7 +31,7 @@ def _ask_for_ynn_fusion():
       return
   except (ImportError, ValueError):
     return
-  _os.environ["XLA_FLAGS"] = f"{flags} {_YNN}=dot,eltwise,reduce".strip()
+  _os.environ["XLA_FLAGS"] = f"{flags} {_YNN}={_YNN_TYPES[choice]}".strip()
 
 
 _ask_for_ynn_fusion()

@@ -1,6 +1,7 @@
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -140,16 +141,29 @@ class TinyRuns:
     return flags
 
   def __call__(self, name: str, variant: str = "tiny") -> str:
-    """The workdir of the finished run of configs/<name>.py:<variant>."""
+    """The workdir of the finished run of configs/<name>.py:<variant>. Under
+    pytest-xdist the workers share the runs: the first to need one trains it while
+    holding a lock on it, and the others wait for it and reuse it."""
+    import fcntl
     key = (name, variant)
     if key not in self._runs:
       workdir = os.path.join(self.root, f"{name}-{variant.replace(',', '-')}")
-      run_main(*self.flags(name, variant)[:1], f"--workdir={workdir}",
-               *self.flags(name, variant)[1:])
+      with open(f"{workdir}.training", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(f"{workdir}.done"):
+          shutil.rmtree(workdir, ignore_errors=True)  # a run that failed part-way
+          run_main(*self.flags(name, variant)[:1], f"--workdir={workdir}",
+                   *self.flags(name, variant)[1:])
+          open(f"{workdir}.done", "w").close()
       self._runs[key] = workdir
     return self._runs[key]
 
 
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory):
-  return TinyRuns(str(tmp_path_factory.mktemp("tiny_runs")))
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    root = root.parent  # the workers' base temps are siblings: share their parent
+  root = os.path.join(str(root), "tiny_runs")
+  os.makedirs(root, exist_ok=True)
+  return TinyRuns(root)
