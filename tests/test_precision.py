@@ -173,3 +173,24 @@ def test_the_prng_implementation_is_a_config_choice_that_a_resume_keeps(tmp_path
   c.train.num_steps = 4
   train.train(c, wd)  # the same implementation resumes
   assert os.path.isdir(os.path.join(wd, "checkpoints", "4"))
+
+
+def test_importing_jaxgen_asks_for_ynn_dot_fusions_unless_told_otherwise():
+  import subprocess
+  import sys
+  show = "import os, jaxgen; print(os.environ.get('XLA_FLAGS', ''))"
+
+  def flags(**env):
+    full = {k: v for k, v in os.environ.items() if k != "JAXGEN_YNN_FUSION"}
+    full["XLA_FLAGS"] = " ".join(f for f in full.get("XLA_FLAGS", "").split()
+                                 if "ynn_fusion_type" not in f)  # this process's ask
+    return subprocess.run([sys.executable, "-c", show], env={**full, **env},
+                          capture_output=True, text=True)
+
+  assert "--xla_cpu_experimental_ynn_fusion_type=dot" in flags().stdout.split()
+  assert "ynn_fusion_type=dot,eltwise,reduce" in flags(JAXGEN_YNN_FUSION="all").stdout
+  assert "ynn_fusion_type" not in flags(JAXGEN_YNN_FUSION="0").stdout
+  mine = flags(XLA_FLAGS="--xla_cpu_experimental_ynn_fusion_type=reduce").stdout
+  assert mine.strip() == "--xla_cpu_experimental_ynn_fusion_type=reduce"  # theirs wins
+  bad = flags(JAXGEN_YNN_FUSION="yes")
+  assert bad.returncode != 0 and "JAXGEN_YNN_FUSION='yes': use one of" in bad.stderr
