@@ -180,8 +180,8 @@ def format_row(row: str, mine: dict, peer: dict | None) -> str:
   lines.append(f"  {'wall':<20} {mine['wall_ms']:9.1f} "
                f"{peer['wall_ms'] if peer else float('nan'):9.1f}")
   lines.append(f"  jaxgen: {mine['gflop_per_step']:.1f} GFLOP per step (XLA's cost analysis), "
-               f"{mine['gflop_per_step'] / mine['wall_ms'] * 1e3:.0f} GFLOP/s; busy/wall "
-               f"{busy / mine['wall_ms']:.2f} threads")
+               f"{mine['gflop_per_step'] / mine['wall_ms'] * 1e3:.0f} GFLOP/s; thunks in flight "
+               f"{busy / mine['wall_ms']:.2f} on average (each may use every core inside)")
   return "\n".join(lines)
 
 
