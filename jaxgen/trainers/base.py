@@ -149,9 +149,10 @@ class Trainer:
   # alternative that the dataset has is ``example_shape``.
   data_keys: tuple = (("image",),)
 
-  # The compute dtypes (config.compute.dtype) the family's networks are written for;
-  # the families whose network calls go through ``self.policy.apply`` list them all.
-  compute_dtypes: tuple = ("float32",)
+  # The compute dtypes (config.compute.dtype) the family's networks are written for:
+  # every family's network calls go through ``self.policy.apply``; a family whose
+  # networks are float32 only says ("float32",), and ``auto`` then keeps it there.
+  compute_dtypes: tuple = tuple(precision.DTYPES)
 
   def __init__(self, config, spec: dict, stages: dict | None = None):
     self.config = config

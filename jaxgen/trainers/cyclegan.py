@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen import losses, precision
+from jaxgen import losses
 from jaxgen.models import translation as nets
 from jaxgen.trainers import adversarial, base, translation
 from jaxgen.trainers.base import Trainer, apply_player_gradients
@@ -120,7 +120,6 @@ def grey(x):
 
 class CycleGANTrainer(Trainer):
   data_keys = (("domain_a", "domain_b"),)
-  compute_dtypes = tuple(precision.DTYPES)  # its network calls go through the policy
 
   def __init__(self, config, spec, stages=None):
     super().__init__(config, spec, stages)

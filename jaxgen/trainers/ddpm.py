@@ -11,7 +11,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen import precision
 from jaxgen import losses, viz
 from jaxgen.diffusion import samplers
 from jaxgen.diffusion.process import GaussianDiffusion
@@ -20,7 +19,6 @@ from jaxgen.trainers.base import Trainer, TrainState, apply_gradients, make_opti
 
 
 class DDPMTrainer(Trainer):
-  compute_dtypes = tuple(precision.DTYPES)  # its network calls go through the policy
 
   def __init__(self, config, spec, stages=None):
     super().__init__(config, spec, stages)

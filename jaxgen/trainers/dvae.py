@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxgen import losses, precision, viz
+from jaxgen import losses, viz
 from jaxgen.metrics import ssim as ssim_lib
 from jaxgen.models import dvae as dvae_models
 from jaxgen.trainers.base import (Autoencoder, Trainer, TrainState, apply_gradients,
@@ -85,7 +85,6 @@ def check_positive(schedule, num_steps: int, what: str):
 
 
 class DVAETrainer(Trainer, Autoencoder):
-  compute_dtypes = tuple(precision.DTYPES)  # its network calls go through the policy
 
   def __init__(self, config, spec, stages=None):
     super().__init__(config, spec, stages)

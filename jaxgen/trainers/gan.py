@@ -35,7 +35,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxgen import precision
 from jaxgen import losses, viz
 from jaxgen.models import gan as gan_models
 from jaxgen.trainers import adversarial
@@ -46,7 +45,6 @@ CONDITIONING = ("", "cgan", "acgan")
 
 
 class GANTrainer(Trainer):
-  compute_dtypes = tuple(precision.DTYPES)  # its network calls go through the policy
   data_keys = (("image",), ("x",))  # images, or toy 2-D points
 
   def __init__(self, config, spec, stages=None):

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen import losses, precision
+from jaxgen import losses
 from jaxgen.models import translation as nets
 from jaxgen.trainers import adversarial, base, translation
 from jaxgen.trainers.adversarial import apply_module
@@ -43,7 +43,6 @@ TEST_MODES = ("paper", "eval")
 
 class Pix2PixTrainer(Trainer):
   data_keys = (("source", "target"),)
-  compute_dtypes = tuple(precision.DTYPES)  # its network calls go through the policy
 
   def __init__(self, config, spec, stages=None):
     super().__init__(config, spec, stages)

@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen import losses, precision, viz
+from jaxgen import losses, viz
 from jaxgen.models import pixelcnn as px
 from jaxgen.models.pixelcnnpp import PixelCNNPP
 from jaxgen.trainers.base import (Autoencoder, Trainer, TrainState, apply_gradients,
@@ -107,7 +107,6 @@ def check_mask(visible):
 
 
 class PixelCNNTrainer(Trainer):
-  compute_dtypes = tuple(precision.DTYPES)  # its network calls go through the policy
 
   def __init__(self, config, spec, stages=None):
     super().__init__(config, spec, stages)

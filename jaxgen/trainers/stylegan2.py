@@ -47,7 +47,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxgen import precision, viz
+from jaxgen import viz
 from jaxgen.models import stylegan2 as sg
 from jaxgen.trainers.base import (Trainer, TrainState, apply_player_gradients,
                                   make_optimizer)
@@ -113,7 +113,6 @@ class StyleGAN2Trainer(Trainer):
   data_keys = (("image",),)
   # G's and D's calls go through the policy; the losses, the R1 and path-length
   # penalties, w_avg, G_ema and the augment pipeline stay float32.
-  compute_dtypes = tuple(precision.DTYPES)
 
   def __init__(self, config, spec, stages=None):
     super().__init__(config, spec, stages)

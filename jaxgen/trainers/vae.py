@@ -13,7 +13,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxgen import precision
 from jaxgen import losses, viz
 from jaxgen.models import vae as vae_models
 from jaxgen.trainers.base import (Autoencoder, Trainer, TrainState, apply_gradients,
@@ -24,7 +23,6 @@ MIN_LOG_SCALE = -7.0  # as PixelCNN++: keeps the logistic and Gaussian scales sa
 
 
 class VAETrainer(Trainer, Autoencoder):
-  compute_dtypes = tuple(precision.DTYPES)  # its network calls go through the policy
 
   def __init__(self, config, spec, stages=None):
     super().__init__(config, spec, stages)

@@ -50,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxgen import losses, precision, viz
+from jaxgen import losses, viz
 from jaxgen.metrics import ssim as ssim_lib
 from jaxgen.models import vqvae as vq
 from jaxgen.trainers.base import (Autoencoder, Trainer, TrainState, make_optimizer,
@@ -62,7 +62,6 @@ CODEBOOKS = ("ema", "loss")
 class VQVAETrainer(Trainer, Autoencoder):
   # The encoder and decoder go through the policy; the codebook distances, the
   # quantisation and the losses stay float32.
-  compute_dtypes = tuple(precision.DTYPES)
 
   def __init__(self, config, spec, stages=None):
     super().__init__(config, spec, stages)
