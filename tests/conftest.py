@@ -119,6 +119,39 @@ def stage_configs(name: str) -> dict:
   return dict(getattr(load_module(f"configs/{name}.py"), "STAGE_CONFIGS", {}))
 
 
+from jaxgen import trainers  # noqa: E402  (after the environment above)
+
+
+def _tiny_configs() -> tuple[dict, dict]:
+  """(family -> the configs of that family that have a ``tiny`` variant,
+  config -> the error that loading its ``tiny`` variant raised)."""
+  found, broken = {}, {}
+  for name in config_names():
+    try:
+      config = load_config(name, "tiny")
+    except Exception as e:  # reported by test_conformance.py, not at collection
+      if "Unknown variant" not in str(e):
+        broken[name] = f"{type(e).__name__}: {e}"
+      continue
+    found.setdefault(config.family, []).append(name)
+  return found, broken
+
+
+TINY_CONFIGS, BROKEN_TINY = _tiny_configs()
+FAMILIES = sorted(trainers.FAMILIES)
+
+
+def tiny_config_of(family: str) -> str:
+  """The family's config that the conformance suite runs: <family>_mnist if it has a
+  ``tiny`` variant, else the first by name."""
+  if family not in TINY_CONFIGS:
+    pytest.fail(f"family {family!r} is registered in jaxgen.trainers.FAMILIES but no "
+                f"configs/*.py of that family has a 'tiny' variant")
+  preferred = f"{family}_mnist"
+  found = TINY_CONFIGS[family]
+  return preferred if preferred in found else found[0]
+
+
 class TinyRuns:
   """Finished ``tiny`` runs of configs, trained through ``python -m jaxgen.main`` once
   per test session and shared by every test that only reads them (copy a run before

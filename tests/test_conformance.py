@@ -5,60 +5,27 @@ first configs/*.py of the family by name that has a ``tiny`` variant; a family w
 one fails here). The checks:
 training through ``python -m jaxgen.main`` leaves a run (checkpoint, metrics.jsonl,
 a sample PNG, config.json, eval.json); resuming from the middle is bitwise the run
-trained straight through; 4 fake CPU devices give the update of 1 device on the same
-global batch; ``generate`` returns images in [0, 1] of the data's shape for the
-conditioning the family takes; ``--mode=eval`` writes finite numbers, the same as
+trained straight through; ``--mode=eval`` writes finite numbers, the same as
 the training run's final evaluation; ``--mode=summary`` ends with its JSON line.
-The trained runs are shared with the family tests (``tiny_runs`` in conftest.py).
+The multi-device checks are in test_conformance_devices.py. The trained runs are
+shared with the family tests (``tiny_runs`` in conftest.py).
 """
 import json
 import math
 import os
 import shutil
-import subprocess
-import sys
-import textwrap
 
 import jax
 import numpy as np
 import pytest
 
-from conftest import (REPO, config_names, fake_devices, load_config, metric_lines,
-                      restore_run, run_main)
-from jaxgen import stages, trainers
-
-
-def _tiny_configs() -> tuple[dict, dict]:
-  """(family -> the configs of that family that have a ``tiny`` variant,
-  config -> the error that loading its ``tiny`` variant raised)."""
-  found, broken = {}, {}
-  for name in config_names():
-    try:
-      config = load_config(name, "tiny")
-    except Exception as e:  # reported by a test below, not at collection
-      if "Unknown variant" not in str(e):
-        broken[name] = f"{type(e).__name__}: {e}"
-      continue
-    found.setdefault(config.family, []).append(name)
-  return found, broken
-
-
-TINY, BROKEN = _tiny_configs()
-FAMILIES = sorted(trainers.FAMILIES)
-
-
-def _config_of(family):
-  """The family's config that the suite runs: <family>_mnist if it has a ``tiny``
-  variant, else the first by name."""
-  if family not in TINY:
-    pytest.fail(f"family {family!r} is registered in jaxgen.trainers.FAMILIES but no "
-                f"configs/*.py of that family has a 'tiny' variant")
-  preferred = f"{family}_mnist"
-  return preferred if preferred in TINY[family] else TINY[family][0]
+from conftest import (BROKEN_TINY, FAMILIES, load_config, metric_lines, restore_run,
+                      run_main, tiny_config_of)
+from jaxgen import stages
 
 
 def test_every_config_with_a_tiny_variant_loads():
-  assert not BROKEN, BROKEN
+  assert not BROKEN_TINY, BROKEN_TINY
 
 
 def _finite_numbers(result: dict, where: str):
@@ -72,7 +39,7 @@ def _finite_numbers(result: dict, where: str):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_training_through_main_leaves_a_run(family, tiny_runs):
-  name = _config_of(family)
+  name = tiny_config_of(family)
   workdir = tiny_runs(name)
   config = load_config(name, "tiny")
   num_steps = int(config.train.num_steps)
@@ -94,7 +61,7 @@ def test_training_through_main_leaves_a_run(family, tiny_runs):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_resume_from_the_middle_is_bitwise_the_straight_run(family, tiny_runs, tmp_path):
-  name = _config_of(family)
+  name = tiny_config_of(family)
   straight = tiny_runs(name)
   num_steps = int(load_config(name, "tiny").train.num_steps)
   workdir = str(tmp_path / "run")
@@ -116,7 +83,7 @@ def test_resume_from_the_middle_is_bitwise_the_straight_run(family, tiny_runs, t
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_eval_mode_writes_the_final_evaluation_again(family, tiny_runs, tmp_path):
-  name = _config_of(family)
+  name = tiny_config_of(family)
   workdir = str(tmp_path / "run")
   shutil.copytree(tiny_runs(name), workdir, ignore=shutil.ignore_patterns(".lock"))
   from_training = json.load(open(os.path.join(workdir, "eval.json")))
@@ -137,7 +104,7 @@ def test_summary_ends_with_the_parameter_counts_as_json(family, tiny_runs, capsy
   """What --mode=summary prints (jaxgen.main.summary, in this process: the flag itself
   is tested in test_main.py), for the tiny config with its trained stages."""
   from jaxgen import main as cli
-  name = _config_of(family)
+  name = tiny_config_of(family)
   config = stages.run_config(tiny_runs(name))
   counts = cli.summary(config)
   out = capsys.readouterr().out.strip().splitlines()
@@ -145,100 +112,3 @@ def test_summary_ends_with_the_parameter_counts_as_json(family, tiny_runs, capsy
   assert counts and all(isinstance(n, int) and n > 0 for n in counts.values()), counts
   assert out[-2].split()[0] == "total"
   assert int(out[-2].split()[1].replace(",", "")) == sum(counts.values())
-
-
-DEVICES = textwrap.dedent("""
-    import json, os, sys
-    import jax, numpy as np
-    assert jax.device_count() == 4, jax.devices()
-    from jaxgen import checkpoint, data, evaluation, sharding, stages
-    workdir, half = sys.argv[1], int(sys.argv[2])
-    c = stages.run_config(workdir)  # the tiny run's config, with its stages
-    bs = c.train.batch_size
-    assert bs % 4 == 0, f"tiny train.batch_size={bs} must divide over 4 devices"
-    loader = data.Loader(data.get_source(c.data, "train"), c.data, bs, c.seed)
-    keys = stages.run_keys(c)
-    mesh = sharding.make_mesh()
-    trainer = stages.make_trainer(c, mesh)
-    repl, bsh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-    frozen = stages.frozen_params(trainer.stages)
-    state = jax.jit(trainer.init_state, out_shardings=repl)(keys["init"])
-    step = jax.jit(lambda s, b, f: trainer.train_step(
-                       s, b, jax.random.fold_in(keys["step"], s.step), f),
-                   in_shardings=(repl, bsh, repl), out_shardings=(repl, repl),
-                   donate_argnums=0)
-    init = jax.device_get(state.params)
-    steps = []
-    for _ in range(half):
-      put = sharding.put_batch(next(loader), mesh)
-      assert all(len(v.sharding.device_set) == 4 for v in put.values())
-      state, metrics = step(state, put, frozen)
-      steps.append(jax.device_get(metrics))
-    # The run trained the same steps on 1 device (tiny_runs logs every step); its
-    # metrics and its checkpoint at ``half``:
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-      logged = {json.loads(l)["step"]: json.loads(l) for l in f}
-    for i, m in enumerate(steps, 1):
-      for key, value in m.items():
-        np.testing.assert_allclose(float(value), logged[i][key], rtol=2e-4, atol=1e-6,
-                                   err_msg=f"{key} at step {i}")
-    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
-    one, _ = ckpt.restore(stages.abstract_state(trainer, c, mesh), step=half)
-    ckpt.close()
-    one, four = jax.device_get((one, state))
-    # Non-gradient state (BatchNorm statistics, codebooks, image pools, ...) agrees.
-    for a, b in zip(jax.tree.leaves(one.extra), jax.tree.leaves(four.extra)):
-      np.testing.assert_allclose(np.asarray(b, np.float64), np.asarray(a, np.float64),
-                                 rtol=1e-3, atol=1e-5)
-    # The parameter updates point the same way. Not equal within a tolerance: a
-    # parameter whose gradient is zero in exact arithmetic (a bias before a
-    # normalisation, as CycleGAN's and the MLP GAN's) moves by rounding noise that
-    # Adam scales up to the learning rate, and Adam's update ignores the gradient's
-    # scale anyway; the step metrics above (losses, gradient norms) catch scale errors.
-    flat = lambda t: np.concatenate([np.ravel(np.asarray(x, np.float64))
-                                     for x in jax.tree.leaves(t)] or [np.zeros(1)])
-    d1 = flat(one.params) - flat(init)
-    d4 = flat(four.params) - flat(init)
-    cosine = float(d1 @ d4 / max(np.linalg.norm(d1) * np.linalg.norm(d4), 1e-30))
-    print("cosine of the 1- and 4-device parameter updates:", cosine)
-    assert cosine > 0.99, cosine
-    try:
-      sharding.check_batch_size(bs + 2, mesh)
-      raise SystemExit(f"no error for a batch of {bs + 2} on 4 devices")
-    except ValueError as e:
-      assert "not divisible by the number of devices (4)" in str(e), e
-
-    # generate: images in [0, 1] of the data's shape, for the conditioning it takes.
-    spec = data.example_spec(c.data)
-    images = {k: tuple(v.shape) for k, v in spec.items() if len(v.shape) == 3}
-    num = 4
-    inputs = None
-    if trainer.conditioning_keys:
-      examples = evaluation.conditioning(trainer, c, num, ())(0, num)
-      inputs = {k: sharding.put_batch({k: examples[k]}, mesh)[k]
-                for k in trainer.conditioning_keys}
-    x = jax.jit(trainer.generate, static_argnums=2)(state, jax.random.key(3), num,
-                                                    inputs, frozen)
-    x = np.asarray(x)
-    assert np.all(np.isfinite(x))
-    if images:
-      assert x.shape[0] == num and x.shape[1:] in images.values(), (x.shape, images)
-      assert 0.0 <= x.min() <= x.max() <= 1.0, (x.min(), x.max())
-    else:  # points (toy 2-D data)
-      assert x.shape == (num, *spec["x"].shape), x.shape
-    print("OK", trainer.conditioning_keys, x.shape)
-""")
-
-
-@pytest.mark.parametrize("family", FAMILIES)
-def test_four_devices_update_as_one_and_generate_in_range(family, tiny_runs):
-  """The first half of the tiny run (1 device), trained again on 4 devices from the
-  same data and random streams, reaches the same state; then generate."""
-  name = _config_of(family)
-  workdir = tiny_runs(name)
-  half = max(1, int(load_config(name, "tiny").train.num_steps) // 2)
-  env = {**os.environ, **fake_devices(4)}
-  out = subprocess.run([sys.executable, "-c", DEVICES, workdir, str(half)],
-                       cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-  assert out.returncode == 0, out.stderr[-4000:]
-  assert out.stdout.strip().splitlines()[-1].startswith("OK"), out.stdout
