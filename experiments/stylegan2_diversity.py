@@ -1,13 +1,20 @@
 r"""How much a StyleGAN2 run's samples vary with z: a mode-collapse probe.
 
   python experiments/stylegan2_diversity.py --workdir=/tmp/sg_try1 [--step=N]
+  python experiments/stylegan2_diversity.py --images='/tmp/sg_ref/probe_*.npy'
 
 For each checkpoint of the run (or ``--step``), with one fixed set of 256 z and
 constant noise: the per-pixel standard deviation over z of G's and G_ema's images
 (mean over pixels, images in [-1, 1] at the model's resolution), the std over z of w
 (mean over w's dimensions), and for G_ema the mean pairwise distance of images. A
-collapsed generator has an image std near 0 while w still varies.
+collapsed generator has an image std near 0 while w still varies. On MNIST, the
+G_ema images' digit classes by the shipped MNIST classifier (the centre 28x28): the
+effective number of classes exp(entropy of the class histogram), 10 for a generator
+that covers the digits evenly, 1 for one digit. ``--images``: the same class count
+for uint8 images [N, H, W] saved by another implementation
+(experiments/stylegan2_nvlabs_loop.py), one line per file.
 """
+import glob
 import json
 import os
 
@@ -17,11 +24,35 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen import checkpoint, sharding, stages
+from jaxgen.metrics import mnist_classifier
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "the run's workdir")
+flags.DEFINE_string("images", None, "glob of .npy uint8 images [N, H, W] instead")
 flags.DEFINE_integer("step", None, "one checkpoint step (default: all)")
 flags.DEFINE_integer("num", 256, "number of z")
+
+
+def class_coverage(images01) -> dict:
+  """The MNIST classifier's class histogram of images in [0, 1] [N, H, W, 1] (the
+  centre 28x28) and its effective number of classes."""
+  h, w = images01.shape[1:3]
+  t, l = (h - 28) // 2, (w - 28) // 2
+  x = mnist_classifier.check_digits(np.asarray(images01[:, t:t + 28, l:l + 28]))
+  logits = mnist_classifier.features_and_logits(_classifier(), x)["logits"]
+  counts = np.bincount(np.asarray(jnp.argmax(logits, -1)), minlength=10)
+  p = counts / counts.sum()
+  entropy = -float(np.sum(p[p > 0] * np.log(p[p > 0])))
+  return {"classes": counts.tolist(), "effective_classes": float(np.exp(entropy))}
+
+
+_PARAMS = []
+
+
+def _classifier():
+  if not _PARAMS:
+    _PARAMS.append(mnist_classifier.load_params())
+  return _PARAMS[0]
 
 
 def probe(trainer, state, num):
@@ -37,10 +68,19 @@ def probe(trainer, state, num):
     flat = img.reshape(num, -1)[:64]
     d = jnp.sqrt(jnp.sum(jnp.square(flat[:, None] - flat[None]), -1) / flat.shape[1])
     out[f"{name}_pair_rms"] = float(jnp.sum(d) / (64 * 63))
+  if trainer.channels == 1:
+    out.update(class_coverage(jnp.clip((img + 1) / 2, 0.0, 1.0)))
   return out
 
 
 def main(_):
+  if FLAGS.images:
+    for path in sorted(glob.glob(FLAGS.images)):
+      x = np.load(path).astype(np.float32)[..., None] / 255.0
+      print(json.dumps({"file": path, **class_coverage(x)}))
+    return
+  if not FLAGS.workdir:
+    raise app.UsageError("Give --workdir=<a stylegan2 run> or --images=<glob of .npy>.")
   config = stages.run_config(FLAGS.workdir)
   mesh = sharding.make_mesh()
   trainer = stages.make_trainer(config, mesh)
@@ -57,5 +97,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-  flags.mark_flag_as_required("workdir")
   app.run(main)

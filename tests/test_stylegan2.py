@@ -314,3 +314,19 @@ def test_hashed_normal_initialiser_is_standard_normal():
   assert stats.kstest(x, "norm").pvalue > 1e-3
   assert abs(np.corrcoef(x, y)[0, 1]) < 0.03  # other keys, other numbers
   assert abs(np.corrcoef(x[:-1], x[1:])[0, 1]) < 0.03
+
+
+def test_diversity_probe_counts_digit_classes():
+  """experiments/stylegan2_diversity.py's class coverage: real MNIST-5k digits (padded
+  to 32x32 as the model's images) cover the ten classes about evenly, one digit
+  repeated covers one."""
+  from conftest import load_module
+  from jaxgen.data import sources
+  probe = load_module("experiments/stylegan2_diversity.py")
+  digits = sources.mnist5k_arrays("test")["image"].astype(np.float32) / 255.0
+  padded = np.pad(digits, ((0, 0), (2, 2), (2, 2), (0, 0)))
+  spread = probe.class_coverage(padded)
+  assert spread["effective_classes"] > 9.5, spread
+  assert sum(spread["classes"]) == len(digits)
+  one = probe.class_coverage(np.repeat(padded[:1], 64, axis=0))
+  assert one["effective_classes"] == pytest.approx(1.0), one
