@@ -12,7 +12,11 @@ R1 (gamma 0.01 every 16 steps), no path-length regularisation and no style mixin
 lazy-regularisation correction, G_ema with half-life 500 kimg ramped up to 0.05 of the
 images seen, ADA ``bgc`` targeting r_t = 0.6 (ada_kimg 100: the reference's 500
 adapts too slowly for a run this short). Batch 32, 3,000 steps (96k images), about
-2.2 steps/s on this 2-core CPU. Results: README.md.
+2.2 steps/s on this 2-core CPU. Results: README.md. At this size and length the
+generator draws a few digit shapes with little variety, and so does NVlabs' own
+training loop at the same settings on the same data
+(experiments/stylegan2_nvlabs_loop.py: FID 834 against jaxgen's 961, IS 3.63 against
+3.29, at 1,500 steps).
 
 Variants (comma-separated after the colon):
   (default) as above.
