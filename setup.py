@@ -25,6 +25,8 @@ setup(
         "pillow>=10,<14",
         "tqdm>=4.66,<5",
         "tensorboardX>=2.6,<3",
+        # the training input pipeline in worker processes (config.data.workers)
+        "grain>=0.2.12,<0.3",
         # Datasets: tfds reads prepared data without TensorFlow (array_record);
         # TensorFlow is needed only to prepare tfds image datasets, never in training.
         "tensorflow-datasets>=4.9.9,<5",

@@ -17,7 +17,7 @@ def parse_arg(arg, name: str, allowed) -> set:
 def mnist5k_data(**changes) -> ml_collections.ConfigDict:
   """MNIST-5k (4,500 train / 500 test digits, offline) as ``config.data``."""
   block = dict(name="mnist5k", scale="unit", binarize="", dequantize=False, resize=(),
-               random_flip=False, tfds_data_dir="")
+               random_flip=False, tfds_data_dir="", workers=0)
   unknown = set(changes) - set(block)
   if unknown:
     raise KeyError(f"mnist5k_data has no field(s) {sorted(unknown)}")

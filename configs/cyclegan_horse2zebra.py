@@ -34,7 +34,7 @@ def get_config(arg=None):
   c.data = ml_collections.ConfigDict(dict(
       name="cycle_gan/horse2zebra", derived_seed=0, scale="symmetric", binarize="",
       dequantize=False, resize=(256, 256), jitter_resize=(286, 286), random_flip=True,
-      tfds_data_dir=""))
+      tfds_data_dir="", workers=0))
   c.model = ml_collections.ConfigDict(dict(
       generator="resnet_9blocks", ngf=64, ndf=64, n_layers_d=3, norm="instance",
       use_dropout=False))
@@ -57,7 +57,7 @@ def get_config(arg=None):
     c.data = ml_collections.ConfigDict(dict(
         name="mnist5k_styles", derived_seed=0, scale="symmetric", binarize="",
         dequantize=False, resize=(32, 32), jitter_resize=(36, 36), random_flip=True,
-        tfds_data_dir=""))
+        tfds_data_dir="", workers=0))
     c.model.update(ngf=2, ndf=2, generator="resnet_1blocks")
     c.cyclegan.pool_size = 2
     c.train.update(batch_size=2, num_steps=2, log_every=1, checkpoint_every=2,

@@ -27,7 +27,8 @@ def get_config(arg=None):
   c.compute = common.compute()
   c.data = ml_collections.ConfigDict(dict(
       name="celeb_a", scale="symmetric", binarize="", dequantize=False,
-      resize=(64, 64), center_crop=True, random_flip=False, tfds_data_dir=""))
+      resize=(64, 64), center_crop=True, random_flip=False, tfds_data_dir="",
+      workers=0))
   c.model = ml_collections.ConfigDict(dict(
       arch="dcgan", latent_dim=100, ngf=64, ndf=64, upsample="transpose",
       d_batch_norm=True, conditioning="", num_classes=0))
@@ -43,7 +44,7 @@ def get_config(arg=None):
   c.eval = ml_collections.ConfigDict(dict(split="test", batch_size=128,
                                           num_examples=10_000, metrics=()))
   if "tiny" in variants:
-    c.data.update(name="mnist5k", resize=(32, 32))
+    c.data.update(name="mnist5k", resize=(32, 32), workers=0)
     c.model.update(latent_dim=8, ngf=4, ndf=4)
     c.train.update(batch_size=8, num_steps=2, log_every=1, checkpoint_every=2,
                    sample_every=2, num_samples=4)

@@ -23,7 +23,7 @@ def get_config(arg=None):
   c.compute = common.compute()
   c.data = ml_collections.ConfigDict(dict(
       name="cifar10", scale="symmetric", binarize="", dequantize=False, resize=(),
-      random_flip=True, tfds_data_dir=""))
+      random_flip=True, tfds_data_dir="", workers=0))
   c.diffusion = ml_collections.ConfigDict(dict(
       schedule="linear", num_steps=1000, parameterization="eps",
       variance="fixedlarge"))
@@ -48,6 +48,7 @@ def get_config(arg=None):
       weights="", num_samples=50_000, reference_split="train", sample_batch_size=500))
   if "tiny" in variants:
     c.data.name = "mnist5k"
+    c.data.workers = 0
     c.data.resize = (32, 32)
     c.diffusion.num_steps = 100
     c.model.update(ch=8, ch_mult=(1, 2), attn_resolutions=(16,), num_groups=4)

@@ -33,7 +33,7 @@ def get_config(arg=None):
   c.compute = common.compute()
   c.data = ml_collections.ConfigDict(dict(
       name="imagenet2012", scale="unit", binarize="", dequantize=False,
-      resize=(256, 256), random_flip=True, tfds_data_dir=""))
+      resize=(256, 256), random_flip=True, tfds_data_dir="", workers=0))
   c.model = ml_collections.ConfigDict(dict(
       group_count=4, n_hid=256, n_blk_per_group=2, n_init=128, vocab_size=8192,
       logit_laplace_eps=0.1))
@@ -51,7 +51,7 @@ def get_config(arg=None):
   c.eval = ml_collections.ConfigDict(dict(
       split="validation", batch_size=64, num_examples=0, metrics=()))
   if "tiny" in variants:
-    c.data.update(name="digits", resize=(32, 32), random_flip=False)
+    c.data.update(name="digits", resize=(32, 32), random_flip=False, workers=0)
     c.model.update(group_count=2, n_hid=8, n_blk_per_group=1, n_init=8, vocab_size=16)
     c.optim.update(name="adam", learning_rate=1e-3, weight_decay=0.0, end_factor=0.05)
     c.train.update(batch_size=8, num_steps=4, log_every=2, checkpoint_every=2,

@@ -52,7 +52,7 @@ def get_config(arg=None):
   if "paper" in variants:
     c.data = ml_collections.ConfigDict(dict(
         name="cifar10", scale="unit", binarize="", dequantize=False, resize=(),
-        random_flip=False, tfds_data_dir=""))
+        random_flip=False, tfds_data_dir="", workers=0))
     # lr * 0.999995 ** step, as the reference's lr_decay
     c.optim.update(schedule="linear", end_factor=0.999995 ** 500_000)
     c.train = ml_collections.ConfigDict(dict(

@@ -31,7 +31,7 @@ def get_config(arg=None):
   c.compute = common.compute()
   c.data = ml_collections.ConfigDict(dict(
       name="cifar10", scale="symmetric", binarize="", dequantize=False, resize=(),
-      random_flip=False, tfds_data_dir=""))
+      random_flip=False, tfds_data_dir="", workers=0))
   c.model = sg.model_block(resolution=32, num_classes=10, mapping_layers=2,
                            d_architecture="orig", mbstd_group_size=32)
   c.stylegan2 = sg.stylegan2_block(

@@ -32,7 +32,7 @@ def get_config(arg=None):
   c.compute = common.compute()
   c.data = ml_collections.ConfigDict(dict(
       name="celeb_a_hq/1024", scale="symmetric", binarize="", dequantize=False,
-      resize=(), random_flip=True, tfds_data_dir=""))
+      resize=(), random_flip=True, tfds_data_dir="", workers=0))
   c.model = sg.model_block(resolution=1024)
   c.stylegan2 = sg.stylegan2_block(r1_gamma=2.0, ema_kimg=10.0, ema_rampup=0.0)
   c.optim = ml_collections.ConfigDict(dict(generator=sg.adam(0.002),

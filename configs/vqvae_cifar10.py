@@ -29,7 +29,7 @@ def get_config(arg=None):
   c.compute = common.compute()
   c.data = ml_collections.ConfigDict(dict(
       name="cifar10", scale="unit", binarize="", dequantize=False, resize=(),
-      random_flip=False, tfds_data_dir=""))
+      random_flip=False, tfds_data_dir="", workers=0))
   c.model = ml_collections.ConfigDict(dict(
       num_hiddens=128, num_residual_layers=2, num_residual_hiddens=32,
       num_downsamples=2, num_codes=512, code_dim=64, beta=0.25, codebook="ema",
@@ -47,7 +47,7 @@ def get_config(arg=None):
   c.eval = ml_collections.ConfigDict(dict(
       split="test", batch_size=100, num_examples=0, metrics=()))
   if "tiny" in variants:
-    c.data.update(name="digits", resize=(32, 32))
+    c.data.update(name="digits", resize=(32, 32), workers=0)
     c.model.update(num_hiddens=8, num_residual_layers=1, num_residual_hiddens=4,
                    num_codes=16, code_dim=4)
     c.train.update(batch_size=8, num_steps=4, log_every=2, checkpoint_every=2,

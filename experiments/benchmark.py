@@ -7,7 +7,7 @@ compile times, peak memory.
       --samplers=ancestral:1000,ddim:50 --sample_batch_size=8
   python experiments/benchmark.py --configs= --features=inception,clip --num_images=10000
   python experiments/benchmark.py --configs= --loaders=cifar10,celeba64 \
-      --loader_workers=1,2
+      --loader_workers=0,1,2
 
 Each row runs in its own process (so peak memory is its own). Training: the step is
 compiled (timed separately), then run for --steps steps on batches from the config's
@@ -27,10 +27,12 @@ temporary folder by default) and reads that through the same, unchanged path; th
 says which. Per batch it splits the time into reading (array_record, tf.Example
 parsing, PNG/JPEG decoding) and preprocessing, and gives images per CPU-second (one
 core's rate, which other jobs on the machine disturb less than the wall-clock
-images/s). ``--loader_workers=1,2`` also runs the
-same batches split over N worker processes (batch k to worker k mod N), the shape of a
-multi-process loader: jaxgen's own Loader is one process. Prints a table, then the
-rows as one JSON list on the last line.
+images/s; with workers, the CPU time of the loader's grain worker processes counts
+too). ``--loader_workers=0,1,2`` gives a row per worker count:
+``Loader(workers=N)``, the batches made in N grain worker processes (0: in the
+benchmark's own process); with workers the read/preprocess split is not measured (it
+happens in the workers). Prints a table, then the rows as one JSON list on the last
+line.
 """
 import argparse
 import json
@@ -50,7 +52,6 @@ LOADERS = {"cifar10": "configs/ddpm_cifar10.py", "celeba64": "configs/dcgan_cele
 # Training examples of a fake prepared copy, by tfds name, unless --loader_examples.
 LOADER_EXAMPLES = {"cifar10": 50_000, "celeb_a": 5_000}
 WARMUP_BATCHES = 2
-WORKER_TIMEOUT_S = 1800
 
 
 def _memory(jax) -> dict:
@@ -256,37 +257,66 @@ def loader_source(config, num_examples: int, data_dir: str) -> tuple:
   return data.get_source(config.data, "train"), "fake prepared", write_s
 
 
-def _loader_batches(config, source, batch_size: int, positions) -> dict:
-  """Time ``next`` of a Loader over ``source`` at each of ``positions`` (after
-  warm-up batches before the first): wall time, and the part spent reading."""
+def _children_cpu_s() -> float:
+  """CPU seconds of this process's live child processes (the loader's workers)."""
+  total = 0.0
+  tick = os.sysconf("SC_CLK_TCK")
+  for pid in _children():
+    try:
+      with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+      total += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    except (OSError, IndexError, ValueError):
+      continue
+  return total
+
+
+def _children() -> list:
+  """Child process ids of all this process's threads (grain starts its workers from
+  threads), from /proc (Linux; none elsewhere)."""
+  pids = []
+  try:
+    tasks = os.listdir(f"/proc/{os.getpid()}/task")
+  except OSError:
+    return []
+  for task in tasks:
+    try:
+      with open(f"/proc/{os.getpid()}/task/{task}/children") as f:
+        pids += [int(p) for p in f.read().split()]
+    except OSError:
+      continue
+  return pids
+
+
+def _loader_batches(config, source, batch_size: int, batches: int,
+                    workers: int) -> dict:
+  """Time ``batches`` batches of a Loader over ``source`` (after warm-up batches):
+  wall time, CPU time (with the workers'), and the part spent reading (in-process
+  only)."""
   from jaxgen import data
-  timed = _TimedSource(source)
-  loader = data.Loader(timed, config.data, batch_size, config.seed)
-  for _ in range(WARMUP_BATCHES):  # opens the files, first decodes
-    next(loader)
-  timed.seconds = 0.0
-  start, cpu = time.perf_counter(), time.process_time()
-  for position in positions:
-    loader.position = position
-    batch = next(loader)
-  end, cpu = time.perf_counter(), time.process_time() - cpu
+  timed = _TimedSource(source) if not workers else None
+  with data.Loader(timed or source, config.data, batch_size, config.seed,
+                   workers=workers) as loader:
+    for _ in range(WARMUP_BATCHES + workers):  # starts the workers, opens the files
+      next(loader)
+    if timed:
+      timed.seconds = 0.0
+    start, cpu = time.perf_counter(), time.process_time()
+    child = _children_cpu_s()
+    for _ in range(batches):
+      batch = next(loader)
+    end = time.perf_counter()
+    cpu = time.process_time() - cpu + _children_cpu_s() - child
   assert len(next(iter(batch.values()))) == batch_size
-  return {"start": start, "end": end, "cpu_s": cpu, "read_s": timed.seconds}
-
-
-def _loader_worker(name, data_dir, batch_size, positions, barrier, queue):
-  config = _loader_config(name)
-  config.data.tfds_data_dir = data_dir
-  from jaxgen import data
-  source = data.get_source(config.data, "train")
-  barrier.wait(timeout=WORKER_TIMEOUT_S)
-  queue.put(_loader_batches(config, source, batch_size, positions))
+  return {"wall_s": end - start, "cpu_s": cpu,
+          "read_s": timed.seconds if timed else None}
 
 
 def bench_loader(name: str, batches: int, batch_size: int | None = None,
-                 num_examples: int = 0, data_dir: str = "", workers: int = 1) -> dict:
+                 num_examples: int = 0, data_dir: str = "", workers: int = 0) -> dict:
   """Images/s of the training input pipeline alone: ``batches`` batches of the
-  config's Loader, in one process or split over ``workers`` processes."""
+  config's Loader, made in this process (``workers=0``) or in ``workers`` grain
+  worker processes."""
   import jax
   config = _loader_config(name)
   batch_size = batch_size or config.train.batch_size
@@ -294,48 +324,25 @@ def bench_loader(name: str, batches: int, batch_size: int | None = None,
   data_dir = data_dir or tempfile.mkdtemp(prefix="jaxgen_fake_tfds_")
   try:
     source, kind, write_s = loader_source(config, num_examples, data_dir)
-    positions = list(range(WARMUP_BATCHES, WARMUP_BATCHES + batches))
-    if workers == 1:
-      runs = [_loader_batches(config, source, batch_size, positions)]
-    else:
-      import multiprocessing
-      ctx = multiprocessing.get_context("spawn")
-      barrier, queue = ctx.Barrier(workers), ctx.Queue()
-      data_dir_used = config.data.get("tfds_data_dir") or ""
-      procs = [ctx.Process(target=_loader_worker, args=(
-          name, data_dir_used, batch_size, positions[k::workers], barrier, queue))
-          for k in range(workers)]
-      for p in procs:
-        p.start()
-      try:
-        runs = [queue.get(timeout=WORKER_TIMEOUT_S) for _ in procs]
-      except Exception as e:  # queue.Empty: a worker died (its error is above)
-        raise RuntimeError(f"A loader worker did not report; exit codes "
-                           f"{[p.exitcode for p in procs]}.") from e
-      finally:
-        for p in procs:
-          p.join(timeout=10)
-          if p.is_alive():
-            p.terminate()
+    run = _loader_batches(config, source, batch_size, batches, workers)
   finally:
     if own_dir:
       shutil.rmtree(data_dir, ignore_errors=True)
-  wall = max(r["end"] for r in runs) - min(r["start"] for r in runs)
-  busy = sum(r["end"] - r["start"] for r in runs)
-  read = sum(r["read_s"] for r in runs)
+  wall, read = run["wall_s"], run["read_s"]
   return {"config": LOADERS.get(name, name),
           "what": f"loader {name} ({kind}, {len(source)} examples; "
                   f"{_transforms(config.data)})",
-          "device": f"host: {workers} process{'es' if workers > 1 else ''}, "
+          "device": f"host: {workers} worker{'s' if workers != 1 else ''}, "
                     f"{os.cpu_count()} cpus",
           "batch_size": batch_size, "steps": batches, "steps_per_sec": batches / wall,
           "images_per_sec": batches * batch_size / wall, "compile_s": None,
           "workers": workers,
-          # per CPU-second of the loader processes: what one core gives, even on a
-          # machine that other jobs share (wall-clock rates drop there, this less)
-          "images_per_cpu_sec": batches * batch_size / sum(r["cpu_s"] for r in runs),
-          "read_ms_per_batch": 1e3 * read / batches,
-          "preprocess_ms_per_batch": 1e3 * (busy - read) / batches,
+          # per CPU-second of the loader and its workers: what one core gives, even
+          # on a machine that other jobs share (wall-clock rates drop there, this less)
+          "images_per_cpu_sec": batches * batch_size / max(run["cpu_s"], 1e-9),
+          "read_ms_per_batch": None if read is None else 1e3 * read / batches,
+          "preprocess_ms_per_batch": None if read is None else
+                                     1e3 * (wall - read) / batches,
           "write_fake_s": write_s, **_memory(jax)}
 
 
@@ -372,8 +379,9 @@ def main():
   p.add_argument("--loader_data_dir", default="",
                  help="where fake prepared copies are written and reused (default: "
                       "a temporary folder, removed afterwards)")
-  p.add_argument("--loader_workers", default="1",
-                 help="comma-separated worker-process counts, one row each")
+  p.add_argument("--loader_workers", default="0",
+                 help="comma-separated Loader worker counts (config.data.workers), "
+                      "one row each; 0 loads in the benchmark's process")
   p.add_argument("--one", help=argparse.SUPPRESS)
   a = p.parse_args()
   if a.one:

@@ -73,6 +73,12 @@ def check(config, mesh=None) -> None:
   if config.get("compute") is not None:
     from jaxgen import precision
     problems += precision.check_block(dict(config.compute))
+  if _field(config, "data", "workers") is not _MISSING:
+    why = NON_NEGATIVE(config.data.workers)
+    if why:
+      problems.append(f"config.data.workers {why} (data-loader worker processes; 0 "
+                      f"loads in the training process): set e.g. "
+                      f"--config.data.workers=0.")
   values = {("train", n): need("train", n, *spec) for n, spec in TRAIN.items()}
   values.update({("eval", n): need("eval", n, *spec) for n, spec in EVAL.items()})
   split = _field(config, "eval", "split")

@@ -244,14 +244,17 @@ def _loop(config, workdir, trainer, mesh, ckpt):
     data.save_tokenizer(config.data, workdir)
   start = int(meta["step"])
   loader = data.Loader(data.get_source(config.data, "train"), config.data,
-                       tc.batch_size, config.seed, position=meta["data_position"])
+                       tc.batch_size, config.seed, position=meta["data_position"],
+                       workers=config.data.get("workers", 0))
   params = frozen(trainer)
 
   def step_fn(state, batch, params):
     return trainer.train_step(state, batch, jax.random.fold_in(keys["step"], state.step),
                               params)
 
-  train_step = jax.jit(step_fn, in_shardings=(repl, batch_sh, repl),
+  # A low-precision policy's sums accumulate in float32; float32 compiles step_fn.
+  train_step = jax.jit(trainer.policy.accumulate(step_fn),
+                       in_shardings=(repl, batch_sh, repl),
                        out_shardings=(repl, repl), donate_argnums=0)
   writer = MetricWriter(workdir, start)
   pending: list[tuple[int, dict]] = []  # device metrics not yet fetched
@@ -328,6 +331,7 @@ def _loop(config, workdir, trainer, mesh, ckpt):
           save_pictures(trainer, state, config, workdir, step)
   finally:
     batches.close()
+    loader.close()  # stops the data-loader worker processes
     bar.close()
     writer.close()
   return state, step, False
