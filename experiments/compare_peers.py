@@ -207,8 +207,9 @@ def _jaxgen_train_step(spec: str, batch_size: int | None, make_batch, compute_dt
   repl, bsh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
   box = {"state": jax.jit(trainer.init_state, out_shardings=repl)(jax.random.key(0))}
   batch = sharding.put_batch(make_batch(config), mesh)
-  step = jax.jit(lambda s, b: trainer.train_step(s, b, jax.random.key(1)),
-                 in_shardings=(repl, bsh), out_shardings=(repl, repl), donate_argnums=0)
+  step = jax.jit(trainer.policy.accumulate(  # as jaxgen/train.py compiles it
+      lambda s, b: trainer.train_step(s, b, jax.random.key(1))),
+      in_shardings=(repl, bsh), out_shardings=(repl, repl), donate_argnums=0)
   t = time.perf_counter()
   compiled = step.lower(box["state"], batch).compile()
   compile_s = time.perf_counter() - t

@@ -7,16 +7,23 @@ its float outputs back to float32, so gradients and updates stay float32. ``auto
 picks per platform: bfloat16 on GPU and TPU, float32 on the CPU, and the platform's
 default matmul precision. The metric networks (Inception, CLIP, the
 MNIST classifier) do not go through the policy and keep ``precision=HIGHEST``.
+
+A backend may sum low-precision values in their own dtype (XLA's CPU backend sums
+bfloat16 in bfloat16: a bias's gradient, the sum of its broadcast's cotangent, stalls
+at 256). ``accumulate_in_float32`` rewrites a function's sums and products to
+accumulate in float32 whatever the backend; the training loop compiles its step
+through ``Policy.accumulate``.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
-import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
+from jax.extend import core as jex
 
 from jaxgen.config_file import ConfigError
 
@@ -57,6 +64,11 @@ class Policy:
                        **cast(kwargs, self.compute_dtype), **keep)
     return cast(out, jnp.float32)
 
+  def accumulate(self, fn):
+    """``fn`` as the loop compiles it under this policy: ``accumulate_in_float32(fn)``
+    for a low-precision compute dtype, ``fn`` itself for float32 (unchanged)."""
+    return accumulate_in_float32(fn) if self.casts else fn
+
   def key(self, seed: int):
     return jax.random.key(seed, impl=self.prng_impl)
 
@@ -91,15 +103,6 @@ def resolve(config, platform: str | None = None, dtypes=tuple(DTYPES)) -> Policy
   matmul = fields["matmul_precision"]
   if matmul == "auto":
     matmul = None  # the platform's default
-  if dtype != "float32" and platform == jax.default_backend():
-    error = bias_gradient_error(dtype)
-    if error > 0.01:
-      warnings.warn(
-          f"config.compute.dtype={dtype}: XLA's {platform} backend sums {dtype} values "
-          f"in {dtype}, so the gradients of biases and normalisation parameters (sums "
-          f"over batch and positions) lose precision: a bias's gradient over "
-          f"{BIAS_POSITIONS} positions comes out {error:.0%} off. Use "
-          f"--config.compute.dtype=float32 on this platform.", stacklevel=2)
   return Policy(DTYPES[dtype], matmul, fields["prng_impl"])
 
 
@@ -108,17 +111,117 @@ BIAS_POSITIONS = 8 * 28 * 28
 
 
 @functools.cache
-def bias_gradient_error(dtype: str) -> float:
+def bias_gradient_error(dtype: str, accumulated: bool = False) -> float:
   """The relative error, on JAX's default backend, of the gradient of a bias added
   to ``BIAS_POSITIONS`` activations in ``dtype``: JAX transposes the bias's broadcast
   into a sum in that dtype, which XLA's CPU backend accumulates in it when it sums a
   rank-4 array over three axes (a bfloat16 sum of many small terms stalls at 256),
-  though not a rank-2 one."""
+  though not a rank-2 one. ``accumulated``: the gradient through
+  ``accumulate_in_float32``, as the training loop computes it."""
   x = jnp.full(BIAS_SHAPE, 0.01, DTYPES[dtype])
-  grad = jax.jit(jax.grad(lambda b: jnp.sum(
-      jnp.tanh(x + b.astype(x.dtype)).astype(jnp.float32))))(jnp.zeros(BIAS_SHAPE[-1]))
+  grad = jax.grad(lambda b: jnp.sum(
+      jnp.tanh(x + b.astype(x.dtype)).astype(jnp.float32)))
+  grad = jax.jit(accumulate_in_float32(grad) if accumulated else grad)
   exact = BIAS_POSITIONS * (1 - np.tanh(0.01) ** 2)
-  return float(np.max(np.abs(np.asarray(grad) - exact)) / exact)
+  return float(np.max(np.abs(np.asarray(grad(jnp.zeros(BIAS_SHAPE[-1]))) - exact)) /
+               exact)
+
+
+LOW_FLOATS = frozenset(map(jnp.dtype, (jnp.bfloat16, jnp.float16)))
+SUMS = ("reduce_sum", "cumsum", "reduce_window_sum")  # rebound on float32 operands
+PRODUCTS = ("dot_general", "conv_general_dilated")  # rebound to return float32
+
+
+def accumulate_in_float32(fn):
+  """``fn`` with its sums and products of bfloat16 or float16 values accumulated in
+  float32, on any backend: the same arguments (arrays), outputs and output dtypes.
+  Its jaxpr is rewritten (``widen_sums``) and evaluated in the caller's trace, so an
+  enclosing ``jax.jit`` keeps its shardings and donations."""
+  @functools.wraps(fn)
+  def wrapped(*args, **kwargs):
+    closed, shapes = jax.make_jaxpr(fn, return_shape=True)(*args, **kwargs)
+    outs = jex.jaxpr_as_fun(widen_sums(closed))(*jax.tree.leaves((args, kwargs)))
+    return jax.tree.unflatten(jax.tree.structure(shapes), outs)
+  return wrapped
+
+
+def widen_sums(jaxpr, memo=None):
+  """``jaxpr`` (a Jaxpr or ClosedJaxpr) with each low-precision ``SUMS`` eqn, scatter-
+  add and ``PRODUCTS`` eqn replaced by the same computation accumulated in float32
+  and converted back, in the sub-jaxprs of its eqns' params too (jit, cond, scan,
+  while, checkpoint, custom_jvp/vjp calls); what is unchanged stays the same object."""
+  memo = {} if memo is None else memo
+  if id(jaxpr) in memo:
+    return memo[id(jaxpr)][1]
+  if isinstance(jaxpr, jex.ClosedJaxpr):
+    inner = widen_sums(jaxpr.jaxpr, memo)
+    new = jaxpr if inner is jaxpr.jaxpr else jaxpr.replace(jaxpr=inner)
+  else:
+    eqns = []
+    for eqn in jaxpr.eqns:
+      params = {k: _widen_param(v, memo) for k, v in eqn.params.items()}
+      if any(params[k] is not v for k, v in eqn.params.items()):
+        eqn = eqn.replace(params=params)
+      eqns.extend(_in_float32(eqn) or [eqn])
+    same = len(eqns) == len(jaxpr.eqns) and all(map(lambda a, b: a is b, eqns,
+                                                    jaxpr.eqns))
+    new = jaxpr if same else jaxpr.replace(eqns=eqns)
+  memo[id(jaxpr)] = (jaxpr, new)  # (the original kept alive: its id stays its own)
+  return new
+
+
+def _widen_param(value, memo):
+  if isinstance(value, (jex.Jaxpr, jex.ClosedJaxpr)):
+    return widen_sums(value, memo)
+  if isinstance(value, tuple):  # cond's branches
+    new = tuple(_widen_param(v, memo) for v in value)
+    return value if all(map(lambda a, b: a is b, new, value)) else new
+  return value
+
+
+def _low(x) -> bool:
+  return getattr(x, "dtype", None) in LOW_FLOATS
+
+
+def _in_float32(eqn):
+  """The eqns computing ``eqn``'s outputs with float32 accumulation, traced from its
+  operands' types and spliced between its own in- and outvars; None where it sums
+  nothing in low precision or the rewrite does not trace."""
+  name, params = eqn.primitive.name, eqn.params
+  up = lambda x: x.astype(jnp.float32) if _low(x) else x
+  if not any(_low(v.aval) for v in eqn.invars):
+    return None
+  if name in SUMS:
+    compute = lambda *xs: eqn.primitive.bind(*map(up, xs), **params)
+  elif name == "scatter-add":  # its update_jaxpr adds in the operand's dtype
+    compute = lambda op, idx, upd: lax.scatter_add(
+        up(op), idx, up(upd), params["dimension_numbers"], mode=params["mode"],
+        indices_are_sorted=params["indices_are_sorted"],
+        unique_indices=params["unique_indices"])
+  elif name in PRODUCTS and params.get("preferred_element_type") != jnp.float32:
+    compute = lambda *xs: eqn.primitive.bind(
+        *xs, **{**params, "preferred_element_type": jnp.dtype(jnp.float32)})
+  else:
+    return None
+
+  def rewritten(*xs):
+    out = compute(*xs)
+    out = out if eqn.primitive.multiple_results else [out]
+    return [y.astype(v.aval.dtype) for y, v in zip(out, eqn.outvars)]
+
+  try:
+    small = jax.make_jaxpr(rewritten)(*[jax.ShapeDtypeStruct(
+        v.aval.shape, v.aval.dtype, weak_type=v.aval.weak_type) for v in eqn.invars])
+  except Exception:  # a primitive this does not know how to rebind: left as it is
+    return None
+  if small.consts or [(v.aval.shape, v.aval.dtype) for v in small.jaxpr.outvars] != [
+      (v.aval.shape, v.aval.dtype) for v in eqn.outvars]:
+    return None
+  rename = dict(zip(small.jaxpr.invars, eqn.invars))
+  rename.update(zip(small.jaxpr.outvars, eqn.outvars))
+  swap = lambda vs: [rename.get(v, v) if isinstance(v, jex.Var) else v for v in vs]
+  return [e.replace(invars=swap(e.invars), outvars=swap(e.outvars),
+                    source_info=eqn.source_info, ctx=eqn.ctx) for e in small.jaxpr.eqns]
 
 
 def check_block(fields: dict) -> list[str]:
