@@ -27,10 +27,15 @@ from jaxgen import checkpoint, sharding, stages
 from jaxgen.metrics import mnist_classifier
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "the run's workdir")
-flags.DEFINE_string("images", None, "glob of .npy uint8 images [N, H, W] instead")
-flags.DEFINE_integer("step", None, "one checkpoint step (default: all)")
-flags.DEFINE_integer("num", 256, "number of z")
+
+
+def define_flags():
+  """The command's flags (defined only when run as one, so that importing this file
+  next to jaxgen.main, as the tests do, defines none)."""
+  flags.DEFINE_string("workdir", None, "the run's workdir")
+  flags.DEFINE_string("images", None, "glob of .npy uint8 images [N, H, W] instead")
+  flags.DEFINE_integer("step", None, "one checkpoint step (default: all)")
+  flags.DEFINE_integer("num", 256, "number of z")
 
 
 def class_coverage(images01) -> dict:
@@ -97,4 +102,5 @@ def main(_):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -106,7 +106,7 @@ DEVICES = textwrap.dedent("""
 def test_four_devices_update_as_one_and_generate_in_range(family, tiny_runs):
   """The first half of the tiny run (1 device), trained again on 4 devices from the
   same data and random streams, reaches the same state; then generate."""
-  name = tinytiny_config_of(family)
+  name = tiny_config_of(family)
   workdir = tiny_runs(name)
   half = max(1, int(load_config(name, "tiny").train.num_steps) // 2)
   env = {**os.environ, **fake_devices(4)}
