@@ -29,7 +29,8 @@ def get_config(arg=None):
   c.compute = common.compute()
   c.data = ml_collections.ConfigDict(dict(
       name="mnist5k_styles", derived_seed=0, scale="symmetric", binarize="",
-      dequantize=False, resize=(), random_flip=False, tfds_data_dir=""))
+      dequantize=False, resize=(), random_flip=False, tfds_data_dir="",
+      workers=0))
   c.model = ml_collections.ConfigDict(dict(
       generator="resnet_4blocks", ngf=8, ndf=16, n_layers_d=3, norm="instance",
       use_dropout=False))

@@ -29,7 +29,8 @@ def get_config(arg=None):
   c.seed = 0
   c.compute = common.compute()
   dist = next((d for d in DISTRIBUTIONS if d in variants), "eight_gaussians")
-  c.data = ml_collections.ConfigDict(dict(name="toy2d", distribution=dist))
+  c.data = ml_collections.ConfigDict(dict(name="toy2d", distribution=dist,
+                                            workers=0))
   c.model = ml_collections.ConfigDict(dict(
       arch="mlp", latent_dim=16, hidden_g=(128, 128), hidden_d=(128, 128),
       g_batch_norm=False, d_dropout=0.0, conditioning="", num_classes=0))

@@ -44,7 +44,7 @@ def get_config(arg=None):
       name="pix2pix/facades", folder="", direction="BtoA", half_size=(256, 256),
       scale="symmetric",
       binarize="", dequantize=False, resize=(256, 256), jitter_resize=(286, 286),
-      random_flip=True, tfds_data_dir=""))
+      random_flip=True, tfds_data_dir="", workers=0))
   c.model = ml_collections.ConfigDict(dict(
       generator="unet_256", num_downs=0, ngf=64, ndf=64, n_layers_d=3, norm="batch",
       use_dropout=True))
@@ -65,7 +65,8 @@ def get_config(arg=None):
   if "tiny" in variants:
     c.data = ml_collections.ConfigDict(dict(
         name="mnist5k_edges", scale="symmetric", binarize="", dequantize=False,
-        resize=(32, 32), jitter_resize=(36, 36), random_flip=True, tfds_data_dir=""))
+        resize=(32, 32), jitter_resize=(36, 36), random_flip=True, tfds_data_dir="",
+        workers=0))
     c.model.update(generator="unet", num_downs=5, ngf=4, ndf=4)
     c.train.update(batch_size=2, num_steps=2, log_every=1, checkpoint_every=2,
                    sample_every=2, num_samples=4)

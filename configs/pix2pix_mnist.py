@@ -29,7 +29,8 @@ def get_config(arg=None):
   c.compute = common.compute()
   c.data = ml_collections.ConfigDict(dict(
       name="mnist5k_edges", scale="symmetric", binarize="", dequantize=False,
-      resize=(32, 32), jitter_resize=(36, 36), random_flip=False, tfds_data_dir=""))
+      resize=(32, 32), jitter_resize=(36, 36), random_flip=False, tfds_data_dir="",
+      workers=0))
   c.model = ml_collections.ConfigDict(dict(
       generator="unet", num_downs=5, ngf=16, ndf=16, n_layers_d=3, norm="batch",
       use_dropout=True))

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
+from conftest import config_names, load_config
 from jaxgen import data, loop_config
 from jaxgen.data import sources
 
@@ -90,3 +91,14 @@ def test_a_negative_worker_count_is_refused(mnist):
   with pytest.raises(loop_config.ConfigError, match=r"config.data.workers must be at "
                      r"least 0.*--config.data.workers=0"):
     loop_config.check(config)
+
+
+@pytest.mark.parametrize("name", config_names())
+def test_every_config_can_set_its_loader_workers(name):
+  """``--config.data.workers=N`` works on every config: its data section has the key
+  (ml_collections refuses an override of a key that is not there)."""
+  try:
+    config = load_config(name)
+  except ValueError as e:  # a config that needs a variant (``:paper``)
+    config = load_config(name, str(e).rsplit("use ", 1)[1].split(",")[0].rstrip("."))
+  assert config.data.get("workers") == 0, (name, sorted(config.data))
