@@ -23,7 +23,9 @@ def get_config(arg=None):
   c.compute = common.compute()
   c.data = ml_collections.ConfigDict(dict(
       name="cifar10", scale="symmetric", binarize="", dequantize=False, resize=(),
-      random_flip=True, tfds_data_dir="", workers=0))
+      # 4 grain worker processes: one makes about 4,000 img/s here (README
+      # "loader on grain workers"), about the H200's training rate of 3,800 img/s.
+      random_flip=True, tfds_data_dir="", workers=4))
   c.diffusion = ml_collections.ConfigDict(dict(
       schedule="linear", num_steps=1000, parameterization="eps",
       variance="fixedlarge"))

@@ -165,7 +165,10 @@ class Loader:
     if not flags.FLAGS.is_parsed():  # grain reads its absl flags (defaults here)
       flags.FLAGS.mark_as_parsed()
     ds = grain.MapDataset.range(self._position, self._position + _ENDLESS)
-    ds = ds.map(self._batch).to_iter_dataset()
+    # One batch at a time in each worker: grain's default ReadOptions would run 16
+    # threads and buffer 500 batches in every worker process.
+    ds = ds.map(self._batch).to_iter_dataset(
+        grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
     self._iter = iter(ds.mp_prefetch(grain.MultiprocessingOptions(
         num_workers=self.workers, per_worker_buffer_size=2)))
 
