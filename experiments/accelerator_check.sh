@@ -1,44 +1,51 @@
 #!/bin/bash
-# The checks jaxgen runs when a GPU is lent for a few minutes: one command, about 9 min.
+# The checks jaxgen runs when a GPU is lent for a few minutes: one command, at most
+# ${BUDGET_S:-540} s in all (the device tool allows 600 s a call); each part gets what is
+# left of it, the most wanted first.
 #
 #   OUT=/tmp/out bash experiments/accelerator_check.sh
 #
-# 1. The Inception and CLIP ports against their torch references at precision HIGHEST
+# 1. experiments/device_perf.py (issue 16): fraction of peak and projected paper wall
+#    times, bfloat16 with and without the float32 accumulation.
+# 2. The Inception and CLIP ports against their torch references at precision HIGHEST
 #    on the accelerator (no TF32 creeping into the parity).
-# 2. Throughput: DDPM CIFAR-10 paper training and sampling, ddpm_mnist, dcgan_mnist,
+# 3. Throughput: DDPM CIFAR-10 paper training and sampling, ddpm_mnist, dcgan_mnist,
 #    Inception and CLIP feature extraction (random weights of the real architectures).
-# 2b. experiments/device_perf.py: fraction of peak and projected paper wall times.
-# 3. ddpm_mnist and dcgan_mnist trained in their default configs, with --mode=eval's
+# 4. ddpm_mnist and dcgan_mnist trained in their default configs, with --mode=eval's
 #    FID / IS (MNIST classifier) written to $OUT.
 # The packages jaxgen needs beyond the accelerator image travel as wheels in .whl/.
 set -u
 OUT=${OUT:-/tmp/accelerator_check}
 mkdir -p "$OUT"
+DEADLINE=$(( $(date +%s) + ${BUDGET_S:-540} ))
+# the seconds a part may take: its own limit, or what is left of the budget if less
+left() { local l=$(( DEADLINE - $(date +%s) )); (( l < $1 )) && echo $(( l > 1 ? l : 1 )) || echo $1; }
 export PYTHONUNBUFFERED=1 JAXGEN_CACHE=/tmp/jaxgen_cache PYTHONPATH="$PWD:${PYTHONPATH:-}"
 nvidia-smi -L
 python3 -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, jax.devices())"
 
-echo "== 1. parity on the accelerator"
-timeout 90 python3 -m pytest -q -p no:cacheprovider tests/test_inception.py \
+echo "== 1. issue 16: the DDPM and DCGAN steps in float32 and bfloat16 (with and without"
+echo "   float32 accumulation), DDIM-50 at 256"
+timeout $(left 270) python3 experiments/device_perf.py --json_out="$OUT/device_perf.json" 2>&1 \
+  | tee "$OUT/device_perf.txt" | grep -v "^{" | tail -9
+
+echo "== 2. parity on the accelerator"
+timeout $(left 90) python3 -m pytest -q -p no:cacheprovider tests/test_inception.py \
   tests/test_clip.py -k "matches_pytorch_fid or matches_transformers or tf_mode" 2>&1 | tail -4
 
-echo "== 2. throughput"
+echo "== 3. throughput"
 configs=configs/ddpm_cifar10.py:paper,configs/ddpm_mnist.py
 [ -f configs/dcgan_mnist.py ] && configs=$configs,configs/dcgan_mnist.py
-timeout 190 python3 experiments/benchmark.py --configs=$configs --steps=100 \
+timeout $(left 190) python3 experiments/benchmark.py --configs=$configs --steps=100 \
   --samplers=ddim:50,ancestral:1000 --sample_batch_size=256 --features=inception,clip \
   --num_images=10000 --feature_batch_size=500 2>&1 | tee "$OUT/benchmark.txt" | tail -12
 
-echo "== 2b. issue 16: the DDPM step in float32 and bfloat16, DDIM-50 at 256, the DCGAN step"
-timeout 240 python3 experiments/device_perf.py --json_out="$OUT/device_perf.json" 2>&1 \
-  | tee "$OUT/device_perf.txt" | grep -v "^{" | tail -6
-
-echo "== 3. default configs trained on the accelerator"
+echo "== 4. default configs trained on the accelerator"
 for spec in ddpm_mnist:170 dcgan_mnist:90; do
   config=${spec%:*}
   [ -f configs/$config.py ] || continue
   start=$(date +%s)
-  timeout ${spec#*:} python3 -m jaxgen.main --config=configs/$config.py --workdir=/tmp/$config \
+  timeout $(left ${spec#*:}) python3 -m jaxgen.main --config=configs/$config.py --workdir=/tmp/$config \
     > "$OUT/$config.log" 2>&1
   echo "$config: exit $? after $(( $(date +%s) - start )) s"
   cp /tmp/$config/eval.json "$OUT/${config}_eval.json" 2>/dev/null && cat "$OUT/${config}_eval.json"

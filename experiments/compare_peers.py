@@ -191,10 +191,12 @@ def _count(tree) -> int:
   return int(sum(x.size for x in jax.tree.leaves(tree)))
 
 
-def _jaxgen_train_step(spec: str, batch_size: int | None, make_batch, compute_dtype=None):
+def _jaxgen_train_step(spec: str, batch_size: int | None, make_batch, compute_dtype=None,
+                       accumulate: bool = True):
   """The config's jit-compiled train step on a fixed random batch, as
   experiments/benchmark.py builds it (at ``batch_size``, default the config's, and
-  ``compute_dtype``, default the config's); returns (run, info)."""
+  ``compute_dtype``, default the config's); returns (run, info). ``accumulate=False``
+  leaves out the float32 accumulation of a low-precision step (to measure its cost)."""
   jax = _jax_setup()
   from jaxgen import config_file, sharding, stages
   config = config_file.load(spec, root=REPO)
@@ -207,9 +209,10 @@ def _jaxgen_train_step(spec: str, batch_size: int | None, make_batch, compute_dt
   repl, bsh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
   box = {"state": jax.jit(trainer.init_state, out_shardings=repl)(jax.random.key(0))}
   batch = sharding.put_batch(make_batch(config), mesh)
-  step = jax.jit(trainer.policy.accumulate(  # as jaxgen/train.py compiles it
-      lambda s, b: trainer.train_step(s, b, jax.random.key(1))),
-      in_shardings=(repl, bsh), out_shardings=(repl, repl), donate_argnums=0)
+  step_fn = lambda s, b: trainer.train_step(s, b, jax.random.key(1))
+  # as jaxgen/train.py compiles it
+  step = jax.jit(trainer.policy.accumulate(step_fn) if accumulate else step_fn,
+                 in_shardings=(repl, bsh), out_shardings=(repl, repl), donate_argnums=0)
   t = time.perf_counter()
   compiled = step.lower(box["state"], batch).compile()
   compile_s = time.perf_counter() - t

@@ -7,7 +7,10 @@ Rows (random data of the real shapes, the configs' own batch sizes):
   ddpm_train_float32 / ddpm_train_bfloat16  the DDPM CIFAR-10 paper step (35.7M U-Net,
       batch 128) with config.compute.dtype float32 and bfloat16;
   ddim50_sampling                           DDIM with 50 steps, batch 256;
-  dcgan_train_float32 / dcgan_train_bfloat16  the DCGAN paper step (64x64, batch 128).
+  dcgan_train_float32 / dcgan_train_bfloat16  the DCGAN paper step (64x64, batch 128);
+  ddpm_train_bfloat16_unaccumulated / dcgan_train_bfloat16_unaccumulated  the bfloat16
+      steps without ``precision.accumulate_in_float32`` (what the float32 accumulation
+      of the training loop costs, in compile time and step time).
 Each row: compile time, the step's time (median of rounds after warm-up), images/s,
 the FLOPs of one step from XLA's cost analysis, the achieved FLOP/s and its fraction of
 the device's dense peak for the row's dtype (from the table below; none for unknown
@@ -57,10 +60,11 @@ def _time(run, warmup: int, rounds: int, iters: int) -> float:
   return statistics.median(times)
 
 
-def train_row(spec: str, dtype: str, args) -> dict:
+def train_row(spec: str, dtype: str, args, accumulate: bool = True) -> dict:
   import compare_peers  # the same compiled train step as the peer comparison
-  run, info = compare_peers._jaxgen_train_step(spec, None, compare_peers._random_images,
-                                               compute_dtype=dtype)
+  run, info = compare_peers._jaxgen_train_step(spec, args.batch_size or None,
+                                               compare_peers._random_images,
+                                               compute_dtype=dtype, accumulate=accumulate)
   seconds = _time(run, args.warmup, args.rounds, args.iters)
   config = info["config"]
   return _row(info["compiled"], info["compile_s"], seconds, config.train.batch_size,
@@ -108,10 +112,14 @@ def main(argv=None):
   p.add_argument("--tiny", action="store_true", help="the tiny configs (a smoke run)")
   p.add_argument("--rows", default="ddpm_train_float32,ddpm_train_bfloat16,"
                                    "ddim50_sampling,dcgan_train_float32,"
-                                   "dcgan_train_bfloat16")
+                                   "dcgan_train_bfloat16,"
+                                   "ddpm_train_bfloat16_unaccumulated,"
+                                   "dcgan_train_bfloat16_unaccumulated")
   p.add_argument("--warmup", type=int, default=2)
   p.add_argument("--rounds", type=int, default=5)
   p.add_argument("--iters", type=int, default=10)
+  p.add_argument("--batch_size", type=int, default=0,
+                 help="the training rows' batch (default: the configs' own)")
   p.add_argument("--json_out", default="")
   args = p.parse_args(argv)
   if args.tiny:
@@ -127,7 +135,14 @@ def main(argv=None):
                                                "float32", args),
       "dcgan_train_bfloat16": lambda: train_row("configs/dcgan_celeba.py" + variant,
                                                 "bfloat16", args),
+      "ddpm_train_bfloat16_unaccumulated": lambda: train_row(
+          "configs/ddpm_cifar10.py" + variant, "bfloat16", args, accumulate=False),
+      "dcgan_train_bfloat16_unaccumulated": lambda: train_row(
+          "configs/dcgan_celeba.py" + variant, "bfloat16", args, accumulate=False),
   }
+  unknown = [name for name in args.rows.split(",") if name not in builders]
+  if unknown:
+    p.error(f"unknown rows {unknown}; choose from {', '.join(builders)}")
   import jax
   from jaxgen import precision
   # Does this backend sum bfloat16 in float32? (XLA's CPU backend does not: 96% off.)
@@ -141,8 +156,6 @@ def main(argv=None):
         f"accumulates it: {results['bias_gradient_error_bfloat16_accumulated']:.2%}",
         flush=True)
   for name in args.rows.split(","):
-    if name not in builders:
-      p.error(f"unknown row {name!r}; choose from {', '.join(builders)}")
     results[name] = builders[name]()
     r = results[name]
     frac = r["fraction_of_peak"]
@@ -151,11 +164,15 @@ def main(argv=None):
           f"peak fraction {frac if frac is None else round(frac, 3)}  "
           + (f"projected {r['projected_hours']:.1f} h for {r['projected_steps']} steps"
              if "projected_hours" in r else ""), flush=True)
-  out = json.dumps(results)
-  print(out)
-  if args.json_out:
-    with open(args.json_out, "w") as f:
-      f.write(out)
+    _write(results, args.json_out)  # after each row: a timeout keeps the rows done
+  print(json.dumps(results))
+
+
+def _write(results: dict, path: str):
+  if path:
+    with open(path + ".tmp", "w") as f:
+      f.write(json.dumps(results))
+    os.replace(path + ".tmp", path)
 
 
 if __name__ == "__main__":
