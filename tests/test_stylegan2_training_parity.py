@@ -1,7 +1,9 @@
 """StyleGAN2 training parity with NVlabs' stylegan2-ada-pytorch: the losses and the
 gradient of every parameter of each phase (Gmain, Greg with path length, Dmain, Dreg
 with R1) against the reference's ``StyleGAN2Loss.accumulate_gradients``, for the
-``orig`` and ``resnet`` discriminators.
+``orig`` and ``resnet`` discriminators, and a conditional pair (3 classes: G's label
+embedding, the ``resnet`` D's label mapping and projection head) on the reference's
+real and generated labels.
 
 The fixture (tests/fixtures/stylegan2_training.npz and the two pickles beside it,
 written by tests/fixtures/make_stylegan2_training_fixture.py in the reference venv)
@@ -23,7 +25,7 @@ from jaxgen.models import stylegan2_pickle as sp
 from jaxgen.trainers import stylegan2 as trainer_mod
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
-ARCHS = ("orig", "resnet")
+ARCHS = ("orig", "resnet", "cond")
 
 
 @pytest.fixture(scope="module")
@@ -34,19 +36,28 @@ def ref():
 
 def _trainer(arch):
   c = load_config("stylegan2_mnist", "tiny")
+  cond = arch == "cond"
   c.model.update(resolution=16, z_dim=16, w_dim=16, mapping_layers=2,
                  mapping_lr_multiplier=0.01, channel_base=128, channel_max=16,
-                 d_architecture=arch, mbstd_group_size=2, conv_clamp=256.0,
-                 d_mapping_layers=8)
+                 d_architecture="resnet" if cond else arch, mbstd_group_size=2,
+                 conv_clamp=256.0, d_mapping_layers=2 if cond else 8,
+                 num_classes=3 if cond else 0)
   c.stylegan2.update(style_mixing_prob=0.9, r1_gamma=1.0, pl_weight=2.0,
                      pl_batch_shrink=2, pl_decay=0.01, augment="")
   c.train.batch_size = 4
   spec = {"image": jax.ShapeDtypeStruct((16, 16, 1), jnp.float32)}
+  if cond:
+    spec["label"] = jax.ShapeDtypeStruct((), jnp.int32)
   tr = trainer_mod.StyleGAN2Trainer(c, spec)
   nets = sp.load_network_pkl(os.path.join(HERE, f"stylegan2_training_{arch}.pkl"))
   g, g_vars = sp.generator_from_pickle(nets["G"])
   d, d_vars = sp.discriminator_from_pickle(nets["D"])
-  # The trainer's networks are the pickled ones (same hyper-parameters).
+  # The trainer's networks are the pickled ones (same hyper-parameters; the pickle
+  # names the label map's width, which the trainer leaves at its default, the 4x4
+  # block's 16 channels).
+  if cond:
+    assert d.cmap_dim == 16 and tr.discriminator.cmap_dim is None
+    d = d.clone(cmap_dim=None)
   assert g == tr.generator and d == tr.discriminator, (g, tr.generator)
   to_j = lambda t: jax.tree.map(jnp.asarray, t)
   return tr, to_j(g_vars["params"]), to_j(g_vars["buffers"]), to_j(d_vars["params"])
@@ -87,25 +98,30 @@ def phase_grads(tr, gp, buffers, dp, ref, arch, phase):
   key = f"{arch}/{phase}"
   z = jnp.asarray(ref["z"])
   real = jnp.asarray(ref["real"])
+  # the labels as the reference got them (one-hot), None for unconditional networks
+  c_real = jnp.asarray(ref["cond/real_c"]) if arch == "cond" else None
+  c = (lambda i: jnp.asarray(ref["cond/gen_c"][i])) if arch == "cond" else (
+      lambda i: None)
   rng = jax.random.key(0)  # unused where the draws are given; no augmentation
   if phase == "Gmain":
-    f = lambda p: tr.g_main_loss(p, dp, buffers, z[0], None, 0.0, rng,
+    f = lambda p: tr.g_main_loss(p, dp, buffers, z[0], c(0), 0.0, rng,
                                  mix=_mix(ref, key),
                                  noise_bank=jnp.asarray(ref[f"{key}/pass0/noise"]))
     return (*jax.jit(jax.value_and_grad(f, has_aux=True))(gp),)
   if phase == "Greg":
-    f = lambda p: tr.g_pl_loss(p, buffers, jnp.float32(0.3), z[1, :2], None, rng,
+    f = lambda p: tr.g_pl_loss(p, buffers, jnp.float32(0.3), z[1, :2],
+                               None if c(1) is None else c(1)[:2], rng,
                                mix=_mix(ref, key),
                                noise_bank=jnp.asarray(ref[f"{key}/pass0/noise"]),
                                pl_noise=jnp.asarray(ref[f"{key}/pl_noise"]))
     return (*jax.jit(jax.value_and_grad(f, has_aux=True))(gp),)
   if phase == "Dmain":
-    fake, _, new_buffers = tr.run_g(gp, buffers, z[2], None, rng, _mix(ref, key),
+    fake, _, new_buffers = tr.run_g(gp, buffers, z[2], c(2), rng, _mix(ref, key),
                                     jnp.asarray(ref[f"{key}/pass0/noise"]))
-    f = lambda p: tr.d_main_loss(p, fake, None, real, None, 0.0, rng)
+    f = lambda p: tr.d_main_loss(p, fake, c(2), real, c_real, 0.0, rng)
     (loss, aux), grads = jax.jit(jax.value_and_grad(f, has_aux=True))(dp)
     return (loss, (new_buffers, aux)), grads
-  f = lambda p: tr.d_r1_loss(p, real, None, 0.0, rng)
+  f = lambda p: tr.d_r1_loss(p, real, c_real, 0.0, rng)
   return (*jax.jit(jax.value_and_grad(f, has_aux=True))(dp),)
 
 
@@ -165,7 +181,10 @@ def test_fixture_exercises_every_term(ref):
     for phase in ("Gmain", "Greg", "Dmain"):
       assert int(ref[f"{arch}/{phase}/pass0/cutoff"]) < 6
     assert ref[f"{arch}/Greg/stat/Loss/pl_penalty"].mean() > 1e-3
-    assert ref[f"{arch}/Dreg/stat/Loss/r1_penalty"].mean() > 1e-3
+    # (the conditional D's logit is a projection on its 16-wide label map, which
+    # makes it less sensitive to the image: R1 about 1e-4)
+    assert ref[f"{arch}/Dreg/stat/Loss/r1_penalty"].mean() > (
+        3e-5 if arch == "cond" else 1e-3)
     for phase in ("Gmain", "Greg", "Dmain", "Dreg"):
       for k, v in ref.items():
         if k.startswith(f"{arch}/{phase}/grad/"):
