@@ -10,9 +10,12 @@ MNIST classifier) do not go through the policy and keep ``precision=HIGHEST``.
 
 A backend may sum low-precision values in their own dtype (XLA's CPU backend sums
 bfloat16 in bfloat16: a bias's gradient, the sum of its broadcast's cotangent, stalls
-at 256). ``accumulate_in_float32`` rewrites a function's sums and products to
-accumulate in float32 whatever the backend; the training loop compiles its step
-through ``Policy.accumulate``.
+at 256). ``accumulate_in_float32`` rewrites a function's sums to accumulate in float32
+whatever the backend, and its dots and convolutions too where the backend would
+accumulate those in low precision (``products_accumulate_low``: XLA's CPU, GPU and TPU
+backends already accumulate them in float32, and asking again for a float32 result
+made the CPU step 1.7x slower); the training loop compiles its step through
+``Policy.accumulate``.
 """
 from __future__ import annotations
 
@@ -130,39 +133,68 @@ def bias_gradient_error(dtype: str, accumulated: bool = False) -> float:
 LOW_FLOATS = frozenset(map(jnp.dtype, (jnp.bfloat16, jnp.float16)))
 SUMS = ("reduce_sum", "cumsum", "reduce_window_sum")  # rebound on float32 operands
 PRODUCTS = ("dot_general", "conv_general_dilated")  # rebound to return float32
+PRODUCT_TERMS = 4096  # the probe's dot length (exact in bfloat16 and float16)
 
 
-def accumulate_in_float32(fn):
-  """``fn`` with its sums and products of bfloat16 or float16 values accumulated in
-  float32, on any backend: the same arguments (arrays), outputs and output dtypes.
-  Its jaxpr is rewritten (``widen_sums``) and evaluated in the caller's trace, so an
-  enclosing ``jax.jit`` keeps its shardings and donations."""
+@functools.cache
+def products_accumulate_low(dtype: str, backend: str | None = None) -> bool:
+  """Whether ``backend`` (default: JAX's) accumulates a dot or a convolution's weight
+  gradient of ``dtype`` values in that dtype: a dot of ``PRODUCT_TERMS`` ones, and the
+  centre tap's gradient of a 3x3 convolution over ``BIAS_POSITIONS`` positions of
+  ones, are exact when the backend accumulates in float32 (and stall at 256 in
+  bfloat16 when it does not)."""
+  low = DTYPES[dtype]
+  device = jax.devices(backend)[0]
+  with jax.ensure_compile_time_eval(), jax.default_device(device):
+    ones = jnp.ones((1, PRODUCT_TERMS), low)
+    dot = jnp.dot(ones, ones.T)[0, 0]
+    images = jnp.ones(BIAS_SHAPE[:-1] + (1,), low)
+    conv = lambda w: jnp.sum(lax.conv_general_dilated(
+        images, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    ).astype(jnp.float32))
+    tap = jax.grad(conv)(jnp.ones((3, 3, 1, 1), low))[1, 1, 0, 0]
+    return not (float(dot) == PRODUCT_TERMS and float(tap) == BIAS_POSITIONS)
+
+
+def accumulate_in_float32(fn, products=None):
+  """``fn`` with its sums of bfloat16 or float16 values accumulated in float32, on any
+  backend: the same arguments (arrays), outputs and output dtypes. Its dots and
+  convolutions too for the dtypes in ``products`` (default: those that JAX's backend
+  would accumulate in low precision, ``products_accumulate_low``). Its jaxpr is
+  rewritten (``widen_sums``) and evaluated in the caller's trace, so an enclosing
+  ``jax.jit`` keeps its shardings and donations."""
+  if products is None:
+    products = frozenset(d for d in LOW_FLOATS if products_accumulate_low(d.name))
+  products = frozenset(map(jnp.dtype, products))
+
   @functools.wraps(fn)
   def wrapped(*args, **kwargs):
     closed, shapes = jax.make_jaxpr(fn, return_shape=True)(*args, **kwargs)
-    outs = jex.jaxpr_as_fun(widen_sums(closed))(*jax.tree.leaves((args, kwargs)))
+    outs = jex.jaxpr_as_fun(widen_sums(closed, products=products))(
+        *jax.tree.leaves((args, kwargs)))
     return jax.tree.unflatten(jax.tree.structure(shapes), outs)
   return wrapped
 
 
-def widen_sums(jaxpr, memo=None):
-  """``jaxpr`` (a Jaxpr or ClosedJaxpr) with each low-precision ``SUMS`` eqn, scatter-
-  add and ``PRODUCTS`` eqn replaced by the same computation accumulated in float32
-  and converted back, in the sub-jaxprs of its eqns' params too (jit, cond, scan,
-  while, checkpoint, custom_jvp/vjp calls); what is unchanged stays the same object."""
+def widen_sums(jaxpr, memo=None, products=frozenset()):
+  """``jaxpr`` (a Jaxpr or ClosedJaxpr) with each low-precision ``SUMS`` eqn and
+  scatter-add, and each ``PRODUCTS`` eqn of a dtype in ``products``, replaced by the
+  same computation accumulated in float32 and converted back, in the sub-jaxprs of
+  its eqns' params too (jit, cond, scan, while, checkpoint, custom_jvp/vjp calls);
+  what is unchanged stays the same object."""
   memo = {} if memo is None else memo
   if id(jaxpr) in memo:
     return memo[id(jaxpr)][1]
   if isinstance(jaxpr, jex.ClosedJaxpr):
-    inner = widen_sums(jaxpr.jaxpr, memo)
+    inner = widen_sums(jaxpr.jaxpr, memo, products)
     new = jaxpr if inner is jaxpr.jaxpr else jaxpr.replace(jaxpr=inner)
   else:
     eqns = []
     for eqn in jaxpr.eqns:
-      params = {k: _widen_param(v, memo) for k, v in eqn.params.items()}
+      params = {k: _widen_param(v, memo, products) for k, v in eqn.params.items()}
       if any(params[k] is not v for k, v in eqn.params.items()):
         eqn = eqn.replace(params=params)
-      eqns.extend(_in_float32(eqn) or [eqn])
+      eqns.extend(_in_float32(eqn, products) or [eqn])
     same = len(eqns) == len(jaxpr.eqns) and all(map(lambda a, b: a is b, eqns,
                                                     jaxpr.eqns))
     new = jaxpr if same else jaxpr.replace(eqns=eqns)
@@ -170,11 +202,11 @@ def widen_sums(jaxpr, memo=None):
   return new
 
 
-def _widen_param(value, memo):
+def _widen_param(value, memo, products):
   if isinstance(value, (jex.Jaxpr, jex.ClosedJaxpr)):
-    return widen_sums(value, memo)
+    return widen_sums(value, memo, products)
   if isinstance(value, tuple):  # cond's branches
-    new = tuple(_widen_param(v, memo) for v in value)
+    new = tuple(_widen_param(v, memo, products) for v in value)
     return value if all(map(lambda a, b: a is b, new, value)) else new
   return value
 
@@ -183,10 +215,11 @@ def _low(x) -> bool:
   return getattr(x, "dtype", None) in LOW_FLOATS
 
 
-def _in_float32(eqn):
+def _in_float32(eqn, products):
   """The eqns computing ``eqn``'s outputs with float32 accumulation, traced from its
   operands' types and spliced between its own in- and outvars; None where it sums
-  nothing in low precision or the rewrite does not trace."""
+  nothing in low precision (products: of a dtype in ``products``) or the rewrite does
+  not trace."""
   name, params = eqn.primitive.name, eqn.params
   up = lambda x: x.astype(jnp.float32) if _low(x) else x
   if not any(_low(v.aval) for v in eqn.invars):
@@ -198,7 +231,8 @@ def _in_float32(eqn):
         up(op), idx, up(upd), params["dimension_numbers"], mode=params["mode"],
         indices_are_sorted=params["indices_are_sorted"],
         unique_indices=params["unique_indices"])
-  elif name in PRODUCTS and params.get("preferred_element_type") != jnp.float32:
+  elif (name in PRODUCTS and params.get("preferred_element_type") != jnp.float32
+        and any(v.aval.dtype in products for v in eqn.invars)):
     compute = lambda *xs: eqn.primitive.bind(
         *xs, **{**params, "preferred_element_type": jnp.dtype(jnp.float32)})
   else:

@@ -67,8 +67,9 @@ FAMILIES = ["pix2pix_mnist", "cyclegan_mnist", "pixelcnn_mnist", "pixelcnnpp_cif
 def test_bfloat16_families_trace_bfloat16_networks_and_keep_float32_state(name):
   """Traced, never compiled: the train step's new state is float32 and most of its
   convolutions and matrix products are bfloat16; as the loop compiles it
-  (``Policy.accumulate``) the same state, and none of them or of its sums returns
-  bfloat16 (they accumulate in float32)."""
+  (``Policy.accumulate``) the same state, and none of its sums returns bfloat16 (they
+  accumulate in float32), nor its products where this backend would accumulate them
+  in bfloat16."""
   from conftest import stage_configs
   from jaxgen import data, stages, trainers
   c = load_config(name, "tiny")
@@ -101,15 +102,17 @@ def test_bfloat16_families_trace_bfloat16_networks_and_keep_float32_state(name):
       state, batch, jax.random.key(1), stages.frozen_params(trainer.stages))
   assert jax.tree.map(lambda x: (x.shape, x.dtype), wide.out_info) == jax.tree.map(
       lambda x: (x.shape, x.dtype), lowered.out_info)
-  assert _bfloat16_accumulations(lowered.as_text())
-  assert not _bfloat16_accumulations(wide.as_text()), name
+  assert _bfloat16_accumulations(lowered.as_text(), products=False)
+  assert not _bfloat16_accumulations(
+      wide.as_text(), products=precision.products_accumulate_low("bfloat16")), name
 
 
-def _bfloat16_accumulations(text: str) -> list[str]:
-  """The sums, convolutions and matrix products of a lowered program that return
-  bfloat16 (and so accumulate in it on XLA's CPU backend)."""
+def _bfloat16_accumulations(text: str, products: bool = True) -> list[str]:
+  """The sums (and ``products``: convolutions and matrix products) of a lowered
+  program that return bfloat16 (sums accumulate in it on XLA's CPU backend)."""
   return [line for line in text.splitlines() if line.rstrip().endswith("bf16>") and (
-      "applies stablehlo.add" in line or "convolution" in line or "dot_general" in line)]
+      "applies stablehlo.add" in line or products and (
+          "convolution" in line or "dot_general" in line))]
 
 
 def test_the_probe_predicts_a_conv_bias_gradient_that_the_float32_sums_fix():
@@ -166,7 +169,8 @@ def test_accumulating_in_float32_keeps_outputs_effects_keys_and_jit_boundaries()
 
   params = {"w": jnp.ones((3, 3, 3, 2)) / 9, "b": jnp.zeros(2)}
   args = (params, jax.random.key(0))
-  wrapped = precision.accumulate_in_float32(fn)
+  # products widened too (as on a backend that would accumulate them in bfloat16)
+  wrapped = precision.accumulate_in_float32(fn, products={jnp.bfloat16})
   plain_out = jax.eval_shape(lambda *a: fn(*a, scale=2.0), *args)
   out = jax.jit(lambda *a: wrapped(*a, scale=2.0))(*args)
   assert jax.tree.structure(out) == jax.tree.structure(plain_out)
@@ -197,6 +201,28 @@ def test_accumulating_in_float32_keeps_outputs_effects_keys_and_jit_boundaries()
   jax.tree.map(np.testing.assert_array_equal,
                jax.jit(precision.accumulate_in_float32(f32))(params, x),
                jax.jit(f32)(params, x))
+
+
+def test_products_are_widened_only_where_the_backend_accumulates_them_low():
+  """The probe's verdict on this backend against a long bfloat16 dot of random values:
+  accumulated in float32, its error is the output's rounding (bfloat16's 2**-9), far
+  below a bfloat16 accumulation's; and the loop's rewrite asks for float32 products
+  exactly where the probe says the backend needs it."""
+  rng = np.random.default_rng(0)
+  a, b = (jnp.asarray(rng.uniform(0, 1, (4, 8192)), jnp.bfloat16) for _ in range(2))
+  exact = np.asarray(a, np.float64) @ np.asarray(b, np.float64).T
+  got = np.asarray(jax.jit(jnp.dot)(a, b.T), np.float64)
+  error = float(np.max(np.abs(got - exact) / exact))
+  low = precision.products_accumulate_low("bfloat16")
+  assert low == (error > 2 ** -8), (low, error)
+  fn = lambda x, w: x @ w
+  x, w = jnp.ones((2, 3), jnp.bfloat16), jnp.ones((3, 4), jnp.bfloat16)
+  text = str(jax.make_jaxpr(precision.accumulate_in_float32(fn))(x, w))
+  assert ("preferred_element_type=float32" in text) == low, text
+  if jax.default_backend() == "cpu":
+    assert not low  # XLA's CPU backend: dots and convolutions accumulate in float32
+  text = str(jax.make_jaxpr(precision.accumulate_in_float32(fn, products=()))(x, w))
+  assert "preferred_element_type=float32" not in text
 
 
 def _bias_grad(b):
