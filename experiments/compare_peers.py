@@ -192,11 +192,12 @@ def _count(tree) -> int:
 
 
 def _jaxgen_train_step(spec: str, batch_size: int | None, make_batch, compute_dtype=None,
-                       accumulate: bool = True):
+                       accumulate=True):
   """The config's jit-compiled train step on a fixed random batch, as
   experiments/benchmark.py builds it (at ``batch_size``, default the config's, and
-  ``compute_dtype``, default the config's); returns (run, info). ``accumulate=False``
-  leaves out the float32 accumulation of a low-precision step (to measure its cost)."""
+  ``compute_dtype``, default the config's); returns (run, info). ``accumulate``: True
+  compiles it as the loop does (``policy.accumulate``), False without the float32
+  accumulation of a low-precision step, a function ``fn -> fn`` through that."""
   jax = _jax_setup()
   from jaxgen import config_file, sharding, stages
   config = config_file.load(spec, root=REPO)
@@ -211,7 +212,9 @@ def _jaxgen_train_step(spec: str, batch_size: int | None, make_batch, compute_dt
   batch = sharding.put_batch(make_batch(config), mesh)
   step_fn = lambda s, b: trainer.train_step(s, b, jax.random.key(1))
   # as jaxgen/train.py compiles it
-  step = jax.jit(trainer.policy.accumulate(step_fn) if accumulate else step_fn,
+  wrap = (trainer.policy.accumulate if accumulate is True else
+          accumulate or (lambda fn: fn))
+  step = jax.jit(wrap(step_fn),
                  in_shardings=(repl, bsh), out_shardings=(repl, repl), donate_argnums=0)
   t = time.perf_counter()
   compiled = step.lower(box["state"], batch).compile()

@@ -1,0 +1,57 @@
+r"""What ``precision.accumulate_in_float32`` costs: the bfloat16 DDPM CIFAR-10 paper
+U-Net train step compiled three ways and timed in alternating rounds in one process:
+sums and products widened to float32, sums only (the loop's choice on a backend whose
+dots and convolutions already accumulate in float32), and no rewrite.
+
+  python experiments/accumulate_cost.py --rounds=5 --batch_size=8
+
+Prints each way's compile time, median step time, images/s and its rounds. On an
+accelerator, experiments/device_perf.py's ``*_unaccumulated`` rows compare the loop's
+choice with no rewrite at the paper's batch.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--rounds", type=int, default=5)
+  p.add_argument("--iters", type=int, default=2, help="steps a round")
+  p.add_argument("--batch_size", type=int, default=8)
+  p.add_argument("--config", default="configs/ddpm_cifar10.py:paper")
+  args = p.parse_args(argv)
+  import jax.numpy as jnp
+  import compare_peers
+  from jaxgen import precision
+  ways = {"sums+products": lambda fn: precision.accumulate_in_float32(
+              fn, products={jnp.bfloat16}),
+          "sums only": lambda fn: precision.accumulate_in_float32(fn, products=()),
+          "no rewrite": False}
+  runs, compile_s = {}, {}
+  for name, wrap in ways.items():
+    run, info = compare_peers._jaxgen_train_step(
+        args.config, args.batch_size, compare_peers._random_images,
+        compute_dtype="bfloat16", accumulate=wrap)
+    run(1)  # warm-up
+    runs[name], compile_s[name] = run, info["compile_s"]
+  times = {name: [] for name in runs}
+  for _ in range(args.rounds):
+    for name, run in runs.items():
+      t = time.perf_counter()
+      run(args.iters)
+      times[name].append((time.perf_counter() - t) / args.iters)
+  for name in runs:
+    m = statistics.median(times[name])
+    print(f"{name:14s} compile {compile_s[name]:5.1f} s  step {m:.3f} s  "
+          f"{args.batch_size / m:.2f} img/s  rounds {[round(t, 2) for t in times[name]]}")
+
+
+if __name__ == "__main__":
+  main()
