@@ -98,6 +98,31 @@ def restore_run(workdir, step):
   return jax.device_get(state), meta
 
 
+def resume_from_the_middle(tiny_runs, name: str, workdir: str, *extra_flags) -> str:
+  """The shared tiny run of config ``name``, copied to ``workdir`` as if it had died
+  after its middle checkpoint, resumed there through ``python -m jaxgen.main`` (with
+  ``extra_flags``), and checked bitwise against the straight run: the final state,
+  its metadata and the metric lines. Returns the straight run's workdir."""
+  import jax
+  import numpy as np
+  straight = tiny_runs(name)
+  num_steps = int(load_config(name, "tiny").train.num_steps)
+  shutil.copytree(straight, workdir, ignore=shutil.ignore_patterns(".lock"))
+  shutil.rmtree(os.path.join(workdir, "checkpoints", str(num_steps)))
+  os.remove(os.path.join(workdir, "eval.json"))
+  flags = tiny_runs.flags(name)
+  run_main(flags[0], f"--workdir={workdir}", *flags[1:], *extra_flags)
+  a, meta_a = restore_run(straight, num_steps)
+  b, meta_b = restore_run(workdir, num_steps)
+  assert meta_a == meta_b
+  leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert jax.tree.structure(a) == jax.tree.structure(b) and leaves_a
+  for x, y in zip(leaves_a, leaves_b):
+    np.testing.assert_array_equal(x, y)
+  assert metric_lines(workdir) == metric_lines(straight)
+  return straight
+
+
 def metric_lines(workdir):
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     lines = [json.loads(line) for line in f]

@@ -15,12 +15,10 @@ import math
 import os
 import shutil
 
-import jax
-import numpy as np
 import pytest
 
-from conftest import (BROKEN_TINY, FAMILIES, load_config, metric_lines, restore_run,
-                      run_main, tiny_config_of)
+from conftest import (BROKEN_TINY, FAMILIES, load_config, metric_lines,
+                      resume_from_the_middle, run_main, tiny_config_of)
 from jaxgen import stages
 
 
@@ -61,24 +59,7 @@ def test_training_through_main_leaves_a_run(family, tiny_runs):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_resume_from_the_middle_is_bitwise_the_straight_run(family, tiny_runs, tmp_path):
-  name = tiny_config_of(family)
-  straight = tiny_runs(name)
-  num_steps = int(load_config(name, "tiny").train.num_steps)
-  workdir = str(tmp_path / "run")
-  shutil.copytree(straight, workdir, ignore=shutil.ignore_patterns(".lock"))
-  # As if the run had died after the checkpoint at the middle (tiny_runs saves one).
-  shutil.rmtree(os.path.join(workdir, "checkpoints", str(num_steps)))
-  os.remove(os.path.join(workdir, "eval.json"))
-  flags = tiny_runs.flags(name)
-  run_main(flags[0], f"--workdir={workdir}", *flags[1:])
-  a, meta_a = restore_run(straight, num_steps)
-  b, meta_b = restore_run(workdir, num_steps)
-  assert meta_a == meta_b
-  leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
-  assert jax.tree.structure(a) == jax.tree.structure(b) and leaves_a
-  for x, y in zip(leaves_a, leaves_b):
-    np.testing.assert_array_equal(x, y)
-  assert metric_lines(workdir) == metric_lines(straight)
+  resume_from_the_middle(tiny_runs, tiny_config_of(family), str(tmp_path / "run"))
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from conftest import config_names, load_config
+from conftest import config_names, load_config, resume_from_the_middle
 from jaxgen import data, loop_config
 from jaxgen.data import sources
 
@@ -109,23 +109,8 @@ def test_a_run_resumed_on_workers_is_bitwise_the_in_process_run(tiny_runs, tmp_p
   """The shared VAE tiny run (in-process loading), resumed from its middle checkpoint
   through ``python -m jaxgen.main`` with two loader workers, ends in the same state
   and metrics: the workers start from the checkpointed position."""
-  import os
-  import shutil
-  from conftest import metric_lines, restore_run, run_main
-  name = "vae_mnist"
-  straight = tiny_runs(name)
-  num_steps = int(load_config(name, "tiny").train.num_steps)
-  workdir = str(tmp_path / "run")
-  shutil.copytree(straight, workdir, ignore=shutil.ignore_patterns(".lock"))
-  shutil.rmtree(os.path.join(workdir, "checkpoints", str(num_steps)))
-  os.remove(os.path.join(workdir, "eval.json"))
-  flags = tiny_runs.flags(name)
-  run_main(flags[0], f"--workdir={workdir}", *flags[1:], "--config.data.workers=2")
   import json
+  import os
+  workdir = str(tmp_path / "run")
+  resume_from_the_middle(tiny_runs, "vae_mnist", workdir, "--config.data.workers=2")
   assert json.load(open(os.path.join(workdir, "config.json")))["data"]["workers"] == 2
-  a, meta_a = restore_run(straight, num_steps)
-  b, meta_b = restore_run(workdir, num_steps)
-  assert meta_a == meta_b
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-    np.testing.assert_array_equal(x, y)
-  assert metric_lines(workdir) == metric_lines(straight)
