@@ -12,9 +12,9 @@ A backend may sum low-precision values in their own dtype (XLA's CPU backend sum
 bfloat16 in bfloat16: a bias's gradient, the sum of its broadcast's cotangent, stalls
 at 256). ``accumulate_in_float32`` rewrites a function's sums to accumulate in float32
 whatever the backend, and its dots and convolutions too where the backend would
-accumulate those in low precision (``products_accumulate_low``: XLA's CPU, GPU and TPU
-backends already accumulate them in float32, and asking again for a float32 result
-made the CPU step 1.7x slower); the training loop compiles its step through
+accumulate those in low precision (``products_accumulate_low``: XLA's CPU backend
+already accumulates them in float32, as GPUs and TPUs do, so asking again for a float32
+result changes no number there); the training loop compiles its step through
 ``Policy.accumulate``.
 """
 from __future__ import annotations
