@@ -6,7 +6,8 @@
 #   OUT=/tmp/out bash experiments/accelerator_check.sh
 #
 # 1. experiments/device_perf.py (issue 16): fraction of peak and projected paper wall
-#    times, bfloat16 with and without the float32 accumulation.
+#    times; experiments/accumulate_cost.py: the bfloat16 step with and without the
+#    float32 accumulation, in alternating rounds.
 # 2. The Inception and CLIP ports against their torch references at precision HIGHEST
 #    on the accelerator (no TF32 creeping into the parity).
 # 3. Throughput: DDPM CIFAR-10 paper training and sampling, ddpm_mnist, dcgan_mnist,
@@ -24,10 +25,12 @@ export PYTHONUNBUFFERED=1 JAXGEN_CACHE=/tmp/jaxgen_cache PYTHONPATH="$PWD:${PYTH
 nvidia-smi -L
 python3 -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, jax.devices())"
 
-echo "== 1. issue 16: the DDPM and DCGAN steps in float32 and bfloat16 (with and without"
-echo "   float32 accumulation), DDIM-50 at 256"
-timeout $(left 270) python3 experiments/device_perf.py --json_out="$OUT/device_perf.json" 2>&1 \
-  | tee "$OUT/device_perf.txt" | grep -v "^{" | tail -9
+echo "== 1. issue 16: the DDPM and DCGAN steps in float32 and bfloat16, DDIM-50 at 256"
+timeout $(left 240) python3 experiments/device_perf.py --json_out="$OUT/device_perf.json" 2>&1 \
+  | tee "$OUT/device_perf.txt" | grep -v "^{" | tail -7
+echo "   the bfloat16 DDPM step, batch 128: float32 sums and products / sums / no rewrite"
+timeout $(left 150) python3 experiments/accumulate_cost.py --batch_size=128 --rounds=5 \
+  --iters=5 2>&1 | tee "$OUT/accumulate_cost.txt" | tail -3
 
 echo "== 2. parity on the accelerator"
 timeout $(left 90) python3 -m pytest -q -p no:cacheprovider tests/test_inception.py \

@@ -192,12 +192,11 @@ def _count(tree) -> int:
 
 
 def _jaxgen_train_step(spec: str, batch_size: int | None, make_batch, compute_dtype=None,
-                       accumulate=True):
+                       wrap=None):
   """The config's jit-compiled train step on a fixed random batch, as
   experiments/benchmark.py builds it (at ``batch_size``, default the config's, and
-  ``compute_dtype``, default the config's); returns (run, info). ``accumulate``: True
-  compiles it as the loop does (``policy.accumulate``), False without the float32
-  accumulation of a low-precision step, a function ``fn -> fn`` through that."""
+  ``compute_dtype``, default the config's); returns (run, info). The step goes through
+  ``wrap`` (fn -> fn) before jit, by default ``policy.accumulate`` as the loop does."""
   jax = _jax_setup()
   from jaxgen import config_file, sharding, stages
   config = config_file.load(spec, root=REPO)
@@ -210,11 +209,8 @@ def _jaxgen_train_step(spec: str, batch_size: int | None, make_batch, compute_dt
   repl, bsh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
   box = {"state": jax.jit(trainer.init_state, out_shardings=repl)(jax.random.key(0))}
   batch = sharding.put_batch(make_batch(config), mesh)
-  step_fn = lambda s, b: trainer.train_step(s, b, jax.random.key(1))
-  # as jaxgen/train.py compiles it
-  wrap = (trainer.policy.accumulate if accumulate is True else
-          accumulate or (lambda fn: fn))
-  step = jax.jit(wrap(step_fn),
+  wrap = wrap or trainer.policy.accumulate  # as jaxgen/train.py compiles it
+  step = jax.jit(wrap(lambda s, b: trainer.train_step(s, b, jax.random.key(1))),
                  in_shardings=(repl, bsh), out_shardings=(repl, repl), donate_argnums=0)
   t = time.perf_counter()
   compiled = step.lower(box["state"], batch).compile()

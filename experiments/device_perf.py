@@ -7,10 +7,8 @@ Rows (random data of the real shapes, the configs' own batch sizes):
   ddpm_train_float32 / ddpm_train_bfloat16  the DDPM CIFAR-10 paper step (35.7M U-Net,
       batch 128) with config.compute.dtype float32 and bfloat16;
   ddim50_sampling                           DDIM with 50 steps, batch 256;
-  dcgan_train_float32 / dcgan_train_bfloat16  the DCGAN paper step (64x64, batch 128);
-  ddpm_train_bfloat16_unaccumulated / dcgan_train_bfloat16_unaccumulated  the bfloat16
-      steps without ``precision.accumulate_in_float32`` (what the float32 accumulation
-      of the training loop costs, in compile time and step time).
+  dcgan_train_float32 / dcgan_train_bfloat16  the DCGAN paper step (64x64, batch 128).
+(What the bfloat16 rows' float32 accumulation costs: experiments/accumulate_cost.py.)
 Each row: compile time, the step's time (median of rounds after warm-up), images/s,
 the FLOPs of one step from XLA's cost analysis, the achieved FLOP/s and its fraction of
 the device's dense peak for the row's dtype (from the table below; none for unknown
@@ -60,11 +58,11 @@ def _time(run, warmup: int, rounds: int, iters: int) -> float:
   return statistics.median(times)
 
 
-def train_row(spec: str, dtype: str, args, accumulate: bool = True) -> dict:
+def train_row(spec: str, dtype: str, args) -> dict:
   import compare_peers  # the same compiled train step as the peer comparison
   run, info = compare_peers._jaxgen_train_step(spec, args.batch_size or None,
                                                compare_peers._random_images,
-                                               compute_dtype=dtype, accumulate=accumulate)
+                                               compute_dtype=dtype)
   seconds = _time(run, args.warmup, args.rounds, args.iters)
   config = info["config"]
   return _row(info["compiled"], info["compile_s"], seconds, config.train.batch_size,
@@ -112,9 +110,7 @@ def main(argv=None):
   p.add_argument("--tiny", action="store_true", help="the tiny configs (a smoke run)")
   p.add_argument("--rows", default="ddpm_train_float32,ddpm_train_bfloat16,"
                                    "ddim50_sampling,dcgan_train_float32,"
-                                   "dcgan_train_bfloat16,"
-                                   "ddpm_train_bfloat16_unaccumulated,"
-                                   "dcgan_train_bfloat16_unaccumulated")
+                                   "dcgan_train_bfloat16")
   p.add_argument("--warmup", type=int, default=2)
   p.add_argument("--rounds", type=int, default=5)
   p.add_argument("--iters", type=int, default=10)
@@ -135,10 +131,6 @@ def main(argv=None):
                                                "float32", args),
       "dcgan_train_bfloat16": lambda: train_row("configs/dcgan_celeba.py" + variant,
                                                 "bfloat16", args),
-      "ddpm_train_bfloat16_unaccumulated": lambda: train_row(
-          "configs/ddpm_cifar10.py" + variant, "bfloat16", args, accumulate=False),
-      "dcgan_train_bfloat16_unaccumulated": lambda: train_row(
-          "configs/dcgan_celeba.py" + variant, "bfloat16", args, accumulate=False),
   }
   unknown = [name for name in args.rows.split(",") if name not in builders]
   if unknown:

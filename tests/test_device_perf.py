@@ -1,6 +1,6 @@
-"""experiments/device_perf.py, the prepared run for a lent accelerator, as a CPU smoke
-run of its tiny configs: the rows it reports (bfloat16 with and without the float32
-accumulation), the bfloat16 probe, and the JSON it leaves after each row."""
+"""experiments/device_perf.py and accumulate_cost.py, the prepared runs for a lent
+accelerator, as CPU smoke runs of tiny configs: the rows they report, the bfloat16
+probe, and the JSON left after each row."""
 import json
 import os
 import subprocess
@@ -20,9 +20,9 @@ def test_peaks_by_device_kind():
   assert device_perf.peak("cpu", "float32") is None
 
 
-def test_tiny_run_reports_the_accumulation_cost(tmp_path):
+def test_tiny_run_reports_the_training_rows(tmp_path):
   out = tmp_path / "device_perf.json"
-  rows = "dcgan_train_bfloat16,dcgan_train_bfloat16_unaccumulated"  # the quickest
+  rows = "dcgan_train_bfloat16"  # the quickest
   proc = subprocess.run(
       [sys.executable, "experiments/device_perf.py", "--tiny", f"--rows={rows}",
        f"--json_out={out}"], cwd=REPO, capture_output=True, text=True, timeout=300,
@@ -42,3 +42,16 @@ def test_tiny_run_reports_the_accumulation_cost(tmp_path):
     subprocess.run([sys.executable, "experiments/device_perf.py", "--tiny",
                     "--rows=nonsense"], cwd=REPO, check=True, capture_output=True,
                    timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+
+
+def test_accumulation_cost_times_the_three_ways():
+  proc = subprocess.run(
+      [sys.executable, "experiments/accumulate_cost.py",
+       "--config=configs/dcgan_celeba.py:tiny", "--batch_size=4", "--rounds=2",
+       "--iters=1"], cwd=REPO, capture_output=True, text=True, timeout=300,
+      env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = proc.stdout.strip().splitlines()
+  assert [line.split("  ")[0].strip() for line in lines] == [
+      "sums+products", "sums only", "no rewrite"], lines
+  assert all("img/s" in line and "rounds [" in line for line in lines)
