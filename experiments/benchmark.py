@@ -87,11 +87,11 @@ def _loader(config):
 def bench_one(spec: str, steps: int, batch_size: int | None) -> dict:
   import jax
   sys.path.insert(0, REPO)
-  from jaxgen import config_file, sharding, train
+  from jaxgen import build, config_file, sharding
   config = config_file.load(spec, root=REPO)
   if batch_size:
     config.train.batch_size = batch_size
-  trainer, mesh = train.make_trainer(config), sharding.make_mesh()
+  trainer, mesh = build.make_trainer(config), sharding.make_mesh()
   repl, bsh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
   state = jax.jit(trainer.init_state, out_shardings=repl)(jax.random.key(0))
   loader, data_name = _loader(config)
@@ -121,13 +121,13 @@ def bench_sample(spec: str, sampler: str, batch_size: int) -> dict:
   config's T)."""
   import jax
   sys.path.insert(0, REPO)
-  from jaxgen import config_file, sharding, train
+  from jaxgen import build, config_file, sharding
   config = config_file.load(spec, root=REPO)
   name, num_steps = sampler.split(":")
   config.sample.update(sampler=name, num_steps=int(num_steps))
   if name == "ancestral":
     config.diffusion.num_steps = int(num_steps)
-  trainer, mesh = train.make_trainer(config), sharding.make_mesh()
+  trainer, mesh = build.make_trainer(config), sharding.make_mesh()
   repl = sharding.replicated(mesh)
   state = jax.jit(trainer.init_state, out_shardings=repl)(jax.random.key(0))
   gen = jax.jit(trainer.generate, static_argnums=2)
@@ -148,8 +148,10 @@ def _feature_net(name: str, batch_size: int):
   weights of the same architecture (the speed is the same)."""
   import jax
   import jax.numpy as jnp
-  from jaxgen.metrics import features, inception, weights
+  from jaxgen.metrics import features, inception
+  from jaxgen import weights
   from jaxgen.models import clip
+  from jaxgen.weights import clip as clip_weights
   if name == "mnist_classifier":
     return features.get(name, batch_size=batch_size), 28
   if name == "inception":
@@ -162,7 +164,7 @@ def _feature_net(name: str, batch_size: int):
       return features.inception_net(variables, batch_size=batch_size), 299
   if name == "clip":
     try:
-      variables = clip.load_hf_checkpoint(weights.resolve("clip_vit_b32", download=False))
+      variables = clip_weights.load_hf_checkpoint(weights.resolve("clip_vit_b32", download=False))
     except weights.WeightsError:
       variables = jax.jit(clip.CLIP(clip.VIT_B_32).init)(
           jax.random.key(0), jnp.zeros((1, 224, 224, 3)), jnp.zeros((1, 77), jnp.int32))
@@ -243,7 +245,7 @@ def loader_source(config, num_examples: int, data_dir: str) -> tuple:
   except FileNotFoundError:  # a tfds dataset not prepared here
     source = None
   if source is not None:
-    if name in sources.OFFLINE:
+    if name in sources.offline():
       return source, "offline", 0.0
     builder = sources.tfds_builder(name, config.data.get("tfds_data_dir") or None)
     return source, ("fake prepared" if fake_prepared.is_fake(builder)

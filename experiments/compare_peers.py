@@ -181,7 +181,8 @@ def check_peer(peer_python: str, rows) -> dict:
 def _jax_setup():
   if REPO not in sys.path:
     sys.path.insert(0, REPO)
-  import jaxgen  # noqa: F401 (its XLA CPU options, before JAX's CPU client exists)
+  from jaxgen import xla_options
+  xla_options.configure_cpu()  # before JAX creates its CPU client
   import jax
   return jax
 
@@ -198,14 +199,14 @@ def _jaxgen_train_step(spec: str, batch_size: int | None, make_batch, compute_dt
   ``compute_dtype``, default the config's); returns (run, info). The step goes through
   ``wrap`` (fn -> fn) before jit, by default ``policy.accumulate`` as the loop does."""
   jax = _jax_setup()
-  from jaxgen import config_file, sharding, stages
+  from jaxgen import build, config_file, sharding
   config = config_file.load(spec, root=REPO)
   if batch_size:
     config.train.batch_size = batch_size
   if compute_dtype:
     config.compute.dtype = compute_dtype
   mesh = sharding.make_mesh()
-  trainer = stages.make_trainer(config, mesh)
+  trainer = build.make_trainer(config, mesh)
   repl, bsh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
   box = {"state": jax.jit(trainer.init_state, out_shardings=repl)(jax.random.key(0))}
   batch = sharding.put_batch(make_batch(config), mesh)
@@ -243,9 +244,9 @@ def jaxgen_ddpm_unet_forward(ctx):
   jax = _jax_setup()
   import jax.numpy as jnp
   import numpy as np
-  from jaxgen import config_file, stages
+  from jaxgen import build, config_file
   config = config_file.load("configs/ddpm_cifar10.py:paper", root=REPO)
-  trainer = stages.make_trainer(config)
+  trainer = build.make_trainer(config)
   params = jax.jit(trainer.init_state)(jax.random.key(0)).params
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.uniform(-1, 1, (DDPM_BATCH, 32, 32, 3)).astype(np.float32))
@@ -336,7 +337,7 @@ JAXGEN = {"ddpm_unet_train": jaxgen_ddpm_unet_train,
 def write_inception_weights(directory: str) -> str:
   """The fixture's random FID Inception weights as a .pth, written without torch."""
   import importlib.util
-  from jaxgen.metrics import torch_pickle
+  from jaxgen.weights import torch_pickle
   path = os.path.join(REPO, "tests", "fixtures", "inception_random_weights.py")
   spec = importlib.util.spec_from_file_location("inception_random_weights", path)
   module = importlib.util.module_from_spec(spec)

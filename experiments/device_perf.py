@@ -71,11 +71,11 @@ def train_row(spec: str, dtype: str, args) -> dict:
 
 def sampling_row(args) -> dict:
   import jax
-  from jaxgen import config_file, stages
+  from jaxgen import build, config_file
   config = config_file.load("configs/ddpm_cifar10.py" + (":tiny" if args.tiny else
                                                          ":paper"), root=REPO)
   config.sample.update(sampler="ddim", num_steps=5 if args.tiny else 50)
-  trainer = stages.make_trainer(config)
+  trainer = build.make_trainer(config)
   state = jax.jit(trainer.init_state)(jax.random.key(0))
   num = 8 if args.tiny else 256
   gen = jax.jit(lambda s, k: trainer.generate(s, k, num))

@@ -23,12 +23,12 @@ DEFAULTS = ("pixelcnn_mnist", "gated_pixelcnn_mnist", "pixelcnnpp_cifar10")
 def measure(name: str, batch: int, repeats: int, stage: str = "") -> dict:
   import jax
 
-  from jaxgen import config_file, stages
+  from jaxgen import build, config_file, stages
   path, _, variant = name.partition(":")
   config = config_file.load(f"configs/{path}.py:{variant}")
   if stage and "stages" in config:
     config.stages.autoencoder = stage
-  trainer = stages.make_trainer(config)
+  trainer = build.make_trainer(config)
   state = jax.jit(trainer.init_state)(jax.random.key(0))
   frozen = stages.frozen_params(trainer.stages)
   inputs = ({"label": jax.numpy.arange(batch) % trainer.num_classes}

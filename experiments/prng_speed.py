@@ -29,10 +29,10 @@ def main(argv=None):
   args = p.parse_args(argv)
   import jax
   import numpy as np
-  from jaxgen import config_file, data, precision, stages
+  from jaxgen import build, config_file, data, precision
   config = config_file.load(args.config, root=REPO)
   config.train.batch_size = args.batch_size
-  trainer = stages.make_trainer(config)
+  trainer = build.make_trainer(config)
   shape = (args.batch_size, *data.example_spec(config.data)["image"].shape)
   batch = {"image": np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)}
   runs = {}

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgen import build
 from jaxgen import checkpoint, sharding, stages
 from jaxgen.metrics import mnist_classifier
 
@@ -88,12 +89,12 @@ def main(_):
     raise app.UsageError("Give --workdir=<a stylegan2 run> or --images=<glob of .npy>.")
   config = stages.run_config(FLAGS.workdir)
   mesh = sharding.make_mesh()
-  trainer = stages.make_trainer(config, mesh)
+  trainer = build.make_trainer(config, mesh)
   ckpt = checkpoint.Checkpointer(os.path.join(FLAGS.workdir, "checkpoints"),
                                  read_only=True)
   steps = [FLAGS.step] if FLAGS.step is not None else ckpt.all_steps()
-  abstract = stages.abstract_state(trainer, config, mesh)
-  init = trainer.init_state(stages.run_keys(config)["init"])
+  abstract = build.abstract_state(trainer, config, mesh)
+  init = trainer.init_state(build.run_keys(config)["init"])
   print(json.dumps({"step": 0, **probe(trainer, init, FLAGS.num)}))
   for step in steps:
     state, _ = ckpt.restore(abstract, step)

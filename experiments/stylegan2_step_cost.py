@@ -2,7 +2,7 @@ r"""The cost of StyleGAN2's lazily regularised train steps against plain ones.
 
   python experiments/stylegan2_step_cost.py [--config=configs/stylegan2_mnist.py] [--repeats=5]
 
-The one compiled train step (jaxgen/trainers/stylegan2.py) runs the path-length
+The one compiled train step (jaxgen/families/stylegan2/trainer.py) runs the path-length
 regulariser when step % pl_interval == 0 and R1 when step % r1_interval == 0, through
 ``lax.cond``. This compiles the step once, then times it with the step counter set to a
 plain step, a path-length step (not R1), and a step with both, and prints the mean
@@ -23,9 +23,9 @@ def main(argv=None):
   parser.add_argument("--config", default="configs/stylegan2_mnist.py")
   parser.add_argument("--repeats", type=int, default=5)
   args = parser.parse_args(argv)
-  from jaxgen import config_file, data, stages
+  from jaxgen import build, config_file, data
   config = config_file.load(args.config)
-  trainer = stages.make_trainer(config)
+  trainer = build.make_trainer(config)
   s = config.stylegan2
   state = jax.jit(trainer.init_state)(jax.random.key(0))
   loader = data.Loader(data.get_source(config.data, "train"), config.data,

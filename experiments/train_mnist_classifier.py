@@ -20,7 +20,7 @@ import optax
 
 from jaxgen.data import sources
 from jaxgen.metrics import mnist_classifier as mc
-from jaxgen.metrics import weights
+from jaxgen import weights
 
 
 def shift(images, rng, max_shift=2):

@@ -9,12 +9,6 @@ import importlib.util
 import os
 
 
-class ConfigError(ValueError):
-  """One or more config fields are missing or have a bad value (raised by
-  ``jaxgen.loop_config.check`` and by trainers built from a config that lacks a field
-  they read)."""
-
-
 def _module(path: str):
   module_spec = importlib.util.spec_from_file_location(
       os.path.splitext(os.path.basename(path))[0], path)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numbers
 
-from jaxgen.config_file import ConfigError  # noqa: F401 (raised here; public here too)
+from jaxgen import evaluators, precision
+from jaxgen.errors import ConfigError
 
 
 def _int(minimum):
@@ -71,7 +72,6 @@ def check(config, mesh=None) -> None:
                                                             numbers.Integral):
     problems.append(f"config.seed must be an integer, got {config.get('seed')!r}.")
   if config.get("compute") is not None:
-    from jaxgen import precision
     problems += precision.check_block(dict(config.compute))
   if _field(config, "data", "workers") is not _MISSING:
     why = NON_NEGATIVE(config.data.workers)
@@ -89,11 +89,10 @@ def check(config, mesh=None) -> None:
     problems.append("config.eval.metrics is missing (the sample metrics, e.g. "
                     "('fid', 'is'), or () for none): set it in the config file.")
   elif metrics:
-    from jaxgen import evaluation
-    unknown = sorted(set(metrics) - set(evaluation.EVALUATORS))
+    unknown = sorted(n for n in metrics if evaluators.EVALUATORS.find(n) is None)
     if unknown:
       problems.append(f"config.eval.metrics has unknown {unknown}; use any of "
-                      f"{', '.join(evaluation.EVALUATORS)}.")
+                      f"{', '.join(evaluators.EVALUATORS.names())}.")
     values.update({("eval", n): need("eval", n, *spec)
                    for n, spec in SAMPLE_METRICS.items()})
   if mesh is not None:

@@ -19,6 +19,8 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
+from jaxgen import xla_options
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
     "config", None, "Experiment config: path/to/config.py[:variant].",
@@ -41,9 +43,9 @@ flags.mark_flags_as_required(["config"])
 
 def summary(config) -> dict:
   """Build every network of the config and count its parameters (shapes only)."""
-  from jaxgen import train
-  from jaxgen.trainers.base import count_params
-  trainer = train.make_trainer(config)
+  from jaxgen import build
+  from jaxgen.families.base import count_params
+  trainer = build.make_trainer(config)
   counts = {name: count_params(module, *args, **kwargs)
             for name, (module, args, kwargs) in trainer.networks().items()}
   width = max(len(n) for n in [*counts, "total"])
@@ -59,8 +61,7 @@ def main(argv):
   """The mode's work; expected failures (a missing or changed stage, an unreadable
   checkpoint, a locked workdir) end as one line on stderr with exit status 2."""
   from jaxgen.checkpoint import CheckpointError
-  from jaxgen.loop_config import ConfigError
-  from jaxgen.stages import StageError
+  from jaxgen.errors import ConfigError, StageError
   from jaxgen.workdir_lock import WorkdirLockError
   try:
     _main(argv)
@@ -103,8 +104,8 @@ def _main(argv):
 
 def _read_only_mode(config, workdir, mesh):
   """--mode=eval or sample: the latest checkpoint's evaluation or pictures."""
-  from jaxgen import train
-  trainer = train.make_trainer(config, mesh)
+  from jaxgen import build, train
+  trainer = build.make_trainer(config, mesh)
   state, meta = train.restore_latest(trainer, config, workdir, mesh)
   step = int(meta["step"])
   if FLAGS.mode == "eval":
@@ -152,6 +153,7 @@ def argv_config(argv):
 
 
 def run():
+  xla_options.configure_cpu()  # before JAX creates its CPU client
   app.run(main, flags_parser=parse_flags)
 
 

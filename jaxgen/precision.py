@@ -28,7 +28,7 @@ import numpy as np
 from jax import lax
 from jax.extend import core as jex
 
-from jaxgen.config_file import ConfigError
+from jaxgen.errors import ConfigError
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 MATMUL = ("default", "high", "highest")

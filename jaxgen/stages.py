@@ -1,15 +1,13 @@
-"""Runs rebuilt from their configs, and frozen stages: finished runs (or weights files)
-that a later run builds on.
-
-``make_trainer(config)`` builds a family's trainer with the stages its config names
-(recursively: a stage's own trainer may have stages); ``run_keys`` are a run's random
-streams, derived from its seed; ``abstract_state`` is its state's shape, unbuilt.
+"""Frozen stages: finished runs (or weights files) that a later run builds on.
 
 A config names its stages in ``config.stages``, for example
-``config.stages.autoencoder = "/path/to/vae_workdir"``. ``load(config, mesh)`` rebuilds
-each: the stage family's trainer from the run's ``config.json`` and its
-``stage_params`` (the EMA parameters, by default) from the latest checkpoint, read
-only, replicated over the mesh. The loop passes the parameters to the compiled steps
+``config.stages.autoencoder = "/path/to/vae_workdir"``; ``jaxgen.build`` rebuilds
+each (the stage family's trainer from the run's ``config.json`` and its
+``stage_params``, the EMA parameters by default, from the latest checkpoint, read
+only, replicated over the mesh), or reads a weights file through a reader of
+``jaxgen.weights``. This module holds what a stage is and the checks around it: the
+names a family needs (``check_named``), the record a later run keeps and checks on
+resume (``record``, ``check_record``, ``digest``). The loop passes the parameters to the compiled steps
 as their own argument (``frozen``); they are never donated, never captured as
 constants and never copied into the later run's checkpoints, which record each stage's
 path, step and parameter digest instead (``record``), so that a resume with a stage
@@ -28,46 +26,10 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxgen import checkpoint, config_file, data, sharding, trainers
+from jaxgen import registry, sharding, weights
+from jaxgen.errors import StageError
 
 log = logging.getLogger("jaxgen")
-
-
-def make_trainer(config, mesh=None):
-  """The family's trainer for ``config``, with the frozen stages it names loaded
-  (read only) onto ``mesh``."""
-  family = trainers.family_class(config)
-  loaded = (load(config, mesh or sharding.make_mesh(), family.stage_roles)
-            if family.stage_roles or config.get("stages") else {})
-  try:
-    return family(config, data.example_spec(config.data), loaded)
-  except AttributeError as e:  # ConfigDict's missing field: AttributeError(KeyError)
-    if not (e.args and isinstance(e.args[0], KeyError)):
-      raise
-    raise config_file.ConfigError(
-        f"config.family={config.family!r} reads the field {e.args[0]}, which this "
-        f"config does not set: add it to the config file (the configs hold every "
-        f"default; see another {config.family} config for the field).") from e
-
-
-def run_keys(config):
-  # Each use of randomness has its own stream, derived from the seed alone.
-  from jaxgen import precision
-  root = precision.resolve(config).key(config.seed)  # config.compute.prng_impl
-  init, step, eval_, sample = jax.random.split(root, 4)
-  return {"init": init, "step": step, "eval": eval_, "sample": sample}
-
-
-def abstract_state(trainer, config, mesh):
-  """The state's structure, shapes, dtypes and (replicated) shardings, unbuilt."""
-  shapes = jax.eval_shape(trainer.init_state, run_keys(config)["init"])
-  repl = sharding.replicated(mesh)
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
-                      shapes)
-
-
-class StageError(ValueError):
-  """A stage is missing, unfinished, of the wrong family, or changed."""
 
 
 @dataclasses.dataclass
@@ -82,6 +44,42 @@ class Stage:
 
   def record(self) -> dict:
     return {"path": self.path, "step": self.step, "digest": self.digest}
+
+
+# --- the protocols a stage provides: a family (or a weights-file reader) that can
+# serve in a stage role mixes one in; ``params`` is the stage's ``stage_params``.
+class Autoencoder:
+  """The stage protocol of autoencoders (VAE, VQ-VAE, dVAE): images are in [0, 1] as
+  the stage's data config preprocesses them. A discrete autoencoder's latents are
+  integer code ids below ``num_codes``; a continuous one's ``num_codes`` is 0."""
+  latent_spec: Any  # jax.ShapeDtypeStruct of one latent (or token-id grid)
+  num_codes: int = 0
+
+  def encode(self, params, images):
+    """Images (N, H, W, C) -> latents (N, *latent_spec.shape) or token ids."""
+    raise NotImplementedError
+
+  def decode(self, params, latents):
+    """Latents (or token ids) -> images in [0, 1], (N, H, W, C)."""
+    raise NotImplementedError
+
+
+class ConditioningEncoder:
+  """The stage protocol of conditioning encoders (CLIP): pooled, L2-normalised
+  embeddings of images and of token ids in one space, and the per-token text states
+  that cross-attention (latent diffusion) and the unCLIP prior read."""
+
+  def embed_image(self, params, images):
+    """Images (N, H, W, C) in [0, 1] -> (N, D)."""
+    raise NotImplementedError
+
+  def embed_text(self, params, tokens):
+    """Token ids (N, L) -> (N, D)."""
+    raise NotImplementedError
+
+  def text_states(self, params, tokens):
+    """Token ids (N, L) -> (per-token states (N, L, W), mask (N, L) of real tokens)."""
+    raise NotImplementedError
 
 
 def digest(tree) -> str:
@@ -104,99 +102,90 @@ def run_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
-def load_run(name: str, workdir: str, mesh, role=None) -> Stage:
-  """Rebuild the finished run in ``workdir`` as the stage ``name`` (read only); its
-  family must provide ``role`` (a protocol class of jaxgen/trainers/base.py)."""
-  workdir = os.path.abspath(os.path.expanduser(workdir))
-  if os.path.isfile(workdir):
-    return load_file(name, workdir, mesh, role)
-  if not os.path.isdir(workdir):
-    raise StageError(f"config.stages.{name}={workdir}: no such directory. Train that "
-                     f"stage first (python -m jaxgen.main --config=... "
-                     f"--workdir={workdir}) or point config.stages.{name} at its "
-                     f"workdir.")
-  config = run_config(workdir)
-  family = trainers.family_class(config)
-  if role is not None and not issubclass(family, role):
-    raise StageError(
-        f"config.stages.{name}={workdir} is a {config.family!r} run, but the {name} "
-        f"stage needs the {role.__name__} protocol ({_families(role)}).")
-  trainer = make_trainer(config, mesh)
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
-  try:
-    last = ckpt.latest_step()
-    total = int(config.train.num_steps)
-    if last is None or last < total:
-      raise StageError(
-          f"config.stages.{name}={workdir} is not a finished run (checkpoint step "
-          f"{last if last is not None else 'none'} of {total}): finish it first by "
-          f"rerunning its training command, python -m jaxgen.main "
-          f"--config=<its config> --workdir={workdir}.")
-    state, _ = ckpt.restore(abstract_state(trainer, config, mesh))
-  finally:
-    ckpt.close()
-  params = sharding.replicate(trainer.stage_params(state), mesh)
-  return Stage(name, workdir, trainer, params, int(last), digest(params),
-               data.load_tokenizer(workdir))
-
-
-# protocol class name -> "module:function" that loads a weights file as that stage:
-# path -> (stage object providing the protocol, parameters).
-FILE_LOADERS = {
-    "ConditioningEncoder": "jaxgen.trainers.clip_encoder:CLIPEncoder.from_file",
-}
-
-
-def load_file(name: str, path: str, mesh, role) -> Stage:
-  """A weights file as the stage ``name`` (for example CLIP's Hugging Face file)."""
-  import importlib
-  entry = FILE_LOADERS.get(getattr(role, "__name__", ""))
-  if entry is None:
-    raise StageError(
-        f"config.stages.{name}={path} is a file, but a weights file can stand in only "
-        f"for {', '.join(FILE_LOADERS)} stages; the {name} stage needs the workdir of "
-        f"a finished run.")
-  module, attr = entry.split(":")
-  obj = importlib.import_module(module)
-  for part in attr.split("."):
-    obj = getattr(obj, part)
-  encoder, variables = obj(path)
-  params = sharding.replicate(variables, mesh)
-  return Stage(name, path, encoder, params, 0, digest(params))
-
-
-def load(config, mesh, roles: dict) -> dict:
-  """The stages that ``config.stages`` names, checked against ``roles`` (stage name
-  -> protocol class the family needs), as name -> Stage."""
+def check_named(config, roles: dict) -> dict:
+  """The stage paths ``config.stages`` names, checked against ``roles`` (stage name
+  -> the protocol class the family needs): none missing, none unknown."""
   named = dict(config.get("stages") or {})
   missing = [n for n in roles if not named.get(n)]
   if missing:
     raise StageError(
         f"config.family={config.family!r} builds on frozen stage(s) "
         f"{', '.join(missing)}: set --config.stages.{missing[0]}=WORKDIR to a finished "
-        f"run of {_families(roles[missing[0]])} (train it first).")
+        f"run of {providers(roles[missing[0]])} (train it first).")
   unknown = sorted(set(n for n, p in named.items() if p) - set(roles))
   if unknown:
     raise StageError(f"config.stages.{unknown[0]} is not a stage of family "
                      f"{config.family!r} (it takes: {', '.join(roles) or 'none'}).")
-  out = {}
-  for name, role in roles.items():
-    out[name] = load_run(name, named[name], mesh, role)
-  return out
+  return {name: named[name] for name in roles}
 
 
-def _families(role) -> str:
-  """The registered families whose trainers provide ``role``, for messages."""
-  import importlib
+def check_role(name: str, workdir: str, config, family, role):
+  """A run of ``family`` can serve as the stage ``name`` only if it provides ``role``."""
+  if role is not None and not issubclass(family, role):
+    raise StageError(
+        f"config.stages.{name}={workdir} is a {config.family!r} run, but the {name} "
+        f"stage needs the {role.__name__} protocol ({providers(role)}).")
+
+
+def check_finished(name: str, workdir: str, last_step, total: int):
+  if last_step is None or last_step < total:
+    raise StageError(
+        f"config.stages.{name}={workdir} is not a finished run (checkpoint step "
+        f"{last_step if last_step is not None else 'none'} of {total}): finish it first "
+        f"by rerunning its training command, python -m jaxgen.main "
+        f"--config=<its config> --workdir={workdir}.")
+
+
+def load_file(name: str, path: str, mesh, role, spec: dict) -> Stage:
+  """A weights file as the stage ``name``: the first reader of ``jaxgen.weights``
+  that provides ``role`` and accepts the file (OpenAI's dVAE, CLIP's Hugging Face
+  file, ...). ``spec`` is the later run's example spec (a reader sizes its stage to
+  the images the run will give it)."""
+  readers = weights.readers_for(role)
+  if not readers:
+    raise StageError(
+        f"config.stages.{name}={path} is a file, but no weights-file reader provides "
+        f"the {getattr(role, '__name__', role)} protocol the {name} stage needs; point "
+        f"config.stages.{name} at the workdir of a finished run.")
+  reader = next((r for r in readers if r.accepts(path)), None)
+  if reader is None:
+    raise StageError(
+        f"config.stages.{name}={path}: no weights-file reader for the {name} stage "
+        f"takes this file; they take: "
+        f"{'; '.join(f'{r.name}: {r.what}' for r in readers)}.")
+  stage, variables = reader.load(path, spec)
+  params = sharding.replicate(variables, mesh)
+  return Stage(name, path, stage, params, 0, digest(params))
+
+
+def check_same_data(mine, stage, path, fields=("name", "scale", "binarize", "resize",
+                                              "center_crop")):
+  """A model over a stage's latents must see the images as the stage's run did: the
+  data ``fields`` of ``mine`` (the later run's config.data) and ``stage`` (the stage
+  run's) must agree."""
+  norm = lambda v: tuple(v) if isinstance(v, (list, tuple)) else v
+  diff = [f for f in fields if norm(mine.get(f)) != norm(stage.get(f))]
+  if diff:
+    f = diff[0]
+    raise StageError(
+        f"config.data.{f}={norm(mine.get(f))!r}, but the autoencoder stage {path} was "
+        f"trained with {norm(stage.get(f))!r}: the latent model must see the images as "
+        f"the stage did. Set --config.data.{f}={norm(stage.get(f))!r}.")
+
+
+def providers(role) -> str:
+  """The families (and weights-file readers) that provide ``role``, for messages."""
   names = []
-  for family, entry in trainers.FAMILIES.items():
-    module, cls = entry.split(":")
+  for family in registry.family_names():
     try:
-      if issubclass(getattr(importlib.import_module(module), cls), role):
+      if issubclass(registry.family_class(family), role):
         names.append(family)
     except ImportError:
       continue
-  return f"family {' or '.join(names)}" if names else role.__name__
+  files = [r.name for r in weights.readers_for(role)]
+  found = (f"family {' or '.join(names)}" if names else role.__name__) + (
+      f", or a weights file ({', '.join(files)})" if files else "")
+  return found
 
 
 def record(stages: dict) -> dict:

@@ -1,6 +1,6 @@
 """The one training loop: data -> jit-compiled step -> metrics, samples, checkpoints.
 
-It knows no model family. A family's ``Trainer`` (jaxgen/trainers/) supplies the
+It knows no model family. A family's ``Trainer`` (jaxgen/families/<name>/trainer.py) supplies the
 initial state, the train and eval steps and the pictures; this module compiles the
 steps once over the device mesh (batch sharded, state replicated and donated, the
 frozen stages' parameters replicated as their own argument), derives per-step
@@ -23,9 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from jaxgen import (checkpoint, data, loop_config, precision, prefetch, sharding,
-                    stages, viz)
-from jaxgen.stages import abstract_state, make_trainer  # noqa: F401 (public here too)
+from jaxgen import (build, checkpoint, data, errors, evaluators, loop_config, precision,
+                    prefetch, sharding, stages, viz)
 from jaxgen.workdir_lock import WorkdirLock
 
 DISPATCH_AHEAD = 2  # train steps the host may dispatch beyond the last finished one
@@ -143,7 +142,7 @@ def restore_latest(trainer, config, workdir, mesh):
       raise missing
     # The stages first: a changed stage is named as such, not as a shape mismatch.
     stages.check_record(trainer.stages, ckpt.restore_meta().get("stages"), workdir)
-    return ckpt.restore(abstract_state(trainer, config, mesh))
+    return ckpt.restore(build.abstract_state(trainer, config, mesh))
   finally:
     ckpt.close()
 
@@ -158,7 +157,7 @@ def evaluate(trainer, state, config, mesh) -> dict:
   step = jax.jit(trainer.eval_step, in_shardings=(repl, batch_sh, repl, repl),
                  out_shardings=repl)
   params = frozen(trainer)
-  key, totals = stages.run_keys(config)["eval"], None
+  key, totals = build.run_keys(config)["eval"], None
   batches = data.eval_batches(source, config.data, bs, config.seed,
                               config.eval.num_examples or None)
   n = min(len(source), config.eval.num_examples or len(source))
@@ -170,9 +169,8 @@ def evaluate(trainer, state, config, mesh) -> dict:
     jax.block_until_ready(totals)  # an honest progress bar; bounded host memory
   result = trainer.finalize_eval(jax.device_get(totals))
   # Sample-based metrics (FID, IS, class accuracy, ...) that config.eval.metrics lists.
-  from jaxgen import evaluation
   samples_key = jax.random.split(key)[1]  # apart from the per-batch fold_in(key, i)
-  return {**result, **evaluation.compute(trainer, state, config, mesh, samples_key)}
+  return {**result, **evaluators.compute(trainer, state, config, mesh, samples_key)}
 
 
 def save_pictures(trainer, state, config, workdir, step: int):
@@ -181,7 +179,7 @@ def save_pictures(trainer, state, config, workdir, step: int):
   writes them."""
   source = data.get_source(config.data, config.eval.split)
   batch = data.spread_batch(source, config.data, 16, config.seed)
-  rng = jax.random.fold_in(stages.run_keys(config)["sample"], step)
+  rng = jax.random.fold_in(build.run_keys(config)["sample"], step)
   pictures = trainer.visualize(state, rng, batch, frozen(trainer))
   if not _is_writer():
     return
@@ -207,7 +205,7 @@ def train(config, workdir: str, trainer=None, mesh=None):
 
 def _train(config, workdir, trainer, mesh):
   os.makedirs(workdir, exist_ok=True)
-  trainer = trainer or make_trainer(config, mesh)
+  trainer = trainer or build.make_trainer(config, mesh)
   sharding.check_batch_size(config.train.batch_size, mesh)
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                  keep=config.train.keep_checkpoints)
@@ -225,7 +223,7 @@ def _loop(config, workdir, trainer, mesh, ckpt):
   """Steps from the latest checkpoint (or the start) to ``train.num_steps``:
   (state, last step, whether a signal stopped it)."""
   tc = config.train
-  keys = stages.run_keys(config)
+  keys = build.run_keys(config)
   repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
   run = {"batch_size": tc.batch_size, "seed": config.seed,
          "prng_impl": trainer.policy.prng_impl, "stages": stages.record(trainer.stages)}
@@ -233,7 +231,7 @@ def _loop(config, workdir, trainer, mesh, ckpt):
     # The record first: a changed batch size, seed or stage is named as such, and
     # nothing is restored (or compiled) for a resume that is refused.
     _check_resume(ckpt.restore_meta(), run, trainer, workdir)
-    state, meta = ckpt.restore(abstract_state(trainer, config, mesh))
+    state, meta = ckpt.restore(build.abstract_state(trainer, config, mesh))
     log.info("Resumed from step %d in %s", meta["step"], workdir)
   else:
     state = jax.jit(trainer.init_state, out_shardings=repl)(keys["init"])
@@ -347,7 +345,7 @@ def _check_resume(meta, run, trainer, workdir):
     if key in meta and meta[key] != run[key]:
       field = {"batch_size": "train.batch_size", "seed": "seed",
                "prng_impl": "compute.prng_impl"}[key]
-      raise loop_config.ConfigError(
+      raise errors.ConfigError(
           f"The checkpoints in {workdir} were trained with {field}={meta[key]}, this "
           f"config has {run[key]}: resuming would reread the data and the random "
           f"streams differently. Use --config.{field}={meta[key]}, or another --workdir.")

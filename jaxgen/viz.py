@@ -45,3 +45,24 @@ def save_png(image: np.ndarray, path: str, min_size: int = 256) -> str:
   Image.fromarray(image).save(tmp)
   os.replace(tmp, path)
   return path
+
+
+def code_map(codes, num_codes: int) -> np.ndarray:
+  """The code indices of a batch (N, h, w) as grey levels (index / (K - 1)), one tile
+  per image."""
+  grey = np.round(255 * codes.astype(np.float64) / max(num_codes - 1, 1)).astype(np.uint8)
+  return grid(grey[..., None], rows=4)
+
+
+def usage_histogram(codes, num_codes: int, height: int = 64) -> np.ndarray:
+  """A bar chart (uint8, white background) of how often each code occurs in
+  ``codes``, codes in index order, one column per code (codes binned when K > 1024),
+  bars scaled to the most frequent."""
+  counts = np.bincount(codes.reshape(-1), minlength=num_codes).astype(np.float64)
+  per_col = max(1, math.ceil(num_codes / 1024))
+  counts = np.pad(counts, (0, -num_codes % per_col)).reshape(-1, per_col).sum(1)
+  bars = np.round(height * counts / max(counts.max(), 1)).astype(int)
+  image = np.full((height, len(counts)), 255, np.uint8)
+  rows = np.arange(height)[:, None]
+  image[rows >= height - bars[None, :]] = 0
+  return image

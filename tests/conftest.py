@@ -24,6 +24,10 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 # Only the tests set this, and every comparison in them is made under the same flags.
 TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
+# The XLA CPU options of jaxgen's entry points, so that tests compute as runs do.
+from jaxgen import xla_options  # noqa: E402
+
+xla_options.configure_cpu()
 
 
 def fake_devices(n: int) -> dict:
@@ -89,10 +93,10 @@ def restore_run(workdir, step):
   from jaxgen import checkpoint, sharding, stages
   config = stages.run_config(workdir)
   mesh = sharding.make_mesh()
-  trainer = stages.make_trainer(config, mesh)
+  trainer = build.make_trainer(config, mesh)
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
   try:
-    state, meta = ckpt.restore(stages.abstract_state(trainer, config, mesh), step=step)
+    state, meta = ckpt.restore(build.abstract_state(trainer, config, mesh), step=step)
   finally:
     ckpt.close()
   return jax.device_get(state), meta
@@ -144,7 +148,7 @@ def stage_configs(name: str) -> dict:
   return dict(getattr(load_module(f"configs/{name}.py"), "STAGE_CONFIGS", {}))
 
 
-from jaxgen import trainers  # noqa: E402  (after the environment above)
+from jaxgen import build, registry  # noqa: E402  (after the environment above)
 
 
 def _tiny_configs() -> tuple[dict, dict]:
@@ -163,14 +167,14 @@ def _tiny_configs() -> tuple[dict, dict]:
 
 
 TINY_CONFIGS, BROKEN_TINY = _tiny_configs()
-FAMILIES = sorted(trainers.FAMILIES)
+FAMILIES = registry.family_names()
 
 
 def tiny_config_of(family: str) -> str:
   """The family's config that the conformance suite runs: <family>_mnist if it has a
   ``tiny`` variant, else the first by name."""
   if family not in TINY_CONFIGS:
-    pytest.fail(f"family {family!r} is registered in jaxgen.trainers.FAMILIES but no "
+    pytest.fail(f"family {family!r} is in jaxgen/families/ but no "
                 f"configs/*.py of that family has a 'tiny' variant")
   preferred = f"{family}_mnist"
   found = TINY_CONFIGS[family]

@@ -7,10 +7,10 @@ import numpy as np
 import optax
 import pytest
 
-from jaxgen.trainers import adversarial
-from jaxgen.trainers.adversarial import (apply_module, init_players, interpolate_latents,
+from jaxgen.families import adversarial
+from jaxgen.families.adversarial import (apply_module, init_players, interpolate_latents,
                                          lerp, slerp)
-from jaxgen.trainers.base import TrainState, apply_gradients, apply_player_gradients
+from jaxgen.families.base import TrainState, apply_gradients, apply_player_gradients
 
 
 class Net(nn.Module):

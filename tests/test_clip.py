@@ -22,8 +22,10 @@ import safetensors.numpy
 from PIL import Image
 
 from conftest import REPO, fake_devices
+from jaxgen.weights import clip as clip_weights
 from jaxgen.data.clip_tokenizer import CLIPTokenizer
-from jaxgen.metrics import clip_score, features, weights
+from jaxgen.metrics import clip_score, features
+from jaxgen import weights
 from jaxgen.models import clip
 
 FIXTURES = os.path.join(REPO, "tests", "fixtures")
@@ -69,7 +71,7 @@ def _random_variables(config, seed=0):
 @pytest.fixture(scope="module")
 def hf_variables(tmp_path_factory):
   path = tmp_path_factory.mktemp("clip") / "model.safetensors"
-  return clip.load_hf_checkpoint(_save(FX.hf_state_dict(), path), SMALL)
+  return clip_weights.load_hf_checkpoint(_save(FX.hf_state_dict(), path), SMALL)
 
 
 # ---------------------------------------------------------------------------------------
@@ -89,7 +91,7 @@ def test_matches_transformers_clip_model_on_hf_weights(tmp_path):
   # Older transformers saved the position_ids buffers; loading must ignore them.
   state["text_model.embeddings.position_ids"] = np.arange(SMALL.context_length)[None]
   state["vision_model.embeddings.position_ids"] = np.arange(17)[None]
-  variables = clip.load_hf_checkpoint(_save(state, tmp_path / "model.safetensors"), SMALL)
+  variables = clip_weights.load_hf_checkpoint(_save(state, tmp_path / "model.safetensors"), SMALL)
   images, tokens = FX.model_inputs()
   model = clip.CLIP(SMALL)
   outputs = jax.jit(lambda v, x, t: {
@@ -112,7 +114,7 @@ def test_loader_names_missing_unexpected_and_misshaped_keys(tmp_path):
   state[q] = np.zeros((64, 32), np.float32)
   state["visual_projection.weight"] = state["visual_projection.weight"].T.copy()
   with pytest.raises(ValueError) as error:
-    clip.load_hf_checkpoint(_save(state, tmp_path / "bad.safetensors"), SMALL)
+    clip_weights.load_hf_checkpoint(_save(state, tmp_path / "bad.safetensors"), SMALL)
   message = str(error.value)
   assert "1 missing keys: text_model.final_layer_norm.bias" in message
   assert "1 unexpected keys: vision_model.extra.weight" in message
@@ -123,7 +125,7 @@ def test_loader_names_missing_unexpected_and_misshaped_keys(tmp_path):
 def test_loader_rejects_a_checkpoint_of_another_size(tmp_path):
   path = _save(FX.hf_state_dict(), tmp_path / "small.safetensors")
   with pytest.raises(ValueError, match="shape mismatches"):
-    clip.load_hf_checkpoint(path, clip.CLIPConfig(**{**FX.DIMS, "vision_width": 32}))
+    clip_weights.load_hf_checkpoint(path, clip.CLIPConfig(**{**FX.DIMS, "vision_width": 32}))
 
 
 def test_text_pooling_reads_the_end_token_position(hf_variables):

@@ -23,15 +23,15 @@ DEVICES = textwrap.dedent("""
     import json, os, sys
     import jax, numpy as np
     assert jax.device_count() == 4, jax.devices()
-    from jaxgen import checkpoint, data, evaluation, sharding, stages
+    from jaxgen import build, checkpoint, data, evaluators, sharding, stages
     workdir, half = sys.argv[1], int(sys.argv[2])
     c = stages.run_config(workdir)  # the tiny run's config, with its stages
     bs = c.train.batch_size
     assert bs % 4 == 0, f"tiny train.batch_size={bs} must divide over 4 devices"
     loader = data.Loader(data.get_source(c.data, "train"), c.data, bs, c.seed)
-    keys = stages.run_keys(c)
+    keys = build.run_keys(c)
     mesh = sharding.make_mesh()
-    trainer = stages.make_trainer(c, mesh)
+    trainer = build.make_trainer(c, mesh)
     repl, bsh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
     frozen = stages.frozen_params(trainer.stages)
     state = jax.jit(trainer.init_state, out_shardings=repl)(keys["init"])
@@ -55,7 +55,7 @@ DEVICES = textwrap.dedent("""
         np.testing.assert_allclose(float(value), logged[i][key], rtol=2e-4, atol=1e-6,
                                    err_msg=f"{key} at step {i}")
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
-    one, _ = ckpt.restore(stages.abstract_state(trainer, c, mesh), step=half)
+    one, _ = ckpt.restore(build.abstract_state(trainer, c, mesh), step=half)
     ckpt.close()
     one, four = jax.device_get((one, state))
     # Non-gradient state (BatchNorm statistics, codebooks, image pools, ...) agrees.
@@ -86,7 +86,7 @@ DEVICES = textwrap.dedent("""
     num = 4
     inputs = None
     if trainer.conditioning_keys:
-      examples = evaluation.conditioning(trainer, c, num, ())(0, num)
+      examples = evaluators.conditioning(trainer, c, num, ())(0, num)
       inputs = {k: sharding.put_batch({k: examples[k]}, mesh)[k]
                 for k in trainer.conditioning_keys}
     x = jax.jit(trainer.generate, static_argnums=2)(state, jax.random.key(3), num,

@@ -9,9 +9,9 @@ import pytest
 from conftest import load_config
 from jaxgen import data, evaluation
 from jaxgen.data.mnist5k_derived import styles_ground_truth
-from jaxgen.trainers import cyclegan
-from jaxgen.trainers.base import count_params
-from jaxgen.trainers.cyclegan import CycleGANTrainer
+from jaxgen.families.cyclegan import trainer as cyclegan
+from jaxgen.families.base import count_params
+from jaxgen.families.cyclegan.trainer import CycleGANTrainer
 
 
 def test_paper_counts():

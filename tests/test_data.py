@@ -236,7 +236,8 @@ def test_center_crop_keeps_the_aspect_ratio():
 def test_a_family_refuses_a_dataset_of_the_wrong_kind():
   """Single-image families refuse paired and unpaired sets, and a paired or unpaired
   family refuses the other kind, each naming both kinds."""
-  from jaxgen.trainers import base, vae
+  from jaxgen.families import base
+  from jaxgen.families.vae import trainer as vae
   c = ConfigDict(dict(family="vae", data=_cfg(name="mnist5k_edges")))
   with pytest.raises(ValueError, match=r"'vae' trains on a dataset of single images "
                                        r"\(image\), but .*'mnist5k_edges' is a paired "

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import load_config, run_main
-from jaxgen import train
+from jaxgen import build
 
 
 @pytest.mark.parametrize("config,count", [("ddpm_cifar10.py:paper", 35_746_307),
@@ -45,14 +45,14 @@ def test_ddpm_needs_symmetric_grey_levels():
   c = load_config("ddpm_mnist", "tiny")
   c.data.scale = "unit"
   with pytest.raises(ValueError, match="scale=symmetric"):
-    train.make_trainer(c)
+    build.make_trainer(c)
 
 
 def test_fourier_time_embedding_sees_continuous_time():
   """Random Fourier features are made for t in [0, 1]: the trainer feeds t / T."""
   c = load_config("ddpm_mnist", "tiny")
   c.model.time_embedding = "fourier"
-  trainer = train.make_trainer(c)
+  trainer = build.make_trainer(c)
   params = jax.jit(trainer.init_state)(jax.random.key(0)).params  # jit: eager is slow
   # Random weights everywhere (the output layer starts at zero), so that the output
   # depends visibly on the time embedding.

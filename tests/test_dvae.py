@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from conftest import load_config
-from jaxgen import data, losses, sharding, stages, train
-from jaxgen.trainers import dvae as dvt
-from jaxgen.trainers.base import Autoencoder, count_params
+from jaxgen import build, data, losses, sharding, stages
+from jaxgen.families.dvae import trainer as dvt
+from jaxgen.families.base import count_params
+from jaxgen.stages import Autoencoder
 
 
 def _logit_laplace_numpy(x, mu, log_b):
@@ -84,7 +85,7 @@ def test_a_temperature_schedule_that_reaches_zero_is_a_clear_error(schedule):
   c.schedules.temperature.update(**schedule)
   with pytest.raises(ValueError, match=r"config.schedules.temperature reaches 0 at step "
                                        r"\d+ .*must stay positive"):
-    train.make_trainer(c)
+    build.make_trainer(c)
 
 
 def test_paper_counts_are_the_reference_counts():
@@ -118,7 +119,7 @@ def test_the_compiled_step_uses_the_schedules(tiny_run):
 
 def test_a_trained_tiny_run_is_an_integer_code_stage(tiny_run):
   c, wd = tiny_run
-  stage = stages.load_run("autoencoder", wd, sharding.make_mesh(), role=Autoencoder)
+  stage = build.load_stage("autoencoder", wd, sharding.make_mesh(), role=Autoencoder)
   t, params = stage.trainer, stage.params
   source = data.get_source(c.data, "test")
   x = jnp.asarray(data.spread_batch(source, c.data, 64, 0)["image"])

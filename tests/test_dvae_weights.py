@@ -9,8 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen.metrics import torch_pickle, weights
-from jaxgen.trainers import dvae_openai
+from jaxgen.weights import torch_pickle
+from jaxgen import weights
+from jaxgen.weights import dvae_openai
 
 FIX = os.path.join(os.path.dirname(__file__), "fixtures")
 ENC, DEC = os.path.join(FIX, "dvae_encoder_tiny.pkl"), os.path.join(FIX, "dvae_decoder_tiny.pkl")

@@ -8,7 +8,7 @@ import pytest
 from conftest import load_config
 from jaxgen import data, evaluation, sharding
 from jaxgen.metrics import features, ssim
-from jaxgen.trainers.base import Trainer
+from jaxgen.families.base import Trainer
 
 
 class _Lookup(Trainer):

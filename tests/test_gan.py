@@ -10,10 +10,10 @@ import optax
 import pytest
 
 from conftest import load_config
-from jaxgen import data, train
-from jaxgen.models import gan
-from jaxgen.trainers.base import count_params
-from jaxgen.trainers.gan import GANTrainer
+from jaxgen import build, data
+from jaxgen.families.gan import networks as gan
+from jaxgen.families.base import count_params
+from jaxgen.families.gan.trainer import GANTrainer
 
 
 def _torch_conv_transpose(x, w, stride, pad):
@@ -55,7 +55,7 @@ def test_transposed_convolutions_are_pytorchs():
 
 
 def test_dcgan_paper_parameter_counts():
-  trainer = train.make_trainer(load_config("dcgan_celeba", "paper"))
+  trainer = build.make_trainer(load_config("dcgan_celeba", "paper"))
   counts = {name: count_params(module, *args, **kwargs)
             for name, (module, args, kwargs) in trainer.networks().items()}
   assert counts == {"generator": 3_576_704, "discriminator": 2_765_568}
@@ -122,7 +122,7 @@ def _tiny(name, **gan_fields):
 
 
 def test_pictures_and_samples():
-  trainer = train.make_trainer(_tiny("cgan_mnist"))
+  trainer = build.make_trainer(_tiny("cgan_mnist"))
   state = trainer.init_state(jax.random.key(0))
   x = trainer.generate(state, jax.random.key(1), 5)
   assert x.shape == (5, 28, 28, 1) and 0 <= x.min() and x.max() <= 1
@@ -130,7 +130,7 @@ def test_pictures_and_samples():
   assert set(pics) == {"samples", "interpolation_linear", "interpolation_slerp"}
   assert pics["samples"].shape[:2] == (10 * 29 + 1, 29 + 1)  # a row per class
   assert pics["interpolation_slerp"].shape[:2] == (10 * 29 + 1, 10 * 29 + 1)
-  trainer = train.make_trainer(_tiny("gan_toy2d"))
+  trainer = build.make_trainer(_tiny("gan_toy2d"))
   state = trainer.init_state(jax.random.key(0))
   assert trainer.generate(state, jax.random.key(1), 7).shape == (7, 2)
   picture = trainer.visualize(state, jax.random.key(2), {})["samples"]
@@ -153,7 +153,7 @@ def _adam_count(opt_state):
 
 def test_d_steps_discriminator_updates_per_generator_update():
   c = _tiny("dcgan_mnist", d_steps=2)
-  trainer = train.make_trainer(c)
+  trainer = build.make_trainer(c)
   state = trainer.init_state(jax.random.key(0))
   rng = jax.random.key(5)
   new, metrics = jax.jit(trainer.train_step)(state, _batch(c, 8), rng)
@@ -176,7 +176,7 @@ def test_d_steps_discriminator_updates_per_generator_update():
 @pytest.mark.parametrize("loss", ["minimax", "hinge", "lsgan"])
 def test_each_loss_and_r1_run(loss):
   c = _tiny("gan_toy2d", loss=loss, r1_gamma=10.0)
-  trainer = train.make_trainer(c)
+  trainer = build.make_trainer(c)
   state = trainer.init_state(jax.random.key(0))
   _, metrics = jax.jit(trainer.train_step)(state, _batch(c, 8), jax.random.key(1))
   assert metrics["r1"] > 0 and np.isfinite(metrics["loss"])
@@ -214,4 +214,4 @@ def test_bad_configs_are_clear_errors(name, change, match):
     group, field = key.split(".")
     c[group][field] = value
   with pytest.raises(ValueError, match=match):
-    train.make_trainer(c)
+    build.make_trainer(c)

@@ -8,7 +8,7 @@ import pytest
 from ml_collections import ConfigDict
 
 from conftest import config_names, load_config, resume_from_the_middle
-from jaxgen import data, loop_config
+from jaxgen import data, errors, loop_config
 from jaxgen.data import sources
 
 
@@ -88,7 +88,7 @@ def test_a_negative_worker_count_is_refused(mnist):
   with pytest.raises(ValueError, match=r"config.data.workers=-1 .*--config.data.workers=0"):
     data.Loader(mnist, _cfg(), 4, seed=0, workers=-1)
   config = ConfigDict({"data": _cfg(workers=-2)})
-  with pytest.raises(loop_config.ConfigError, match=r"config.data.workers must be at "
+  with pytest.raises(errors.ConfigError, match=r"config.data.workers must be at "
                      r"least 0.*--config.data.workers=0"):
     loop_config.check(config)
 

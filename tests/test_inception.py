@@ -19,7 +19,9 @@ import numpy as np
 import pytest
 
 from conftest import run_cli_in_process
-from jaxgen.metrics import features, inception, torch_pickle, weights
+from jaxgen.metrics import features, inception
+from jaxgen.weights import torch_pickle
+from jaxgen import weights
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from conftest import fake_devices, load_config, run_main
-from jaxgen import loop_config
+from jaxgen import build, errors, loop_config
 
 FIELDS = ([("train", n, c) for n, (c, _) in loop_config.TRAIN.items()] +
           [("eval", n, c) for n, (c, _) in loop_config.EVAL.items()] +
@@ -25,13 +25,13 @@ def test_every_loop_field_with_a_bad_value_is_one_clear_line(section, name, chec
     c = load_config("vae_mnist", "tiny")
     with c[section].ignore_type():
       c[section][name] = value
-    with pytest.raises(loop_config.ConfigError) as e:
+    with pytest.raises(errors.ConfigError) as e:
       loop_config.check(c)
     message = str(e.value)
     assert f"config.{section}.{name}" in message and "\n" not in message, message
   c = load_config("vae_mnist", "tiny")
   del c[section][name]
-  with pytest.raises(loop_config.ConfigError, match=rf"config.{section}.{name} is "
+  with pytest.raises(errors.ConfigError, match=rf"config.{section}.{name} is "
                                                     rf"missing .*set it in the config"):
     loop_config.check(c)
 
@@ -39,16 +39,16 @@ def test_every_loop_field_with_a_bad_value_is_one_clear_line(section, name, chec
 def test_the_other_loop_fields_are_checked_too():
   c = load_config("vae_mnist", "tiny")
   c.eval.metrics = ("fid", "precision")
-  with pytest.raises(loop_config.ConfigError, match=r"unknown \['precision'\]"):
+  with pytest.raises(errors.ConfigError, match=r"unknown \['precision'\]"):
     loop_config.check(c)
   c = load_config("vae_mnist", "tiny")
   c.eval.split = ""
-  with pytest.raises(loop_config.ConfigError, match="config.eval.split must name"):
+  with pytest.raises(errors.ConfigError, match="config.eval.split must name"):
     loop_config.check(c)
   c = load_config("gan_toy2d", "tiny")  # no sample metrics: their fields are not needed
   assert "num_samples" not in c.eval and loop_config.check(c) is None
   c.train.batch_size, c.train.num_steps = 0, -1
-  with pytest.raises(loop_config.ConfigError, match=r"^2 bad config fields: "
+  with pytest.raises(errors.ConfigError, match=r"^2 bad config fields: "
                                                     r"config.train.batch_size must be "
                                                     r"at least 1, got 0"):
     loop_config.check(c)
@@ -88,10 +88,9 @@ def test_every_zero_means_only_at_the_end(tmp_path):
 
 def test_a_field_a_family_reads_but_the_config_lacks_is_a_clear_error():
   """Trainers supply no defaults of their own: a missing field is named."""
-  from jaxgen import stages
   c = load_config("vae_mnist", "tiny")
   del c.model["kl_warmup_steps"]
-  with pytest.raises(loop_config.ConfigError, match=r"config.family='vae' reads the "
+  with pytest.raises(errors.ConfigError, match=r"config.family='vae' reads the "
                                                     r"field .*kl_warmup_steps.*add it "
                                                     r"to the config file"):
-    stages.make_trainer(c)
+    build.make_trainer(c)

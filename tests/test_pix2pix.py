@@ -11,10 +11,11 @@ import pytest
 from conftest import load_config
 from jaxgen import data, losses
 from jaxgen.data import preprocess
-from jaxgen.models import translation as nets
-from jaxgen.trainers import adversarial, base
-from jaxgen.trainers.base import count_params
-from jaxgen.trainers.pix2pix import Pix2PixTrainer
+from jaxgen.models import image_to_image as nets
+from jaxgen.families import adversarial
+from jaxgen.families import base
+from jaxgen.families.base import count_params
+from jaxgen.families.pix2pix.trainer import Pix2PixTrainer
 
 
 def _spec(size, channels=3):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from conftest import load_config
 
-from jaxgen import losses
-from jaxgen.models import pixelcnn as px
-from jaxgen.models.pixelcnnpp import PixelCNNPP
+from jaxgen import build, losses
+from jaxgen.families.pixelcnn import networks as px
+from jaxgen.families.pixelcnn.pixelcnnpp import PixelCNNPP
 
 
 def _jacobian(module, x, **kwargs):
@@ -97,11 +97,10 @@ def test_non_causal_models_are_refused_at_construction():
   with pytest.raises(ValueError, match="down-shift"):
     px.GatedPixelCNN(1, 4, 1, 1, vertical_shift=False).init(
         jax.random.key(0), jnp.zeros((1, 4, 4, 1)))
-  from jaxgen import stages
   config = load_config("pixelcnn_mnist", "tiny")
   config.model.first_mask = "B"
   with pytest.raises(ValueError, match="first layer"):
-    stages.make_trainer(config)
+    build.make_trainer(config)
 
 
 # --- the discretised logistic mixture -----------------------------------------------
@@ -208,10 +207,9 @@ class _CopyPrevious(nn.Module):
 
 
 def _trainer(name, **model):
-  from jaxgen import stages
   config = load_config(name, "tiny")
   config.model.update(model)
-  return stages.make_trainer(config)
+  return build.make_trainer(config)
 
 
 def test_sampling_a_hand_set_bernoulli_chain_gives_the_exact_distribution():
@@ -255,7 +253,7 @@ def test_sampling_a_hand_set_categorical_chain_follows_the_channel_order():
 
 # --- completion -----------------------------------------------------------------------
 def test_completion_masks_are_checked():
-  from jaxgen.trainers.pixelcnn import check_mask, parse_mask
+  from jaxgen.families.pixelcnn.trainer import check_mask, parse_mask
   v = parse_mask("top_half", 28, 28)
   assert v[:14].all() and not v[14:].any()
   assert parse_mask("pixels:30", 28, 28).sum() == 30
@@ -273,7 +271,7 @@ def test_completion_keeps_the_visible_pixels_and_samples_the_rest():
   tr = _trainer("pixelcnn_mnist")
   state = jax.jit(tr.init_state)(jax.random.key(0))
   x = (jax.random.uniform(jax.random.key(1), (2, 28, 28, 1)) < 0.5).astype(jnp.float32)
-  from jaxgen.trainers.pixelcnn import parse_mask
+  from jaxgen.families.pixelcnn.trainer import parse_mask
   visible = parse_mask("top_half", 28, 28)
   picture = tr.completion_picture(state, jax.random.key(3), x, visible, 3)
   # rows: occluded input | 3 completions | original, 28x28 tiles with 1-pixel gaps

@@ -1,5 +1,5 @@
 """The PixelCNN prior over VQ-VAE codes (family pixelcnn_prior), and completion of
-image files through ``python -m jaxgen.complete``'s function."""
+image files through ``python -m jaxgen.families.pixelcnn.complete``'s function."""
 import os
 
 import jax
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import load_config
 
-from jaxgen import data, stages
+from jaxgen import build, data
 from jaxgen.stages import Stage, StageError
 
 
@@ -22,11 +22,11 @@ def _stage(config_name, family_cls):
 
 
 def test_prior_needs_a_vqvae_stage():
-  from jaxgen.trainers.pixelcnn import PixelCNNPriorTrainer
-  from jaxgen.trainers.vae import VAETrainer
+  from jaxgen.families.pixelcnn.trainer import PixelCNNPriorTrainer
+  from jaxgen.families.vae.trainer import VAETrainer
   config = load_config("vqvae_prior_mnist", "tiny")
   with pytest.raises(StageError, match="set --config.stages.autoencoder"):
-    stages.make_trainer(config)  # no stage named
+    build.make_trainer(config)  # no stage named
   config.data.binarize = "dynamic"  # as configs/vae_mnist.py's run saw the images
   vae = _stage("vae_mnist", VAETrainer)
   with pytest.raises(StageError, match="not integer codes"):
@@ -34,8 +34,8 @@ def test_prior_needs_a_vqvae_stage():
 
 
 def test_prior_trains_on_codes_and_samples_decode_through_the_stage():
-  from jaxgen.trainers.pixelcnn import PixelCNNPriorTrainer
-  from jaxgen.trainers.vqvae import VQVAETrainer
+  from jaxgen.families.pixelcnn.trainer import PixelCNNPriorTrainer
+  from jaxgen.families.vqvae.trainer import VQVAETrainer
   config = load_config("vqvae_prior_mnist", "tiny")
   vq = _stage("vqvae_mnist", VQVAETrainer)
   tr = PixelCNNPriorTrainer(config, data.example_spec(config.data), {"autoencoder": vq})
@@ -81,7 +81,7 @@ def tiny_run(tmp_path_factory):
 def test_complete_image_files(tiny_run, tmp_path):
   from PIL import Image
 
-  from jaxgen.complete import complete_files
+  from jaxgen.families.pixelcnn.complete import complete_files
   config, workdir = tiny_run
   paths = []
   for i in range(2):  # a 40x40 RGB file: converted to 28x28 grey and binarised

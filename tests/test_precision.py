@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import load_config
+from jaxgen import build
 from jaxgen import loop_config, precision, train
-from jaxgen.config_file import ConfigError
+from jaxgen.errors import ConfigError
 
 
 def test_auto_is_bfloat16_on_accelerators_and_float32_on_the_cpu():
@@ -82,7 +83,7 @@ def test_bfloat16_families_trace_bfloat16_networks_and_keep_float32_state(name):
   for role, stage in stage_configs(name).items():
     sc = load_config(stage, "tiny")
     sc.compute.dtype = "bfloat16"
-    st = stages.make_trainer(sc)
+    st = build.make_trainer(sc)
     params = st.stage_params(jax.eval_shape(st.init_state, jax.random.key(0)))
     frozen_stages[role] = stages.Stage(role, stage, st, params, 0, "")
   trainer = family(c, data.example_spec(c.data), frozen_stages)
@@ -285,7 +286,7 @@ def test_a_bfloat16_ddpm_step_keeps_float32_state_and_tracks_float32():
                       ("accumulated", "bfloat16")):
     c = load_config("ddpm_mnist", "tiny")
     c.compute.dtype = dtype
-    trainer = train.make_trainer(c)
+    trainer = build.make_trainer(c)
     state = jax.jit(trainer.init_state)(jax.random.key(0))
     leaves, tree = jax.tree.flatten(state.params)
     keys = jax.random.split(jax.random.key(7), len(leaves))
@@ -324,7 +325,7 @@ def test_the_prng_implementation_is_a_config_choice_that_a_resume_keeps(tmp_path
   c.compute.prng_impl = "rbg"
   c.train.update(num_steps=2, sample_every=0)
   c.eval.metrics = ()
-  keys = train.stages.run_keys(c)
+  keys = build.run_keys(c)
   assert "rbg" in str(jax.random.key_impl(keys["step"]))
   wd = str(tmp_path / "run")
   train.train(c, wd)
@@ -338,10 +339,13 @@ def test_the_prng_implementation_is_a_config_choice_that_a_resume_keeps(tmp_path
   assert os.path.isdir(os.path.join(wd, "checkpoints", "4"))
 
 
-def test_importing_jaxgen_asks_for_ynn_dot_fusions_unless_told_otherwise():
+def test_entry_points_ask_for_ynn_dot_fusions_unless_told_otherwise_and_imports_do_not():
   import subprocess
   import sys
-  show = "import os, jaxgen; print(os.environ.get('XLA_FLAGS', ''))"
+  show = ("import os, jaxgen.train, jaxgen.main; before = os.environ.get('XLA_FLAGS', "
+          "''); from jaxgen import xla_options; xla_options.configure_cpu(); "
+          "print(before == os.environ.get('XLA_FLAGS', '') or 'changed', "
+          "os.environ.get('XLA_FLAGS', ''))")
 
   def flags(**env):
     full = {k: v for k, v in os.environ.items() if k != "JAXGEN_YNN_FUSION"}
@@ -350,10 +354,12 @@ def test_importing_jaxgen_asks_for_ynn_dot_fusions_unless_told_otherwise():
     return subprocess.run([sys.executable, "-c", show], env={**full, **env},
                           capture_output=True, text=True)
 
-  assert "--xla_cpu_experimental_ynn_fusion_type=dot" in flags().stdout.split()
+  default = flags().stdout.split()
+  assert default[0] == "changed"  # importing jaxgen's modules set nothing; the call did
+  assert "--xla_cpu_experimental_ynn_fusion_type=dot" in default
   assert "ynn_fusion_type=dot,eltwise,reduce" in flags(JAXGEN_YNN_FUSION="all").stdout
   assert "ynn_fusion_type" not in flags(JAXGEN_YNN_FUSION="0").stdout
   mine = flags(XLA_FLAGS="--xla_cpu_experimental_ynn_fusion_type=reduce").stdout
-  assert mine.strip() == "--xla_cpu_experimental_ynn_fusion_type=reduce"  # theirs wins
+  assert mine.split() == ["True", "--xla_cpu_experimental_ynn_fusion_type=reduce"]  # theirs
   bad = flags(JAXGEN_YNN_FUSION="yes")
   assert bad.returncode != 0 and "JAXGEN_YNN_FUSION='yes': use one of" in bad.stderr

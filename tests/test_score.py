@@ -234,7 +234,7 @@ def test_eval_mode_writes_sample_metrics(tiny_runs):
 
 
 def test_reference_statistics_are_cached_per_weights(tmp_path, monkeypatch):
-  from jaxgen import evaluation
+  from jaxgen import evaluators as evaluation
   monkeypatch.setenv("JAXGEN_CACHE", str(tmp_path))
   c = load_config("vae_mnist", "tiny")
   net = features.get("mnist_classifier")

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import load_config, run_main
+from jaxgen import build, errors
+from jaxgen.weights import clip as clip_weights
 from jaxgen import checkpoint, sharding, stages, train
 
 
@@ -29,7 +31,7 @@ def _latent(stage, **train_fields):
 def _restore(workdir, trainer, config, mesh):
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
   try:
-    return ckpt.restore(train.abstract_state(trainer, config, mesh))
+    return ckpt.restore(build.abstract_state(trainer, config, mesh))
   finally:
     ckpt.close()
 
@@ -43,7 +45,7 @@ def test_a_latent_ddpm_run_records_its_stage_and_holds_none_of_its_weights(
   wd = tiny_runs("latent_ddpm_mnist")
   c = stages.run_config(wd)
   mesh = sharding.make_mesh()
-  trainer = train.make_trainer(c, mesh)
+  trainer = build.make_trainer(c, mesh)
   vae_state, _ = _restore(vae_stage, trainer.autoencoder, trainer.autoencoder.config,
                           mesh)
   for a, b in zip(jax.tree.leaves(trainer.stages["autoencoder"].params),
@@ -111,10 +113,10 @@ def test_a_stage_of_another_latent_size_is_named_as_a_changed_stage(tmp_path,
   train.train(v, stage)
   c = _latent(stage, num_steps=8)
   mesh = sharding.make_mesh()
-  with pytest.raises(stages.StageError, match="The autoencoder stage changed since"):
+  with pytest.raises(errors.StageError, match="The autoencoder stage changed since"):
     train.train(c, wd)
-  with pytest.raises(stages.StageError, match="The autoencoder stage changed since"):
-    train.restore_latest(train.make_trainer(c, mesh), c, wd, mesh)
+  with pytest.raises(errors.StageError, match="The autoencoder stage changed since"):
+    train.restore_latest(build.make_trainer(c, mesh), c, wd, mesh)
   proc = run_main("--config=configs/latent_ddpm_mnist.py:tiny", f"--workdir={wd}",
                   f"--config.stages.autoencoder={stage}", "--config.eval.metrics=()",
                   "--mode=eval", check=False)
@@ -127,44 +129,44 @@ def test_a_stage_of_another_latent_size_is_named_as_a_changed_stage(tmp_path,
 def test_stage_errors_name_the_problem(tmp_path, vae_stage):
   mesh = sharding.make_mesh()
   c = _latent("")
-  with pytest.raises(stages.StageError, match=r"set --config.stages.autoencoder=WORKDIR "
+  with pytest.raises(errors.StageError, match=r"set --config.stages.autoencoder=WORKDIR "
                                               r"to a finished run of family vae"):
-    train.make_trainer(c, mesh)
-  with pytest.raises(stages.StageError, match="no such directory"):
-    train.make_trainer(_latent(str(tmp_path / "missing")), mesh)
+    build.make_trainer(c, mesh)
+  with pytest.raises(errors.StageError, match="no such directory"):
+    build.make_trainer(_latent(str(tmp_path / "missing")), mesh)
   os.makedirs(tmp_path / "empty")
-  with pytest.raises(stages.StageError, match="not a jaxgen run"):
-    train.make_trainer(_latent(str(tmp_path / "empty")), mesh)
+  with pytest.raises(errors.StageError, match="not a jaxgen run"):
+    build.make_trainer(_latent(str(tmp_path / "empty")), mesh)
 
   # An unfinished stage: its last checkpoint is before its num_steps.
   unfinished = str(tmp_path / "unfinished")
   shutil.copytree(vae_stage, unfinished)
   shutil.rmtree(os.path.join(unfinished, "checkpoints", "4"))
-  with pytest.raises(stages.StageError, match=r"not a finished run \(checkpoint step 2 "
+  with pytest.raises(errors.StageError, match=r"not a finished run \(checkpoint step 2 "
                                               r"of 4\): finish it first"):
-    train.make_trainer(_latent(unfinished), mesh)
+    build.make_trainer(_latent(unfinished), mesh)
 
   # A GAN where an autoencoder is needed: refused from its config alone.
   gan = tmp_path / "gan"
   gan.mkdir()
   (gan / "config.json").write_text(
       load_config("gan_toy2d", "tiny").to_json_best_effort())
-  with pytest.raises(stages.StageError, match="is a 'gan' run, but the autoencoder stage "
+  with pytest.raises(errors.StageError, match="is a 'gan' run, but the autoencoder stage "
                                               "needs the Autoencoder protocol \\(family vae"):
-    train.make_trainer(_latent(str(gan)), mesh)
+    build.make_trainer(_latent(str(gan)), mesh)
 
   # Images preprocessed otherwise than the stage saw them.
   c = _latent(vae_stage)
   c.data.binarize = "threshold"
   with pytest.raises(ValueError, match="config.data.binarize='threshold', but the "
                                        "autoencoder stage"):
-    train.make_trainer(c, mesh)
+    build.make_trainer(c, mesh)
 
   # A family without stages refuses one.
   c = load_config("vae_mnist", "tiny")
   c.stages = {"autoencoder": vae_stage}
-  with pytest.raises(stages.StageError, match="not a stage of family 'vae'"):
-    train.make_trainer(c, mesh)
+  with pytest.raises(errors.StageError, match="not a stage of family 'vae'"):
+    build.make_trainer(c, mesh)
 
 
 def test_a_hugging_face_clip_file_stands_in_as_a_conditioning_stage(tmp_path):
@@ -173,7 +175,7 @@ def test_a_hugging_face_clip_file_stands_in_as_a_conditioning_stage(tmp_path):
   import safetensors.numpy
   from conftest import load_module
   from jaxgen.models import clip
-  from jaxgen.trainers.base import Autoencoder, ConditioningEncoder
+  from jaxgen.stages import Autoencoder, ConditioningEncoder
   fx = load_module("tests/fixtures/make_clip_fixture.py")
   d = fx.DIMS
   path = tmp_path / "model.safetensors"
@@ -189,9 +191,9 @@ def test_a_hugging_face_clip_file_stands_in_as_a_conditioning_stage(tmp_path):
                       "num_hidden_layers": d["text_layers"],
                       "num_attention_heads": d["text_heads"]}}))
   mesh = sharding.make_mesh()
-  stage = stages.load_run("clip", str(path), mesh, ConditioningEncoder)
+  stage = build.load_stage("clip", str(path), mesh, ConditioningEncoder)
   config = clip.CLIPConfig(**d)
-  variables = clip.load_hf_checkpoint(path, config)
+  variables = clip_weights.load_hf_checkpoint(path, config)
   assert stage.digest == stages.digest(variables)
   model = clip.CLIP(config)
   rng = np.random.default_rng(0)
@@ -208,16 +210,16 @@ def test_a_hugging_face_clip_file_stands_in_as_a_conditioning_stage(tmp_path):
                              atol=1e-5)
   # Grey images of another size are resized and cropped to CLIP's input.
   assert stage.trainer.embed_image(stage.params, images[:2, :, :24, :1]).shape == (2, 40)
-  with pytest.raises(stages.StageError, match="a weights file can stand in only for "
+  with pytest.raises(errors.StageError, match="a weights file can stand in only for "
                                               "ConditioningEncoder"):
-    stages.load_run("autoencoder", str(path), mesh, Autoencoder)
+    build.load_stage("autoencoder", str(path), mesh, Autoencoder)
 
 
 def test_a_captioned_run_saves_its_tokenizer_and_its_stage_reads_it_back(tmp_path):
   """A run on captions keeps the caption tokenizer in its workdir; a later run that
   uses it as a stage gets the same token ids back (no dataset needed)."""
   from jaxgen import data
-  from jaxgen.trainers.base import Autoencoder
+  from jaxgen.stages import Autoencoder
   c = load_config("vae_mnist", "tiny")
   c.data.name = "mnist5k_captions"
   c.train.update(num_steps=2, checkpoint_every=2, sample_every=0)
@@ -226,7 +228,7 @@ def test_a_captioned_run_saves_its_tokenizer_and_its_stage_reads_it_back(tmp_pat
   train.train(c, wd)
   expected = data.get_dataset(c.data).tokenizer()
   assert os.path.isfile(os.path.join(wd, data.TOKENIZER_FILE))
-  stage = stages.load_run("autoencoder", wd, sharding.make_mesh(), Autoencoder)
+  stage = build.load_stage("autoencoder", wd, sharding.make_mesh(), Autoencoder)
   assert stage.tokenizer.vocab == expected.vocab
   caption = data.get_dataset(c.data).captions("test")[0]
   np.testing.assert_array_equal(stage.tokenizer.encode(caption, 32),

@@ -10,10 +10,11 @@ import optax
 import pytest
 
 from conftest import load_config
-from jaxgen.models import stylegan2 as sg
-from jaxgen.models import stylegan2_augment as aug
-from jaxgen.models import stylegan2_ops as ops
-from jaxgen.trainers import stylegan2 as trainer_mod
+from jaxgen import build
+from jaxgen.families.stylegan2 import networks as sg
+from jaxgen.families.stylegan2 import augment as aug
+from jaxgen.families.stylegan2 import ops
+from jaxgen.families.stylegan2 import trainer as trainer_mod
 
 
 def _np_upfirdn2d(x, f, up, down, pad, gain=1.0, flip=False):
@@ -176,13 +177,12 @@ def test_bad_inputs_are_clear_errors():
     sg.minibatch_stddev(jnp.zeros((6, 4, 4, 2)), 4)
   c = load_config("stylegan2_mnist", "tiny")
   c.model.resolution = 24
-  from jaxgen import stages
   with pytest.raises(ValueError, match="power of two"):
-    stages.make_trainer(c)
+    build.make_trainer(c)
   c = load_config("stylegan2_mnist", "tiny")
   c.model.truncation_psi = 2.0
   with pytest.raises(ValueError, match="psi in \\[0, 1\\]"):
-    stages.make_trainer(c)
+    build.make_trainer(c)
 
 
 def test_minibatch_stddev_against_numpy():
@@ -278,13 +278,13 @@ def test_lazy_regularisation_fires_on_its_steps_and_ada_moves_p():
   """Four compiled steps of the tiny config at 8x8 (R1 and path length every 2 steps,
   ADA every step, its colour transformations only): the penalties are computed on steps 0 and 2 only, each regularised
   step adds one Adam step per player, p follows the rule from the real signs."""
-  from jaxgen import data, stages
+  from jaxgen import data
   c = load_config("stylegan2_mnist", "tiny")
   # The smallest networks (8x8 digits) and ADA's cheapest pipeline: compile time.
   c.data.resize = (8, 8)
   c.model.resolution = 8
   c.stylegan2.augment = "color"
-  tr = stages.make_trainer(c)
+  tr = build.make_trainer(c)
   state = jax.jit(tr.init_state)(jax.random.key(0))
   loader = data.Loader(data.get_source(c.data, "train"), c.data, 8, 0)
   step = jax.jit(tr.train_step)

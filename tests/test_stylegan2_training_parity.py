@@ -8,7 +8,7 @@ real and generated labels.
 The fixture (tests/fixtures/stylegan2_training.npz and the two pickles beside it,
 written by tests/fixtures/make_stylegan2_training_fixture.py in the reference venv)
 holds the reference's initial networks in the official pickle format (loaded here
-through jaxgen/models/stylegan2_pickle.py), the random draws it made (style-mixing
+through jaxgen/weights/stylegan2.py), the random draws it made (style-mixing
 crossover and second z, the synthesis noise, the path-length noise), and its losses,
 buffers and gradients. jaxgen's phase losses (the trainer's ``g_main_loss``,
 ``g_pl_loss``, ``d_main_loss``, ``d_r1_loss``, which ``train_step`` calls) are fed
@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from conftest import load_config
-from jaxgen.models import stylegan2_pickle as sp
-from jaxgen.trainers import stylegan2 as trainer_mod
+from jaxgen.weights import stylegan2 as sp
+from jaxgen.families.stylegan2 import trainer as trainer_mod
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 ARCHS = ("orig", "resnet", "cond")

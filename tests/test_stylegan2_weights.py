@@ -12,9 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen.models import stylegan2_pickle as sp
-from jaxgen.metrics import torch_pickle as tp
-from jaxgen.models import stylegan2 as sg
+from jaxgen.weights import stylegan2 as sp
+from jaxgen.weights import torch_pickle as tp
+from jaxgen.families.stylegan2 import networks as sg
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PKL = os.path.join(HERE, "fixtures", "stylegan2_nvlabs.pkl")
@@ -73,7 +73,7 @@ def test_sample_and_official_names(tmp_path):
   assert img.shape == (2, 16, 16, 3) and 0.0 <= img.min() <= img.max() <= 1.0
   with pytest.raises(ValueError, match="conditional"):
     sp.sample(g, variables, [1])
-  from jaxgen.metrics import weights
+  from jaxgen import weights
   assert weights.KNOWN["stylegan2_ada_ffhq"].url.endswith("/pretrained/ffhq.pkl")
   assert weights.KNOWN["stylegan2_ada_cifar10"].url.endswith("/pretrained/cifar10.pkl")
 

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO, load_config, run_main
+from jaxgen import build, errors
 from jaxgen import checkpoint, train
-from jaxgen.trainers.vae import VAETrainer
+from jaxgen.families.vae.trainer import VAETrainer
 
 
 def _params(state):
@@ -34,8 +35,8 @@ def test_resume_restores_the_data_position(tmp_path, tiny_vae):
   wd = str(tmp_path / "run")
   train.train(c, wd)
   ckpt = checkpoint.Checkpointer(os.path.join(wd, "checkpoints"))
-  trainer = train.make_trainer(c)
-  _, meta = ckpt.restore(train.abstract_state(trainer, c, train.sharding.make_mesh()),
+  trainer = build.make_trainer(c)
+  _, meta = ckpt.restore(build.abstract_state(trainer, c, train.sharding.make_mesh()),
                          step=2)
   ckpt.close()
   assert meta == {"step": 2, "data_position": 2, "batch_size": 8, "seed": 0,
@@ -49,14 +50,14 @@ def test_a_finished_run_loads_read_only_as_a_frozen_stage(tmp_path, tiny_vae):
   wd = str(tmp_path / "run")
   final = train.train(c, wd)
   before = sorted(os.listdir(wd)), os.path.getmtime(os.path.join(wd, "config.json"))
-  stage = stages.load_run("autoencoder", wd, train.sharding.make_mesh())
+  stage = build.load_stage("autoencoder", wd, train.sharding.make_mesh())
   assert stage.step == 2 and stage.trainer.config.family == "vae"
   _assert_bitwise_equal(_params(final), jax.tree.map(np.asarray, stage.params))
   assert stage.digest == stages.digest(final.ema_params)
   assert (sorted(os.listdir(wd)), os.path.getmtime(os.path.join(wd, "config.json"))
           ) == before  # read only
-  with pytest.raises(stages.StageError, match="no such directory"):
-    stages.load_run("autoencoder", str(tmp_path / "nothing"), train.sharding.make_mesh())
+  with pytest.raises(errors.StageError, match="no such directory"):
+    build.load_stage("autoencoder", str(tmp_path / "nothing"), train.sharding.make_mesh())
 
 
 class _NaNAtStep3(VAETrainer):
@@ -77,7 +78,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_vae
   assert "last good checkpoint (step 2)" in str(e.value)
   ckpt = checkpoint.Checkpointer(os.path.join(wd, "checkpoints"))
   assert ckpt.all_steps() == [2]
-  state, _ = ckpt.restore(train.abstract_state(trainer, c, train.sharding.make_mesh()))
+  state, _ = ckpt.restore(build.abstract_state(trainer, c, train.sharding.make_mesh()))
   ckpt.close()
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.params))
 

@@ -11,7 +11,9 @@ from PIL import Image
 
 from conftest import REPO
 from jaxgen import translate
-from jaxgen.metrics import torch_pickle, weights
+from jaxgen.weights import junyanz
+from jaxgen.weights import torch_pickle
+from jaxgen import weights
 
 FIXTURES = os.path.join(REPO, "tests", "fixtures")
 UNET = os.path.join(FIXTURES, "translation_unet_256.pth")
@@ -33,7 +35,7 @@ def test_unet_256_parity(parity):
   """Running statistics without dropout (the reference's model.eval()), and each
   image's own statistics with dropout off (BatchNorm in training mode, as test.py
   without --eval runs it, but for the dropout draws)."""
-  module, variables = translate.load_generator(UNET, "unet_256")
+  module, variables = junyanz.load_generator(UNET, "unet_256")
   assert module.num_downs == 8 and module.ngf == 2
   x = _x(parity["unet_input"])
   out = jax.jit(lambda v: translate.apply_generator(module, v, x, norm="running"))(
@@ -48,7 +50,7 @@ def test_unet_256_parity(parity):
 def test_resnet_9blocks_parity_and_folder(parity, tmp_path):
   """The ResNet generator's outputs; then the same images as PNG files through
   ``python -m jaxgen.translate``'s main: its PNGs are the outputs in uint8."""
-  module, variables = translate.load_generator(RESNET, "resnet_9blocks")
+  module, variables = junyanz.load_generator(RESNET, "resnet_9blocks")
   assert module.n_blocks == 9 and module.ngf == 4
   x = _x(parity["resnet_input"])
   out = jax.jit(lambda v: translate.apply_generator(module, v, x))(variables)
@@ -67,22 +69,22 @@ def test_resnet_9blocks_parity_and_folder(parity, tmp_path):
 
 
 def test_other_architecture_is_a_clear_error(tmp_path):
-  with pytest.raises(translate.GeneratorFileError,
+  with pytest.raises(junyanz.GeneratorFileError,
                      match="holds resnet_9blocks .* not unet_256: pass "
                            "--arch=resnet_9blocks"):
-    translate.load_generator(RESNET, "unet_256")
-  with pytest.raises(translate.GeneratorFileError, match="holds unet_256 .* not "
+    junyanz.load_generator(RESNET, "unet_256")
+  with pytest.raises(junyanz.GeneratorFileError, match="holds unet_256 .* not "
                                                          "resnet_9blocks"):
-    translate.load_generator(UNET, "resnet_9blocks")
-  with pytest.raises(translate.GeneratorFileError, match="not unet_128"):
-    translate.load_generator(UNET, "unet_128")
+    junyanz.load_generator(UNET, "resnet_9blocks")
+  with pytest.raises(junyanz.GeneratorFileError, match="not unet_128"):
+    junyanz.load_generator(UNET, "unet_128")
   # A U-Net file with one layer too many: refused, naming the extra entry.
   state = torch_pickle.load_state_dict(UNET)
   state["model.model.9.weight"] = np.zeros((2, 2), np.float32)
   bad = tmp_path / "bad.pth"
   torch_pickle.save_state_dict(bad, state)
-  with pytest.raises(translate.GeneratorFileError, match="model.model.9.weight"):
-    translate.load_generator(bad, "unet_256")
+  with pytest.raises(junyanz.GeneratorFileError, match="model.model.9.weight"):
+    junyanz.load_generator(bad, "unet_256")
   with pytest.raises(SystemExit, match="holds resnet_9blocks"):
     translate.main([f"--weights={RESNET}", "--arch=unet_256", f"--input={tmp_path}",
                     f"--output={tmp_path / 'o'}"])

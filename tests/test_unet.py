@@ -9,7 +9,7 @@ import pytest
 
 from jaxgen.models import layers
 from jaxgen.models.unet import UNet
-from jaxgen.trainers.base import count_params
+from jaxgen.families.base import count_params
 
 
 def _count(model, image_shape):

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from conftest import load_config
+from jaxgen import build
 from jaxgen import data, sharding, train
-from jaxgen.trainers.vae import VAETrainer
+from jaxgen.families.vae.trainer import VAETrainer
 
 
 def _digits_config(**model):
@@ -36,7 +37,7 @@ def test_each_likelihood_trains_and_evaluates(tmp_path, likelihood, extra):
 def test_iwae_estimate_is_tighter_than_the_elbo():
   c = _digits_config()
   c.eval.update(batch_size=32, num_examples=64, iw_samples=64, iw_chunk=16)
-  trainer = train.make_trainer(c)
+  trainer = build.make_trainer(c)
   state = trainer.init_state(jax.random.key(0))
   out = train.evaluate(trainer, state, c, sharding.make_mesh())
   assert out["num_examples"] == 64
@@ -47,14 +48,14 @@ def test_iwae_estimate_is_tighter_than_the_elbo():
 
 def test_kl_warmup_anneals_beta():
   c = _digits_config(kl_warmup_steps=10)
-  trainer = train.make_trainer(c)
+  trainer = build.make_trainer(c)
   assert float(trainer.beta(0)) == 0.0 and float(trainer.beta(5)) == 0.5
   assert float(trainer.beta(20)) == 1.0
 
 
 def test_pictures_include_the_manifold_for_a_2d_latent():
   c = _digits_config(latent_dim=2)
-  trainer = train.make_trainer(c)
+  trainer = build.make_trainer(c)
   state = trainer.init_state(jax.random.key(0))
   batch = data.spread_batch(data.get_source(c.data, "test"), c.data, 8, 0)
   pics = trainer.visualize(state, jax.random.key(1), batch)

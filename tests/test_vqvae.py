@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from conftest import load_config
-from jaxgen import checkpoint, data, losses, sharding, stages, train
-from jaxgen.models import vqvae as vq
-from jaxgen.trainers import vqvae as vqt
-from jaxgen.trainers.base import Autoencoder, TrainState, count_params
+from jaxgen import build, checkpoint, data, losses, sharding, train
+from jaxgen.models import quantizer as vq
+from jaxgen.families.vqvae import trainer as vqt
+from jaxgen.families.base import TrainState, count_params
+from jaxgen.stages import Autoencoder
 
 
 def test_quantiser_matches_a_numpy_nearest_neighbour():
@@ -111,9 +112,9 @@ def test_dead_code_restart_moves_unused_codes_onto_encoder_outputs(tiny_run):
   c = load_config("vqvae_mnist", "tiny")
   c.model.update(codebook="loss", restart_after=1)
   c.optim.update(learning_rate=0.0, warmup_steps=0, schedule="constant")
-  trainer = train.make_trainer(c)
+  trainer = build.make_trainer(c)
   # The trained tiny run's parameters in a fresh codebook-by-loss state.
-  params = stages.load_run("autoencoder", tiny_run[1], sharding.make_mesh()).params
+  params = build.load_stage("autoencoder", tiny_run[1], sharding.make_mesh()).params
   state = TrainState.create(jax.device_get(params), trainer.tx,
                             extra={"unused_steps": jnp.zeros((16,), jnp.int32)})
   book = np.array(state.params["quantizer"]["codebook"])
@@ -148,7 +149,7 @@ def test_dead_code_restart_moves_unused_codes_onto_encoder_outputs(tiny_run):
 
 def test_a_trained_tiny_run_encodes_and_decodes_the_test_split_as_a_stage(tiny_run):
   c, wd = tiny_run
-  stage = stages.load_run("autoencoder", wd, sharding.make_mesh(), role=Autoencoder)
+  stage = build.load_stage("autoencoder", wd, sharding.make_mesh(), role=Autoencoder)
   t, params = stage.trainer, stage.params
   assert params["quantizer"]["codebook"].shape == (16, 4)  # the EMA-learned codebook
   source = data.get_source(c.data, "test")
@@ -189,7 +190,7 @@ def test_a_trained_tiny_run_encodes_and_decodes_the_test_split_as_a_stage(tiny_r
 def test_bad_inputs_to_a_loaded_stage_are_clear_errors(tiny_run):
   c, wd = tiny_run
   mesh = sharding.make_mesh()
-  stage = stages.load_run("autoencoder", wd, mesh, role=Autoencoder)
+  stage = build.load_stage("autoencoder", wd, mesh, role=Autoencoder)
   with pytest.raises(ValueError, match=r"trained on 28x28x1 images.*\(32, 32, 1\)"):
     stage.trainer.encode(stage.params, jnp.zeros((2, 32, 32, 1)))
   with pytest.raises(ValueError, match=r"code grids of shape \(7, 7\)"):
@@ -197,7 +198,7 @@ def test_bad_inputs_to_a_loaded_stage_are_clear_errors(tiny_run):
   # Parameters of a K=16, D=4 run given to a trainer built for other K or D.
   other = load_config("vqvae_mnist", "tiny")
   other.model.update(num_codes=32, code_dim=8)
-  wrong = train.make_trainer(other)
+  wrong = build.make_trainer(other)
   with pytest.raises(ValueError, match=r"16 codes of dimension 4.*num_codes=32.*"
                                        r"code_dim=8.*--config.model.num_codes=16"):
     wrong.encode(stage.params, jnp.zeros((2, 28, 28, 1)))
@@ -215,4 +216,4 @@ def test_bad_configs_are_clear_errors(change, match):
   c = load_config("vqvae_mnist", "tiny")
   c.model.update(**change)
   with pytest.raises(ValueError, match=match):
-    train.make_trainer(c)
+    build.make_trainer(c)

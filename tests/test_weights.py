@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from jaxgen.metrics import weights
+from jaxgen import weights
 
 
 @pytest.fixture

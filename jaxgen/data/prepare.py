@@ -9,8 +9,13 @@ import sys
 from absl import app, flags
 
 from jaxgen.data import sources
+from jaxgen.data.paired_folder import how_to_get
 
-flags.DEFINE_string("data_dir", None, "tfds data directory (default: tfds's own).")
+
+
+def define_flags():
+  """The command's flags, defined when it runs (importing the module defines none)."""
+  flags.DEFINE_string("data_dir", None, "tfds data directory (default: tfds's own).")
 
 
 def main(argv):
@@ -18,7 +23,6 @@ def main(argv):
     raise app.UsageError("Usage: python -m jaxgen.data.prepare NAME [--data_dir=DIR]")
   name = argv[1]
   if name.startswith("pix2pix/"):  # Pix2Pix's paired folders are not in tfds
-    from jaxgen.data.paired_folder import how_to_get
     print(f"error: {name} is not a tensorflow-datasets set. "
           + how_to_get(name.split("/", 1)[1], ""), file=sys.stderr)
     sys.exit(2)
@@ -31,4 +35,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

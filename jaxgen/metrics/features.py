@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from jaxgen import sharding
 from jaxgen.metrics import clip_score, inception, mnist_classifier
-from jaxgen.metrics import weights as weights_lib
+from jaxgen import weights as weights_lib
 from jaxgen.models import clip
 
 NETWORKS = ("mnist_classifier", "inception", "clip")

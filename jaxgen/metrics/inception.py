@@ -31,8 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.metrics import torch_pickle
-from jaxgen.metrics import weights as weights_lib
+from jaxgen.weights import torch_pickle
+from jaxgen import weights as weights_lib
 
 MODES = ("tf", "pytorch-fid")
 INPUT_SIZE = 299

@@ -1,14 +1,14 @@
-"""CLIP (Radford et al. 2021) in Flax: the towers, Hugging Face weights, CLIP's image input.
+"""CLIP (Radford et al. 2021) in Flax: the towers and CLIP's image input.
 
 ``CLIP(VIT_B_32)`` is OpenAI's ViT-B/32 (``clip/model.py``): 151,277,313 parameters. Its
 parameter tree mirrors the state dict of transformers' ``CLIPModel`` (``vision_model``,
 ``text_model``, ``visual_projection``, ``text_projection``, ``logit_scale``, with HF's own
-spelling ``pre_layrnorm``), so ``load_hf_checkpoint`` reads ``openai/clip-vit-base-patch32``'s
+spelling ``pre_layrnorm``), so ``jaxgen.weights.clip`` reads ``openai/clip-vit-base-patch32``'s
 ``model.safetensors`` with a fixed renaming and transposition and no torch.
 
 The same module serves as a frozen feature network (CLIP score, ``jaxgen.metrics``) and
 as a trainable stage; it reads weights from a path it is given and downloads nothing
-(``jaxgen.metrics.weights`` knows where the published files come from). Token ids come
+(``jaxgen.weights`` knows where the published files come from). Token ids come
 from ``jaxgen.data.clip_tokenizer``. ``preprocess`` is CLIP's image transform on the host:
 PIL bicubic resize of the shorter side to 224 (as torchvision's ``Resize`` does for PIL
 images, which is what CLIPScore runs; jax.image's cubic kernel differs from PIL's
@@ -22,8 +22,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import safetensors.numpy
-from flax import traverse_util
 from PIL import Image
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -230,69 +228,6 @@ def param_shapes(config: CLIPConfig = VIT_B_32) -> dict:
   pixels = jax.ShapeDtypeStruct((1, config.image_size, config.image_size, 3), jnp.float32)
   tokens = jax.ShapeDtypeStruct((1, config.context_length), jnp.int32)
   return jax.eval_shape(CLIP(config).init, jax.random.key(0), pixels, tokens)["params"]
-
-
-# ---------------------------------------------------------------------------------------
-# Hugging Face checkpoints.
-
-_LEAF_NAMES = {"kernel": "weight", "scale": "weight", "embedding": "weight", "bias": "bias"}
-
-
-def _hf_key(path: tuple[str, ...]) -> str:
-  """The HF state-dict key of the Flax parameter at ``path``."""
-  *modules, leaf = path
-  modules = [m.replace("layers_", "layers.") if m.startswith("layers_") else m
-             for m in modules]
-  return ".".join([*modules, _LEAF_NAMES.get(leaf, leaf)])
-
-
-def _from_torch_layout(path: tuple[str, ...], value: np.ndarray) -> np.ndarray:
-  if path[-1] == "kernel" and value.ndim == 2:  # Linear (out, in) -> Dense (in, out)
-    return value.T
-  if path[-1] == "kernel" and value.ndim == 4:  # Conv2d (out, in, kh, kw) -> (kh, kw, in, out)
-    return value.transpose(2, 3, 1, 0)
-  return value
-
-
-def _torch_shape(path: tuple[str, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
-  """The shape in the checkpoint of the Flax parameter at ``path`` of shape ``shape``."""
-  if path[-1] == "kernel" and len(shape) == 2:
-    return shape[::-1]
-  if path[-1] == "kernel" and len(shape) == 4:
-    return (shape[3], shape[2], shape[0], shape[1])
-  return tuple(shape)
-
-
-def load_hf_checkpoint(path, config: CLIPConfig = VIT_B_32) -> dict:
-  """Variables ``{"params": ...}`` of CLIP(config) from an HF ``CLIPModel`` .safetensors file.
-
-  Keys and shapes must match exactly (the ``position_ids`` buffers that older
-  transformers saved are ignored); otherwise a ValueError lists what is missing,
-  unexpected or of the wrong shape.
-  """
-  state = safetensors.numpy.load_file(str(path))
-  expected = traverse_util.flatten_dict(param_shapes(config))
-  by_key = {_hf_key(p): p for p in expected}
-  present = {k for k in state if not k.endswith(".position_ids")}
-  missing, unexpected = sorted(by_key.keys() - present), sorted(present - by_key.keys())
-  params, wrong = {}, []
-  for key in sorted(by_key.keys() & present):
-    flax_path = by_key[key]
-    needed = _torch_shape(flax_path, expected[flax_path].shape)
-    if state[key].shape != needed:
-      wrong.append(f"{key} is {tuple(state[key].shape)}, the model needs {needed}")
-    else:
-      params[flax_path] = _from_torch_layout(flax_path, np.asarray(state[key], np.float32))
-  if missing or unexpected or wrong:
-    def listing(name, items):
-      more = f" and {len(items) - 8} more" if len(items) > 8 else ""
-      return f"\n  {len(items)} {name}: {', '.join(items[:8])}{more}" if items else ""
-    raise ValueError(
-        f"{path} is not a Hugging Face CLIPModel checkpoint of {config}:"
-        f"{listing('missing keys', missing)}{listing('unexpected keys', unexpected)}"
-        f"{listing('shape mismatches', wrong)}\nUse the model.safetensors of "
-        "openai/clip-vit-base-patch32 for VIT_B_32, or a config with the file's dimensions.")
-  return {"params": traverse_util.unflatten_dict(params)}
 
 
 # ---------------------------------------------------------------------------------------

@@ -177,3 +177,26 @@ class Upsample(nn.Module):
     if self.with_conv:
       x = nn.Conv(x.shape[-1], (3, 3), kernel_init=default_init(), name="conv")(x)
     return x
+
+
+# --- PyTorch's BatchNorm and DCGAN's initialisation (the GAN and image-to-image
+# families' networks)
+BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1: running = 0.9 running + 0.1 batch
+BN_EPS = 1e-5
+
+
+def dcgan_normal(mean: float = 0.0, stddev: float = 0.02):
+  """N(mean, stddev^2) weights, as DCGAN's ``weights_init``. Drawn as one flat vector:
+  XLA on CPU compiles that 3-8x faster than a 4-D draw (seconds per layer)."""
+  def init(key, shape, dtype=jnp.float32):
+    flat = jax.random.normal(key, (math.prod(shape),), dtype)
+    return (mean + stddev * flat).reshape(shape)
+  return init
+
+
+DCGAN_INIT = dcgan_normal()
+
+
+def batch_norm(train: bool, name: str) -> nn.BatchNorm:
+  return nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM,
+                      epsilon=BN_EPS, scale_init=dcgan_normal(1.0), name=name)

@@ -1,0 +1,122 @@
+"""Sample-based evaluation: samples conditioned on eval inputs -> metrics, by name.
+
+``config.eval.metrics`` lists evaluators by the name each registers with
+``@register(name)`` in its own module, here or in a family's ``evaluators.py``:
+  features.py       fid, is, kid: distances and scores in a feature network's space
+                    (``eval.feature_net``: "mnist_classifier", "inception" or "clip");
+  class_accuracy.py how often the shipped MNIST classifier gives the generated digit
+                    the label it was conditioned on;
+  paired.py         l1, psnr, ssim of each sample against the ground-truth ``target``
+                    of the eval example it was generated from;
+  clip_score.py     CLIPScore of each sample against the caption it was generated from;
+  families/cyclegan/evaluators.py   styles (CycleGAN's un-styled digit class).
+Samples come from the family's pure ``generate``, jit-compiled once, in batches of
+``eval.sample_batch_size``. Conditional families (``trainer.conditioning_keys``) get
+the conditioning of ``eval.num_samples`` examples of ``eval.split``, in a fixed
+shuffled order (cycling if the split is smaller), so metrics are conditioned on real
+inputs. Every result names the network that produced it.
+"""
+from __future__ import annotations
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from jaxgen import data, registry, sharding, stages
+
+EVALUATORS = registry.Registry("evaluator", lambda: [
+    *registry.package_modules(__name__), *registry.family_modules("evaluators")])
+register = EVALUATORS.register
+
+
+def option(config, name: str):
+  """``config.eval.<name>`` for an evaluator option, or its default: the ``options``
+  of the registered evaluator that declares it (the one place each default lives)."""
+  defaults = {}
+  for _, evaluator in EVALUATORS.items():
+    defaults.update(evaluator.options)
+  if name not in defaults:
+    raise KeyError(f"No evaluator has the option config.eval.{name}.")
+  return config.eval.get(name, defaults[name])
+
+
+# --- evaluators -------------------------------------------------------------------
+class Evaluator:
+  """Accumulates over batches of (samples in [0, 1], their eval examples), then
+  returns named numbers. ``needs`` names the eval-example keys it reads; ``options``
+  are its own fields of ``config.eval`` with their defaults."""
+  needs: tuple = ()
+  options: dict = {}
+
+  def __init__(self, config, mesh, nets):
+    self.config, self.mesh, self.nets = config, mesh, nets
+
+  def update(self, samples: np.ndarray, examples: dict):
+    pass
+
+  def result(self) -> dict:
+    raise NotImplementedError
+
+
+# --- orchestration ----------------------------------------------------------------
+def conditioning(trainer, config, num: int, needs: tuple):
+  """A function (start, size) -> the eval examples of the samples start..start+size
+  (conditioning keys and what the evaluators read): ``eval.split`` in a fixed
+  shuffled order, cycling."""
+  keys = tuple(dict.fromkeys((*trainer.conditioning_keys, *needs)))
+  if not keys:
+    return lambda start, size: {}
+  spec = data.example_spec(config.data)
+  split = config.eval.split
+  absent = [k for k in keys if k not in spec]
+  if absent:
+    raise ValueError(f"config.eval.metrics needs the key(s) {absent} of each eval "
+                     f"example, which {config.data.name!r} does not have (it has "
+                     f"{sorted(spec)}): use a dataset that has them, or drop those "
+                     f"metrics.")
+  source = data.get_source(config.data, split)
+  # A fixed shuffle: splits may be sorted by class (MNIST-5k's are), and consecutive
+  # samples of one class would bias scores computed over chunks (IS splits).
+  order = np.random.default_rng([config.seed, 17]).permutation(len(source))
+
+  def examples(start, size):
+    idx = order[np.arange(start, start + size) % len(source)]
+    batch = data.preprocess.process(source[idx], config.data,
+                                    np.random.default_rng([config.seed, start, 13]),
+                                    train=False, indices=idx)
+    return {k: batch[k] for k in keys}
+  return examples
+
+
+def compute(trainer, state, config, mesh, rng) -> dict:
+  """The metrics that ``config.eval.metrics`` lists for samples of ``state``."""
+  e = config.eval
+  names = tuple(e.metrics)
+  if not names:
+    return {}
+  for name in names:
+    EVALUATORS.get(name)  # an unknown name: the error lists the known ones
+  num, batch_size = e.num_samples, e.sample_batch_size
+  sharding.check_batch_size(batch_size, mesh, "eval.sample_batch_size")
+  nets = {}
+  evaluators = [EVALUATORS.get(n)(config, mesh, nets) for n in names]
+  examples = conditioning(trainer, config, num,
+                          tuple(k for ev in evaluators for k in ev.needs))
+  cond_keys = trainer.conditioning_keys
+  gen = jax.jit(trainer.generate, static_argnums=2,
+                out_shardings=sharding.batch_sharding(mesh))
+  frozen = stages.frozen_params(trainer.stages)
+  for i in tqdm(range(-(-num // batch_size)), desc="samples", leave=False):
+    batch = examples(i * batch_size, batch_size)
+    inputs = (sharding.put_global({k: batch[k] for k in cond_keys},
+                                  sharding.batch_sharding(mesh))
+              if cond_keys else None)
+    x = sharding.to_host(gen(state, jax.random.fold_in(rng, i), batch_size, inputs,
+                             frozen))
+    keep = num - i * batch_size
+    for ev in evaluators:
+      ev.update(x[:keep], {k: v[:keep] for k, v in batch.items()})
+  result = {"num_samples": num}
+  for ev in evaluators:
+    result.update(ev.result())
+  return result

@@ -1,0 +1,9 @@
+"""Model families, one package each: ``jaxgen/families/<name>/`` holds the family's
+``trainer.py`` (its ``Trainer``), its own networks, losses and evaluators; the configs
+are ``configs/<name>_<dataset>.py`` and the tests ``tests/test_<name>*.py``.
+
+The modules directly in this folder are shared by several families: ``base`` (the
+contract with the loop, the one-optimiser path, the stage protocols) and
+``adversarial`` (several players in one state) and ``image_to_image`` (Pix2Pix and
+CycleGAN). ``config.family`` names a package here (``jaxgen.registry``).
+"""

@@ -1,0 +1,230 @@
+"""What a model family provides to the generic loop, and the pieces families share.
+
+A family subclasses ``Trainer``; the loop in ``jaxgen/train.py`` jit-compiles its
+``train_step`` and ``eval_step`` over the device mesh and calls the rest on the host.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxgen import precision
+
+
+@flax.struct.dataclass
+class TrainState:
+  """The whole training state, one pytree: what checkpoints save and steps donate.
+
+  ``extra`` holds non-gradient state (BatchNorm statistics, codebooks, image pools,
+  ...) as a dict; families that have none leave it empty.
+  """
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  ema_params: Any
+  extra: Any = flax.struct.field(default_factory=dict)
+
+  @classmethod
+  def create(cls, params, tx: optax.GradientTransformation, extra=None):
+    return cls(step=jnp.zeros((), jnp.int32), params=params,
+               opt_state=tx.init(params),
+               ema_params=jax.tree.map(jnp.copy, params), extra=extra or {})
+
+
+def learning_rate_schedule(cfg, num_steps: int) -> optax.Schedule:
+  """``cfg.schedule`` in constant | cosine | linear (to ``cfg.end_factor`` times the
+  rate) | constant_then_linear (constant for ``cfg.constant_steps``, then linear to
+  ``cfg.end_factor`` times the rate at the last step: Pix2Pix's and CycleGAN's
+  schedule, stepped per step where the reference steps per epoch), after
+  ``cfg.warmup_steps``. The fields' defaults live in the configs."""
+  lr, warmup, kind = cfg.learning_rate, cfg.warmup_steps, cfg.schedule
+  decay_steps = max(num_steps - warmup, 1)
+  if kind == "constant_then_linear":
+    constant = cfg.constant_steps
+    if not 0 <= constant <= num_steps - warmup:
+      raise ValueError(f"config.optim constant_steps={constant} must lie in [0, "
+                       f"train.num_steps - warmup_steps = {num_steps - warmup}].")
+    decay = optax.join_schedules(
+        [optax.constant_schedule(lr),
+         optax.linear_schedule(lr, lr * cfg.end_factor, max(decay_steps - constant, 1))],
+        boundaries=[constant])
+  elif kind == "constant":
+    decay = optax.constant_schedule(lr)
+  elif kind == "cosine":
+    decay = optax.cosine_decay_schedule(lr, decay_steps, alpha=cfg.end_factor)
+  elif kind == "linear":
+    decay = optax.linear_schedule(lr, lr * cfg.end_factor, decay_steps)
+  else:
+    raise ValueError(f"config.optim.schedule={kind!r}; use constant, cosine, linear or "
+                     f"constant_then_linear.")
+  if not warmup:
+    return decay
+  return optax.join_schedules(
+      [optax.linear_schedule(0.0, lr, warmup), decay], boundaries=[warmup])
+
+
+def make_optimizer(cfg, num_steps: int) -> optax.GradientTransformation:
+  """Adam or AdamW with an optional global-norm clip, from ``config.optim`` (or a
+  player's block of it); each field it reads is set in the config."""
+  schedule = learning_rate_schedule(cfg, num_steps)
+  name, b1, b2, eps = cfg.name, cfg.b1, cfg.b2, cfg.eps
+  if name == "adam":
+    opt = optax.adam(schedule, b1=b1, b2=b2, eps=eps)
+  elif name == "adamw":
+    opt = optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=cfg.weight_decay)
+  else:
+    raise ValueError(f"config.optim.name={name!r}; use adam or adamw.")
+  clip = cfg.grad_clip_norm
+  return optax.chain(optax.clip_by_global_norm(clip), opt) if clip else opt
+
+
+def optimizer_step(tx: optax.GradientTransformation, grads, opt_state, params):
+  """One optax update: ``(new params, new optimiser state)``."""
+  updates, opt_state = tx.update(grads, opt_state, params)
+  return optax.apply_updates(params, updates), opt_state
+
+
+def apply_gradients(state: TrainState, grads, tx: optax.GradientTransformation,
+                    ema_decay: float, **replace):
+  """One optimiser step of the whole state plus the EMA update, ``step`` + 1; returns
+  (new state, gradient norm). For one optimiser over all of ``state.params``; several
+  players, each with its own optimiser, go through ``apply_player_gradients``."""
+  params, opt_state = optimizer_step(tx, grads, state.opt_state, state.params)
+  ema = optax.incremental_update(params, state.ema_params, 1.0 - ema_decay)
+  new = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                      ema_params=ema, **replace)
+  return new, optax.tree.norm(grads)
+
+
+def apply_player_gradients(state: TrainState, player: str, grads,
+                           tx: dict | optax.GradientTransformation,
+                           *, count_step: bool = False, **replace):
+  """One optimiser step of one player of a several-optimiser state, where
+  ``state.params`` and ``state.opt_state`` are dicts keyed by player name; ``tx`` is
+  the dict of the players' transformations (or this player's). The other players'
+  params and optimiser states, ``ema_params`` and (unless ``count_step``) ``step``
+  are left as they are; ``replace`` sets further fields. Returns (new state, norm of
+  ``grads``)."""
+  tx = tx if isinstance(tx, optax.GradientTransformation) else tx[player]
+  params, opt_state = optimizer_step(tx, grads, state.opt_state[player],
+                                     state.params[player])
+  if count_step:
+    replace["step"] = state.step + 1
+  new = state.replace(params={**state.params, player: params},
+                      opt_state={**state.opt_state, player: opt_state}, **replace)
+  return new, optax.tree.norm(grads)
+
+
+def count_params(module: nn.Module, *example_args, **example_kwargs) -> int:
+  """Number of parameters of ``module`` (the 'params' collection only), no FLOPs."""
+  shapes = jax.eval_shape(functools.partial(module.init, **example_kwargs),
+                          jax.random.key(0), *example_args)
+  return sum(x.size for x in jax.tree.leaves(shapes.get("params", {})))
+
+
+class Trainer:
+  """The interface between a model family and the generic loop.
+
+  Subclasses build their networks in ``__init__`` from the config, the spec of one
+  preprocessed example (``data.example_spec``: key -> ShapeDtypeStruct) and the
+  frozen stages the config names (``stages``: name -> ``jaxgen.stages.Stage``), and
+  implement the methods below. ``train_step``, ``eval_step`` and ``generate`` must be
+  pure: the loop jit-compiles them over the mesh. Each takes ``frozen``, the frozen
+  stages' parameters (name -> pytree; empty without stages), as its own argument:
+  replicated, never donated, never part of the checkpointed state.
+  """
+  # The frozen stages a family needs: name in config.stages -> the protocol class
+  # (Autoencoder, ConditioningEncoder) that the stage's family must provide.
+  stage_roles: dict = {}
+
+  # The keys a family's examples must have, as alternatives: ("image",) for image
+  # models, ("source", "target") for paired translation, ("domain_a", "domain_b") for
+  # unpaired translation, ("x",) for points. The first key's shape of the first
+  # alternative that the dataset has is ``example_shape``.
+  data_keys: tuple = (("image",),)
+
+  # The compute dtypes (config.compute.dtype) the family's networks are written for:
+  # every family's network calls go through ``self.policy.apply``; a family whose
+  # networks are float32 only says ("float32",), and ``auto`` then keeps it there.
+  compute_dtypes: tuple = tuple(precision.DTYPES)
+
+  def __init__(self, config, spec: dict, stages: dict | None = None):
+    self.config = config
+    self.policy = precision.resolve(config, dtypes=self.compute_dtypes)
+    self.spec = dict(spec)
+    self.stages = dict(stages or {})
+    keys = self.keys_for(self.spec)
+    _check_keys(config, keys, self.spec)
+    self.example_shape = tuple(self.spec[keys[0]].shape)
+
+  def keys_for(self, spec) -> tuple:
+    """The data keys this family reads from examples described by ``spec``."""
+    return next((keys for keys in self.data_keys if set(keys) <= set(spec)),
+                self.data_keys[0])
+
+  @property
+  def conditioning_keys(self) -> tuple:
+    """Keys of an eval example that ``generate`` is conditioned on (``label``,
+    ``text``, ``source``, ...); empty for unconditional families."""
+    return ()
+
+  def networks(self) -> dict[str, tuple[nn.Module, tuple, dict]]:
+    """Each network by name, with example positional and keyword inputs to build it
+    (for --mode=summary and init)."""
+    raise NotImplementedError
+
+  def init_state(self, rng) -> TrainState:
+    raise NotImplementedError
+
+  def train_step(self, state, batch: dict, rng, frozen: dict | None = None) -> tuple[Any, dict]:
+    """One update. The metrics must include ``loss``; all are checked for finiteness."""
+    raise NotImplementedError
+
+  def eval_step(self, state, batch: dict, rng, frozen: dict | None = None) -> dict:
+    """Sums over the (masked) batch; the loop adds them up over the split."""
+    raise NotImplementedError
+
+  def finalize_eval(self, sums: dict) -> dict:
+    raise NotImplementedError
+
+  def generate(self, state, rng, num: int, inputs: dict | None = None,
+               frozen: dict | None = None):
+    """``num`` samples (EMA parameters where the family keeps them) as float images in
+    [0, 1], shape (num, H, W, C). ``inputs`` holds the conditioning (the
+    ``conditioning_keys`` of ``num`` eval examples, leading axis ``num``); ``None``
+    lets the family draw its own (class-conditional families draw labels
+    uniformly)."""
+    raise NotImplementedError
+
+  def visualize(self, state, rng, batch: dict, frozen: dict | None = None) -> dict:
+    """Named images (uint8 HxWxC or HxW) to save; ``samples`` is the main grid."""
+    raise NotImplementedError
+
+  def stage_params(self, state):
+    """What this run hands to later runs that use it as a frozen stage."""
+    return state.ema_params
+
+
+_KINDS = {("source", "target"): "a paired dataset (source, target)",
+          ("domain_a", "domain_b"): "an unpaired dataset (domain_a, domain_b)",
+          ("image",): "a dataset of single images (image)",
+          ("x",): "a dataset of points (x)"}
+
+
+def _kind(keys) -> str:
+  return next((v for k, v in _KINDS.items() if set(k) <= set(keys)),
+              f"examples with keys {tuple(keys)}")
+
+
+def _check_keys(config, keys, spec):
+  if not set(keys) <= set(spec):
+    raise ValueError(
+        f"config.family={config.family!r} trains on {_kind(keys)}, but "
+        f"config.data.name={config.data.name!r} is {_kind(tuple(spec))}: choose a "
+        f"dataset with the keys {', '.join(keys)}.")

@@ -1,0 +1,252 @@
+"""The DALL-E discrete VAE family (Ramesh et al. 2021): a token-grid autoencoder stage.
+
+Training maximises the ELBO with a uniform prior over the K codes of each grid cell,
+the KL term weighted by ``kl_weight`` (the paper raises it to 6.6 to spread the use
+of the codebook), through the Gumbel-softmax relaxation of the categorical posterior
+q(z | x) = softmax(encoder logits) at temperature ``temperature`` (the paper anneals
+it from 1 to 1/16). The decoder sees the relaxed one-hot codes and outputs, per pixel
+channel, the location and log-scale of the logit-Laplace likelihood of the pixels
+mapped into (eps, 1 - eps) (dall_e/utils.py ``map_pixels``, eps = 0.1). Per example
+
+  loss = [ -log p(map(x) | z~) + kl_weight(step) KL(q(z | x) || uniform) ] / (H W C).
+
+The two schedules live in the config (``config.schedules.temperature`` and
+``config.schedules.kl_weight``, beside ``config.optim``'s learning-rate schedule) and
+are optax schedules of the step, evaluated inside the compiled step. A temperature
+schedule must stay positive over the run (the relaxation divides by it).
+
+The stage protocol: ``encode`` gives the argmax codes (N, h, w), ``decode`` the mean
+reconstruction unmap(sigmoid(location)) of their one-hot vectors.
+
+Evaluation (``eval.json``): reconstruction MSE, PSNR and SSIM of decode(encode(x)) on
+the test split; the fraction of codes used and their perplexity (argmax codes, whole
+split); and bits/dim, the negative ELBO with the uniform prior (KL weight 1, one hard
+sample z ~ q(z | x) for the reconstruction term) of the [0, 1] pixels: the mapped
+density's log-Jacobian H W C log(1 - 2 eps) enters, and bins of width 1/256 turn the
+density into a bound on the 256-level data (Theis et al. 2016).
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxgen import losses, viz
+from jaxgen.metrics import ssim as ssim_lib
+from jaxgen.families.dvae import networks as dvae_models
+from jaxgen.families.base import Trainer, TrainState, apply_gradients, make_optimizer
+from jaxgen.stages import Autoencoder
+
+SCHEDULE_KINDS = ("constant", "linear", "cosine", "exponential")
+
+
+def make_schedule(cfg, what: str) -> optax.Schedule:
+  """An optax schedule from ``config.schedules.<what>``: ``kind`` constant (``init``),
+  linear or cosine from ``init`` to ``end`` over ``steps`` then ``end``, or
+  exponential (geometric) from ``init`` to ``end`` over ``steps`` then ``end``."""
+  kind, init, end, steps = cfg.kind, float(cfg.init), float(cfg.end), int(cfg.steps)
+  if kind not in SCHEDULE_KINDS:
+    raise ValueError(f"config.schedules.{what}.kind={kind!r}; use one of "
+                     f"{SCHEDULE_KINDS}.")
+  if kind == "constant":
+    return optax.constant_schedule(init)
+  if steps <= 0:
+    raise ValueError(f"config.schedules.{what}.steps={steps} must be positive for a "
+                     f"{kind} schedule.")
+  if kind == "linear":
+    return optax.linear_schedule(init, end, steps)
+  if init == 0.0:
+    raise ValueError(f"config.schedules.{what}: a {kind} schedule cannot start at 0; "
+                     f"use kind='linear' to rise from 0.")
+  if kind == "cosine":
+    return optax.cosine_decay_schedule(init, steps, alpha=end / init)
+  if init <= 0 or end <= 0:
+    raise ValueError(f"config.schedules.{what}: an exponential schedule needs positive "
+                     f"init and end, got {init} and {end}.")
+  return optax.exponential_decay(init, steps, end / init, end_value=end,
+                                 transition_begin=0)
+
+
+def check_positive(schedule, num_steps: int, what: str):
+  """Refuse a schedule that reaches zero (or below) at any step 0..num_steps."""
+  steps = np.arange(num_steps + 1)
+  values = np.asarray(jax.vmap(schedule)(jnp.asarray(steps)))
+  bad = np.flatnonzero(~(values > 0))
+  if bad.size:
+    raise ValueError(
+        f"config.schedules.{what} reaches {values[bad[0]]:.3g} at step {bad[0]} of "
+        f"{num_steps}: the Gumbel-softmax relaxation divides the logits by the "
+        f"temperature, so it must stay positive. End it at a positive value (the "
+        f"paper anneals to 1/16: --config.schedules.{what}.end=0.0625).")
+
+
+class DVAETrainer(Trainer, Autoencoder):
+
+  def __init__(self, config, spec, stages=None):
+    super().__init__(config, spec, stages)
+    m = config.model
+    h, w, c = self.example_shape
+    factor = dvae_models.downsampling(m.group_count)
+    if h % factor or w % factor:
+      raise ValueError(f"The images are {h}x{w}, which the encoder's "
+                       f"{m.group_count - 1} 2x2 max-pools do not divide: set "
+                       f"config.data.resize to a multiple of {factor} or change "
+                       f"config.model.group_count.")
+    if m.n_hid % 4:
+      raise ValueError(f"config.model.n_hid={m.n_hid} must be a multiple of 4 (the "
+                       f"blocks' bottleneck is n_out / 4).")
+    self.eps = float(m.logit_laplace_eps)
+    if not 0.0 < self.eps < 0.5:
+      raise ValueError(f"config.model.logit_laplace_eps={self.eps} must be in (0, 0.5).")
+    self.num_codes = int(m.vocab_size)
+    self.grid = (h // factor, w // factor)
+    self.num_dims = h * w * c
+    self.latent_spec = jax.ShapeDtypeStruct(self.grid, jnp.int32)
+    self.encoder = dvae_models.Encoder(m.group_count, m.n_hid, m.n_blk_per_group,
+                                       m.vocab_size)
+    self.decoder = dvae_models.Decoder(m.group_count, m.n_init, m.n_hid,
+                                       m.n_blk_per_group, c)
+    self.tx = make_optimizer(config.optim, config.train.num_steps)
+    s = config.schedules
+    self.temperature = make_schedule(s.temperature, "temperature")
+    check_positive(self.temperature, config.train.num_steps, "temperature")
+    self.kl_weight = make_schedule(s.kl_weight, "kl_weight")
+
+  # --- networks -------------------------------------------------------------------
+  def networks(self):
+    x = jnp.zeros((1, *self.example_shape))
+    z = jnp.zeros((1, *self.grid, self.num_codes))
+    return {"encoder": (self.encoder, (x,), {}), "decoder": (self.decoder, (z,), {})}
+
+  def init_state(self, rng):
+    params = {}
+    for (name, (module, args, kwargs)), key in zip(self.networks().items(),
+                                                   jax.random.split(rng, 2)):
+      params[name] = module.init(key, *args, **kwargs)["params"]
+    return TrainState.create(params, self.tx)
+
+  def logits(self, params, images):
+    """The encoder's code logits (N, h, w, K) of images in [0, 1]."""
+    return self.policy.apply(self.encoder, {"params": params["encoder"]},
+                             losses.map_pixels(images, self.eps))
+
+  def decoder_stats(self, params, z):
+    """(location, log-scale), each (N, H, W, C), of the logit-Laplace likelihood."""
+    out = self.policy.apply(self.decoder, {"params": params["decoder"]}, z)
+    return jnp.split(out, 2, axis=-1)
+
+  def _check_images(self, images):
+    if tuple(images.shape[1:]) != self.example_shape:
+      h, w, c = self.example_shape
+      raise ValueError(
+          f"This dVAE's encoder was trained on {h}x{w}x{c} images, got images of "
+          f"shape {tuple(images.shape[1:])}: give the stage images of its own size "
+          f"(resize them, e.g. with config.data.resize=({h}, {w}), and match the "
+          f"channels), or train a dVAE on images of this size.")
+
+  # --- the autoencoder stage protocol ---------------------------------------------
+  def encode(self, params, images):
+    """The argmax code (N, h, w) of each grid cell."""
+    self._check_images(images)
+    return jnp.argmax(self.logits(params, images), -1).astype(jnp.int32)
+
+  def decode(self, params, codes):
+    """The mean reconstruction unmap(sigmoid(location)) in [0, 1] of integer codes."""
+    if tuple(codes.shape[1:]) != self.grid:
+      raise ValueError(f"This dVAE decodes code grids of shape {self.grid}, got "
+                       f"{tuple(codes.shape[1:])}.")
+    loc, _ = self.decoder_stats(params, jax.nn.one_hot(codes, self.num_codes))
+    return losses.unmap_pixels(jax.nn.sigmoid(loc), self.eps)
+
+  # --- training -------------------------------------------------------------------
+  def train_step(self, state, batch, rng, frozen=None):
+    x = batch["image"]
+    tau, beta = self.temperature(state.step), self.kl_weight(state.step)
+    target = losses.map_pixels(x, self.eps)
+
+    def loss_fn(params):
+      logits = self.logits(params, x)
+      g = jax.random.gumbel(rng, logits.shape, logits.dtype)
+      z = jax.nn.softmax((logits + g) / tau, axis=-1)
+      loc, log_scale = self.decoder_stats(params, z)
+      nll = -losses.logit_laplace_log_prob(target, loc, log_scale)
+      kl = losses.categorical_kl_to_uniform(logits)
+      loss = ((nll + beta * kl) / self.num_dims).mean()
+      mean = losses.unmap_pixels(jax.nn.sigmoid(loc), self.eps)
+      return loss, (nll, kl, logits, mean)
+
+    (loss, (nll, kl, logits, mean)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state.params)
+    state, grad_norm = apply_gradients(state, grads, self.tx,
+                                       self.config.optim.ema_decay)
+    counts = losses.code_counts(jnp.argmax(logits, -1), self.num_codes)
+    metrics = {"loss": loss, "recon_nats": nll.mean(), "kl": kl.mean(),
+               "temperature": jnp.asarray(tau, jnp.float32),
+               "kl_weight": jnp.asarray(beta, jnp.float32),
+               "recon_mse": ((mean - x) ** 2).mean(),
+               "perplexity": losses.code_perplexity(counts),
+               "used_fraction": losses.code_used_fraction(counts),
+               "grad_norm": grad_norm}
+    return state, metrics
+
+  # --- evaluation -----------------------------------------------------------------
+  def eval_step(self, state, batch, rng, frozen=None):
+    params, x, mask = self.stage_params(state), batch["image"], batch["mask"]
+    logits = self.logits(params, x)
+    codes = jnp.argmax(logits, -1).astype(jnp.int32)
+    recon = self.decode(params, codes)
+    mse = ((recon - x) ** 2).reshape(x.shape[0], -1).mean(-1)
+    psnr = 10.0 * jnp.log10(1.0 / jnp.maximum(mse, 1e-10))
+    ssim = ssim_lib.ssim(recon, x, 1.0)
+    sample = jax.random.categorical(rng, logits, axis=-1)
+    loc, log_scale = self.decoder_stats(params, jax.nn.one_hot(sample, self.num_codes))
+    nll = -losses.logit_laplace_log_prob(losses.map_pixels(x, self.eps), loc, log_scale)
+    kl = losses.categorical_kl_to_uniform(logits)
+    return {"count": mask.sum(), "mse": (mse * mask).sum(), "psnr": (psnr * mask).sum(),
+            "ssim": (ssim * mask).sum(), "recon_nats": (nll * mask).sum(),
+            "kl_nats": (kl * mask).sum(),
+            "code_counts": losses.code_counts(codes, self.num_codes, mask)}
+
+  def finalize_eval(self, sums):
+    n = float(sums["count"])
+    counts = jnp.asarray(sums["code_counts"])
+    recon, kl = float(sums["recon_nats"]) / n, float(sums["kl_nats"]) / n
+    # -log p(x) of the [0, 1] pixels = -log p(map(x)) - D log(1 - 2 eps).
+    nll_x = recon + kl - self.num_dims * math.log(1 - 2 * self.eps)
+    return {"num_examples": int(n), "recon_mse": float(sums["mse"]) / n,
+            "psnr": float(sums["psnr"]) / n, "ssim": float(sums["ssim"]) / n,
+            "recon_nats": recon, "kl_nats": kl,
+            "codebook_used_fraction": float(losses.code_used_fraction(counts)),
+            "codebook_used": int((np.asarray(counts) > 0).sum()),
+            "codebook_perplexity": float(losses.code_perplexity(counts)),
+            "num_codes": self.num_codes,
+            "bits_per_dim": float(losses.bits_per_dim(nll_x, self.num_dims,
+                                                      math.log(1.0 / 256)))}
+
+  # --- pictures -------------------------------------------------------------------
+  def generate(self, state, rng, num: int, inputs=None, frozen=None):
+    """Decoded codes drawn from the uniform prior of this stage's ELBO (the DALL-E
+    transformer is the learned prior)."""
+    codes = jax.random.randint(rng, (num, *self.grid), 0, self.num_codes)
+    return self.decode(self.stage_params(state), codes)
+
+  def visualize(self, state, rng, batch, frozen=None):
+    if not hasattr(self, "_jitted"):
+      self._jitted = (jax.jit(self.encode), jax.jit(self.decode),
+                      jax.jit(self.generate, static_argnums=2))
+    encode, decode, generate = self._jitted
+    params, n = self.stage_params(state), self.config.train.num_samples
+    x = batch["image"][:16]
+    codes = encode(params, x)
+    recon = np.asarray(decode(params, codes))
+    pairs = np.stack([np.asarray(x), recon], 1).reshape(-1, *x.shape[1:])
+    return {"samples": viz.grid(viz.to_uint8(generate(state, rng, n))),
+            "reconstructions": viz.grid(viz.to_uint8(pairs), rows=4),
+            "code_map": viz.code_map(np.asarray(codes), self.num_codes),
+            "code_histogram": viz.usage_histogram(np.asarray(codes), self.num_codes)}
+
+
+Trainer = DVAETrainer
