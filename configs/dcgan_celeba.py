@@ -12,41 +12,23 @@ Variants (comma-separated after the colon):
             steps/s (2.3 min for the 31,800 steps).
   tiny      seconds, on MNIST-5k resized to 32x32 (no CelebA needed): for tests.
 """
-import ml_collections
-
 from jaxgen import config_file
 
 common = config_file.module_beside(__file__, "common")
+gan = config_file.module_beside(__file__, "gan_base")
 
 
 def get_config(arg=None):
   variants = common.parse_arg(arg, "dcgan_celeba", {"tiny", "paper"})
-  c = ml_collections.ConfigDict()
-  c.family = "gan"
-  c.seed = 0
-  c.compute = common.compute()
-  c.data = ml_collections.ConfigDict(dict(
-      name="celeb_a", scale="symmetric", binarize="", dequantize=False,
-      resize=(64, 64), center_crop=True, random_flip=False, tfds_data_dir="",
-      workers=0))
-  c.model = ml_collections.ConfigDict(dict(
-      arch="dcgan", latent_dim=100, ngf=64, ndf=64, upsample="transpose",
-      d_batch_norm=True, conditioning="", num_classes=0))
-  c.gan = ml_collections.ConfigDict(dict(
-      loss="nonsaturating", d_steps=1, r1_gamma=0.0, aux_weight=1.0))
-  player = dict(name="adam", learning_rate=2e-4, b1=0.5, b2=0.999, eps=1e-8,
-                schedule="constant", warmup_steps=0, grad_clip_norm=0.0)
-  c.optim = ml_collections.ConfigDict(dict(
-      generator=dict(player), discriminator=dict(player), ema_decay=0.0))
-  c.train = ml_collections.ConfigDict(dict(
-      batch_size=128, num_steps=31_800, log_every=100, checkpoint_every=2000,
-      sample_every=2000, keep_checkpoints=3, num_samples=64))
-  c.eval = ml_collections.ConfigDict(dict(split="test", batch_size=128,
-                                          num_examples=10_000, metrics=()))
+  c = gan.base()
+  c.data = common.image_data("celeb_a", scale="symmetric", resize=(64, 64),
+                             center_crop=True)
+  c.model = gan.dcgan_model(ngf=64, ndf=64)
+  c.optim.ema_decay = 0.0
+  c.train.update(batch_size=128, num_steps=31_800)
+  c.eval = common.evaluation(batch_size=128, num_examples=10_000)
   if "tiny" in variants:
     c.data.update(name="mnist5k", resize=(32, 32), workers=0)
     c.model.update(latent_dim=8, ngf=4, ndf=4)
-    c.train.update(batch_size=8, num_steps=2, log_every=1, checkpoint_every=2,
-                   sample_every=2, num_samples=4)
-    c.eval.update(batch_size=8, num_examples=16)
+    gan.tiny(c)
   return c

@@ -5,7 +5,7 @@ r"""The DALL-E discrete VAE at the paper's size: 256x256 -> 32x32 grid of 8192 c
 
 Needs ImageNet through tensorflow-datasets (``imagenet2012``, prepared from the
 manually downloaded archives). OpenAI's trained weights load without training: see
-jaxgen/trainers/dvae.py (``load_openai``).
+jaxgen/families/dvae/trainer.py (``load_openai``).
 
 Variants (comma-separated after the colon):
   paper     openai/DALL-E's Encoder / Decoder (4 groups, n_hid 256, 2 blocks per
@@ -18,45 +18,27 @@ Variants (comma-separated after the colon):
             512 (the paper's, across 64 GPUs), 3M updates.
   tiny      seconds, on the offline sklearn digits resized to 32x32: for tests.
 """
-import ml_collections
-
 from jaxgen import config_file
 
 common = config_file.module_beside(__file__, "common")
+dvae = config_file.module_beside(__file__, "dvae_base")
 
 
 def get_config(arg=None):
   variants = common.parse_arg(arg, "dvae_imagenet", {"tiny", "paper"})
-  c = ml_collections.ConfigDict()
-  c.family = "dvae"
-  c.seed = 0
-  c.compute = common.compute()
-  c.data = ml_collections.ConfigDict(dict(
-      name="imagenet2012", scale="unit", binarize="", dequantize=False,
-      resize=(256, 256), random_flip=True, tfds_data_dir="", workers=0))
-  c.model = ml_collections.ConfigDict(dict(
-      group_count=4, n_hid=256, n_blk_per_group=2, n_init=128, vocab_size=8192,
-      logit_laplace_eps=0.1))
-  num_steps = 3_000_000
-  c.optim = ml_collections.ConfigDict(dict(
-      name="adamw", learning_rate=1e-4, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-5,
-      schedule="cosine", warmup_steps=0, end_factor=1.25e-6 / 1e-4, grad_clip_norm=0.0,
-      ema_decay=0.0))
-  c.train = ml_collections.ConfigDict(dict(
-      batch_size=512, num_steps=num_steps, log_every=100, checkpoint_every=10_000,
-      sample_every=10_000, keep_checkpoints=3, num_samples=16))
-  c.schedules = ml_collections.ConfigDict(dict(
-      temperature=dict(kind="cosine", init=1.0, end=1 / 16, steps=150_000),
-      kl_weight=dict(kind="linear", init=0.0, end=6.6, steps=5000)))
-  c.eval = ml_collections.ConfigDict(dict(
-      split="validation", batch_size=64, num_examples=0, metrics=()))
+  c = dvae.base()
+  c.data = common.image_data("imagenet2012", resize=(256, 256), random_flip=True)
+  c.model.update(group_count=4, n_hid=256, n_blk_per_group=2, n_init=128,
+                 vocab_size=8192)
+  c.optim.update(name="adamw", learning_rate=1e-4, weight_decay=1e-5, warmup_steps=0,
+                 end_factor=1.25e-6 / 1e-4, grad_clip_norm=0.0)
+  c.train.update(batch_size=512, num_steps=3_000_000, log_every=100,
+                 checkpoint_every=10_000, sample_every=10_000, num_samples=16)
+  c.schedules = dvae.schedules(temperature_steps=150_000, kl_weight_steps=5000)
+  c.eval.update(split="validation", batch_size=64)
   if "tiny" in variants:
-    c.data.update(name="digits", resize=(32, 32), random_flip=False, workers=0)
-    c.model.update(group_count=2, n_hid=8, n_blk_per_group=1, n_init=8, vocab_size=16)
+    c.data.update(name="digits", resize=(32, 32), random_flip=False)
+    dvae.tiny(c)
     c.optim.update(name="adam", learning_rate=1e-3, weight_decay=0.0, end_factor=0.05)
-    c.train.update(batch_size=8, num_steps=4, log_every=2, checkpoint_every=2,
-                   sample_every=2, num_samples=4)
-    c.schedules.temperature.steps = 4
-    c.schedules.kl_weight.steps = 2
-    c.eval.update(split="test", batch_size=8, num_examples=16)
+    c.eval.split = "test"
   return c

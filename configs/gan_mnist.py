@@ -14,39 +14,18 @@ Variants (comma-separated after the colon):
   minimax   the saturating generator loss log(1 - D(G(z))) of the paper's equation.
   tiny      seconds: for tests.
 """
-import ml_collections
-
 from jaxgen import config_file
 
 common = config_file.module_beside(__file__, "common")
+gan = config_file.module_beside(__file__, "gan_base")
 
 
 def get_config(arg=None):
   variants = common.parse_arg(arg, "gan_mnist", {"tiny", "minimax"})
-  c = ml_collections.ConfigDict()
-  c.family = "gan"
-  c.seed = 0
-  c.compute = common.compute()
-  c.data = common.mnist5k_data(scale="symmetric")
-  c.model = ml_collections.ConfigDict(dict(
-      arch="mlp", latent_dim=100, hidden_g=(256, 512, 1024), hidden_d=(512, 256),
-      g_batch_norm=True, d_dropout=0.3, conditioning="", num_classes=0))
-  c.gan = ml_collections.ConfigDict(dict(
-      loss="nonsaturating", d_steps=1, r1_gamma=0.0, aux_weight=1.0))
-  player = dict(name="adam", learning_rate=2e-4, b1=0.5, b2=0.999, eps=1e-8,
-                schedule="constant", warmup_steps=0, grad_clip_norm=0.0)
-  c.optim = ml_collections.ConfigDict(dict(
-      generator=dict(player), discriminator=dict(player), ema_decay=0.999))
-  c.train = ml_collections.ConfigDict(dict(
-      batch_size=64, num_steps=10_000, log_every=100, checkpoint_every=2000,
-      sample_every=2000, keep_checkpoints=3, num_samples=64))
-  c.eval = common.mnist_classifier_eval(split="test", batch_size=100,
-                                       num_examples=0)
+  c = gan.base()
   if "minimax" in variants:
     c.gan.loss = "minimax"
   if "tiny" in variants:
     c.model.update(latent_dim=8, hidden_g=(16, 16), hidden_d=(16,))
-    c.train.update(batch_size=8, num_steps=2, log_every=1, checkpoint_every=2,
-                   sample_every=2, num_samples=4)
-    c.eval.update(batch_size=8, num_examples=16, num_samples=100, sample_batch_size=50)
+    gan.tiny(c)
   return c

@@ -25,52 +25,29 @@ folder; direction B -> A, labels -> photos). Until that dataset is registered in
 jaxgen/data/sources.py, ``--mode=summary`` names the dataset as unknown; the counts are
 checked in tests/test_pix2pix.py.
 """
-import ml_collections
-
 from jaxgen import config_file
 
 common = config_file.module_beside(__file__, "common")
+pix2pix = config_file.module_beside(__file__, "pix2pix_base")
 
 TRAIN_PAIRS = 400
 
 
 def get_config(arg=None):
   variants = common.parse_arg(arg, "pix2pix_facades", {"tiny", "paper"})
-  c = ml_collections.ConfigDict()
-  c.family = "pix2pix"
-  c.seed = 0
-  c.compute = common.compute()
-  c.data = ml_collections.ConfigDict(dict(
-      name="pix2pix/facades", folder="", direction="BtoA", half_size=(256, 256),
-      scale="symmetric",
-      binarize="", dequantize=False, resize=(256, 256), jitter_resize=(286, 286),
-      random_flip=True, tfds_data_dir="", workers=0))
-  c.model = ml_collections.ConfigDict(dict(
-      generator="unet_256", num_downs=0, ngf=64, ndf=64, n_layers_d=3, norm="batch",
-      use_dropout=True))
-  c.pix2pix = ml_collections.ConfigDict(dict(
-      gan_loss="vanilla", l1_weight=100.0, test_mode="paper"))
+  c = pix2pix.base()
+  c.data = common.image_data(
+      "pix2pix/facades", folder="", direction="BtoA", half_size=(256, 256),
+      scale="symmetric", resize=(256, 256), jitter_resize=(286, 286), random_flip=True)
+  c.model.update(generator="unet_256", num_downs=0, ngf=64, ndf=64)
   num_steps = 200 * TRAIN_PAIRS
-  player = dict(name="adam", learning_rate=2e-4, b1=0.5, b2=0.999, eps=1e-8,
-                weight_decay=0.0, schedule="constant_then_linear", warmup_steps=0,
-                constant_steps=num_steps // 2, end_factor=0.0, grad_clip_norm=0.0)
-  c.optim = ml_collections.ConfigDict(dict(
-      generator=dict(player), discriminator=dict(player), ema_decay=0.0))
-  c.train = ml_collections.ConfigDict(dict(
-      batch_size=1, num_steps=num_steps, log_every=400, checkpoint_every=4000,
-      sample_every=4000, keep_checkpoints=3, num_samples=16))
-  c.eval = ml_collections.ConfigDict(dict(
-      split="test", batch_size=1, num_examples=0, metrics=("l1", "psnr", "ssim"),
-      num_samples=106, sample_batch_size=1))
+  c.optim = common.translation_optim(num_steps)
+  c.train.update(batch_size=1, num_steps=num_steps, log_every=400,
+                 checkpoint_every=4000, sample_every=4000)
+  c.eval.update(batch_size=1, num_samples=106, sample_batch_size=1)
   if "tiny" in variants:
-    c.data = ml_collections.ConfigDict(dict(
-        name="mnist5k_edges", scale="symmetric", binarize="", dequantize=False,
-        resize=(32, 32), jitter_resize=(36, 36), random_flip=True, tfds_data_dir="",
-        workers=0))
-    c.model.update(generator="unet", num_downs=5, ngf=4, ndf=4)
-    c.train.update(batch_size=2, num_steps=2, log_every=1, checkpoint_every=2,
-                   sample_every=2, num_samples=4)
-    for player in (c.optim.generator, c.optim.discriminator):
-      player.constant_steps = 1
+    c.data = pix2pix.edges_data(random_flip=True)
+    c.model.update(generator="unet", num_downs=5)
+    pix2pix.tiny(c, batch_size=2)
     c.eval.update(batch_size=4, num_examples=8, num_samples=8, sample_batch_size=4)
   return c

@@ -14,45 +14,16 @@ Variants (comma-separated after the colon):
             digit, with the paper's test mode (dropout on, per-image statistics).
   tiny      seconds: for tests.
 """
-import ml_collections
-
 from jaxgen import config_file
 
 common = config_file.module_beside(__file__, "common")
+pix2pix = config_file.module_beside(__file__, "pix2pix_base")
 
 
 def get_config(arg=None):
   variants = common.parse_arg(arg, "pix2pix_mnist", {"tiny"})
-  c = ml_collections.ConfigDict()
-  c.family = "pix2pix"
-  c.seed = 0
-  c.compute = common.compute()
-  c.data = ml_collections.ConfigDict(dict(
-      name="mnist5k_edges", scale="symmetric", binarize="", dequantize=False,
-      resize=(32, 32), jitter_resize=(36, 36), random_flip=False, tfds_data_dir="",
-      workers=0))
-  c.model = ml_collections.ConfigDict(dict(
-      generator="unet", num_downs=5, ngf=16, ndf=16, n_layers_d=3, norm="batch",
-      use_dropout=True))
-  c.pix2pix = ml_collections.ConfigDict(dict(
-      gan_loss="vanilla", l1_weight=100.0, test_mode="paper"))
-  num_steps = 2000
-  player = dict(name="adam", learning_rate=2e-4, b1=0.5, b2=0.999, eps=1e-8,
-                weight_decay=0.0, schedule="constant_then_linear", warmup_steps=0,
-                constant_steps=num_steps // 2, end_factor=0.0, grad_clip_norm=0.0)
-  c.optim = ml_collections.ConfigDict(dict(
-      generator=dict(player), discriminator=dict(player), ema_decay=0.0))
-  c.train = ml_collections.ConfigDict(dict(
-      batch_size=8, num_steps=num_steps, log_every=100, checkpoint_every=1000,
-      sample_every=1000, keep_checkpoints=3, num_samples=16))
-  c.eval = ml_collections.ConfigDict(dict(
-      split="test", batch_size=100, num_examples=0, metrics=("l1", "psnr", "ssim"),
-      num_samples=500, sample_batch_size=100))
+  c = pix2pix.base()
   if "tiny" in variants:
-    c.model.update(ngf=4, ndf=4)
-    c.train.update(batch_size=4, num_steps=2, log_every=1, checkpoint_every=2,
-                   sample_every=2, num_samples=4)
-    for player in (c.optim.generator, c.optim.discriminator):
-      player.constant_steps = 1
+    pix2pix.tiny(c, batch_size=4)
     c.eval.update(batch_size=8, num_examples=16, num_samples=16, sample_batch_size=8)
   return c

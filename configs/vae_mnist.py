@@ -20,29 +20,15 @@ common = config_file.module_beside(__file__, "common")
 
 def get_config(arg=None):
   variants = common.parse_arg(arg, "vae_mnist", {"tiny", "paper", "latent2", "logistic"})
-  c = ml_collections.ConfigDict()
-  c.family = "vae"
-  c.seed = 0
-  c.compute = common.compute()
-
-  c.data = common.mnist5k_data(scale="unit", binarize="dynamic")
-
-  c.model = ml_collections.ConfigDict(dict(
-      arch="conv", hidden=(32, 64), latent_dim=16, likelihood="bernoulli",
-      kl_warmup_steps=0))
-
-  c.optim = ml_collections.ConfigDict(dict(
-      name="adam", learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0,
-      schedule="cosine", warmup_steps=100, end_factor=0.05, grad_clip_norm=0.0,
-      ema_decay=0.0))
-
-  c.train = ml_collections.ConfigDict(dict(
-      batch_size=128, num_steps=3000, log_every=50, checkpoint_every=1000,
-      sample_every=1000, keep_checkpoints=3, num_samples=64))
-
-  c.eval = common.mnist_classifier_eval(split="test", batch_size=100, num_examples=0,
-                                       iw_samples=1000, iw_chunk=100)
-
+  c = common.config(
+      "vae",
+      data=common.mnist5k_data(binarize="dynamic"),
+      model=ml_collections.ConfigDict(dict(
+          arch="conv", hidden=(32, 64), latent_dim=16, likelihood="bernoulli",
+          kl_warmup_steps=0)),
+      optim=common.optim(),
+      train=common.train(batch_size=128, num_steps=3000),
+      eval=common.mnist_classifier_eval(iw_samples=1000, iw_chunk=100))
   if "paper" in variants:
     c.model.update(arch="mlp", hidden=(500,), latent_dim=20)
     c.optim.update(schedule="constant", warmup_steps=0)
@@ -55,8 +41,7 @@ def get_config(arg=None):
     c.model.likelihood = "logistic"
   if "tiny" in variants:
     c.model.update(hidden=(8, 8) if c.model.arch == "conv" else (16,))
-    c.train.update(batch_size=8, num_steps=4, log_every=2, checkpoint_every=2,
-                   sample_every=2, num_samples=4)
+    c.train.update(common.tiny_train())
     c.optim.warmup_steps = 1
     c.eval.update(batch_size=8, num_examples=16, iw_samples=4, iw_chunk=2,
                   num_samples=200)

@@ -140,7 +140,7 @@ def config_names() -> list[str]:
   """Every experiment config in configs/ (not configs/common.py)."""
   return sorted(os.path.splitext(os.path.basename(p))[0]
                 for p in glob.glob(os.path.join(REPO, "configs", "*.py"))
-                if not p.endswith("common.py"))
+                if not p.endswith(("common.py", "_base.py")))
 
 
 def stage_configs(name: str) -> dict:

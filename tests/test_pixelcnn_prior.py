@@ -24,7 +24,7 @@ def _stage(config_name, family_cls):
 def test_prior_needs_a_vqvae_stage():
   from jaxgen.families.pixelcnn.trainer import PixelCNNPriorTrainer
   from jaxgen.families.vae.trainer import VAETrainer
-  config = load_config("vqvae_prior_mnist", "tiny")
+  config = load_config("pixelcnn_prior_mnist", "tiny")
   with pytest.raises(StageError, match="set --config.stages.autoencoder"):
     build.make_trainer(config)  # no stage named
   config.data.binarize = "dynamic"  # as configs/vae_mnist.py's run saw the images
@@ -36,7 +36,7 @@ def test_prior_needs_a_vqvae_stage():
 def test_prior_trains_on_codes_and_samples_decode_through_the_stage():
   from jaxgen.families.pixelcnn.trainer import PixelCNNPriorTrainer
   from jaxgen.families.vqvae.trainer import VQVAETrainer
-  config = load_config("vqvae_prior_mnist", "tiny")
+  config = load_config("pixelcnn_prior_mnist", "tiny")
   vq = _stage("vqvae_mnist", VQVAETrainer)
   tr = PixelCNNPriorTrainer(config, data.example_spec(config.data), {"autoencoder": vq})
   k = vq.trainer.num_codes

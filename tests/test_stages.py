@@ -130,7 +130,7 @@ def test_stage_errors_name_the_problem(tmp_path, vae_stage):
   mesh = sharding.make_mesh()
   c = _latent("")
   with pytest.raises(errors.StageError, match=r"set --config.stages.autoencoder=WORKDIR "
-                                              r"to a finished run of family vae"):
+                                              r"to a finished run of family dvae or vae or vqvae"):
     build.make_trainer(c, mesh)
   with pytest.raises(errors.StageError, match="no such directory"):
     build.make_trainer(_latent(str(tmp_path / "missing")), mesh)
@@ -152,7 +152,7 @@ def test_stage_errors_name_the_problem(tmp_path, vae_stage):
   (gan / "config.json").write_text(
       load_config("gan_toy2d", "tiny").to_json_best_effort())
   with pytest.raises(errors.StageError, match="is a 'gan' run, but the autoencoder stage "
-                                              "needs the Autoencoder protocol \\(family vae"):
+                                              "needs the Autoencoder protocol \\(family dvae or vae"):
     build.make_trainer(_latent(str(gan)), mesh)
 
   # Images preprocessed otherwise than the stage saw them.
@@ -210,9 +210,36 @@ def test_a_hugging_face_clip_file_stands_in_as_a_conditioning_stage(tmp_path):
                              atol=1e-5)
   # Grey images of another size are resized and cropped to CLIP's input.
   assert stage.trainer.embed_image(stage.params, images[:2, :, :24, :1]).shape == (2, 40)
-  with pytest.raises(errors.StageError, match="a weights file can stand in only for "
-                                              "ConditioningEncoder"):
+  with pytest.raises(errors.StageError, match="no weights-file reader for the autoencoder "
+                                              "stage takes this file; they take: "
+                                              "openai_dvae"):
     build.load_stage("autoencoder", str(path), mesh, Autoencoder)
+
+
+def test_openai_dvae_files_stand_in_as_an_autoencoder_stage(tmp_path):
+  """config.stages.autoencoder may name OpenAI's encoder.pkl (decoder.pkl beside it):
+  the stage, sized to the run's images, gives the reference's tokens and
+  reconstructions (tests/fixtures/dvae_parity.npz, made by the dall_e package) and
+  provides the Autoencoder protocol with its number of codes."""
+  from jaxgen.stages import Autoencoder, ConditioningEncoder
+  fixtures = os.path.join(os.path.dirname(__file__), "fixtures")
+  for half in ("encoder", "decoder"):
+    shutil.copy(os.path.join(fixtures, f"dvae_{half}_tiny.pkl"), tmp_path / f"{half}.pkl")
+  mesh = sharding.make_mesh()
+  spec = {"image": jax.ShapeDtypeStruct((32, 32, 3), np.float32)}
+  stage = build.load_stage("autoencoder", str(tmp_path / "encoder.pkl"), mesh,
+                           Autoencoder, spec)
+  assert isinstance(stage.trainer, Autoencoder) and stage.step == 0
+  assert stage.trainer.num_codes > 0 and stage.trainer.latent_spec.shape == (4, 4)
+  ref = np.load(os.path.join(fixtures, "dvae_parity.npz"))
+  codes = np.asarray(jax.jit(stage.trainer.encode)(stage.params, ref["images"]))
+  np.testing.assert_array_equal(codes, ref["tokens"])
+  np.testing.assert_allclose(jax.jit(stage.trainer.decode)(stage.params, ref["tokens"]),
+                             ref["recon"], atol=1e-5)
+  assert stage.digest == stages.digest(stage.params)
+  with pytest.raises(errors.StageError, match="no weights-file reader for the clip stage "
+                                              "takes this file; they take: hf_clip"):
+    build.load_stage("clip", str(tmp_path / "encoder.pkl"), mesh, ConditioningEncoder)
 
 
 def test_a_captioned_run_saves_its_tokenizer_and_its_stage_reads_it_back(tmp_path):
