@@ -19,7 +19,11 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from jaxgen import xla_options
+from jaxgen import build, loop_config, precision, sharding, train, xla_options
+from jaxgen.checkpoint import CheckpointError
+from jaxgen.errors import ConfigError, StageError
+from jaxgen.families.base import count_params
+from jaxgen.workdir_lock import WorkdirLockError
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -43,8 +47,6 @@ flags.mark_flags_as_required(["config"])
 
 def summary(config) -> dict:
   """Build every network of the config and count its parameters (shapes only)."""
-  from jaxgen import build
-  from jaxgen.families.base import count_params
   trainer = build.make_trainer(config)
   counts = {name: count_params(module, *args, **kwargs)
             for name, (module, args, kwargs) in trainer.networks().items()}
@@ -60,9 +62,6 @@ def summary(config) -> dict:
 def main(argv):
   """The mode's work; expected failures (a missing or changed stage, an unreadable
   checkpoint, a locked workdir) end as one line on stderr with exit status 2."""
-  from jaxgen.checkpoint import CheckpointError
-  from jaxgen.errors import ConfigError, StageError
-  from jaxgen.workdir_lock import WorkdirLockError
   try:
     _main(argv)
   except (ConfigError, StageError, CheckpointError, WorkdirLockError) as e:
@@ -82,7 +81,6 @@ def _main(argv):
   logging.getLogger("jaxgen").setLevel(logging.INFO)
   config = FLAGS.config
   if FLAGS.distributed:
-    from jaxgen import sharding
     sharding.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
                                     FLAGS.process_id)
   if FLAGS.mode == "summary":
@@ -90,12 +88,10 @@ def _main(argv):
     return
   if not FLAGS.workdir:
     raise app.UsageError(f"--workdir is required for --mode={FLAGS.mode}.")
-  from jaxgen import train
   workdir = FLAGS.workdir
   if FLAGS.mode == "train":
     train.train(config, workdir)
     return
-  from jaxgen import loop_config, precision, sharding
   mesh = sharding.make_mesh()
   loop_config.check(config, mesh)
   with precision.matmul_context(precision.resolve(config)):
@@ -104,7 +100,6 @@ def _main(argv):
 
 def _read_only_mode(config, workdir, mesh):
   """--mode=eval or sample: the latest checkpoint's evaluation or pictures."""
-  from jaxgen import build, train
   trainer = build.make_trainer(config, mesh)
   state, meta = train.restore_latest(trainer, config, workdir, mesh)
   step = int(meta["step"])

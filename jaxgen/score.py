@@ -22,6 +22,10 @@ import sys
 
 import numpy as np
 
+from jaxgen import xla_options
+from jaxgen.data.clip_tokenizer import CLIPTokenizer
+from jaxgen.metrics import clip_score, features, fid, inception_score, kid, ssim
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 METRICS = ("fid", "is", "kid", "ssim", "ms_ssim", "clip")
 
@@ -145,7 +149,6 @@ def _parser():
 
 
 def score(args) -> dict:
-  from jaxgen.metrics import features, fid, inception_score, kid
   wanted = {"fid": 2, "kid": 2, "ssim": 2, "ms_ssim": 2, "is": 1, "clip": 1}[args.metric]
   if len(args.paths) != wanted:
     raise ValueError(f"--metric {args.metric} takes {wanted} path(s), got "
@@ -202,7 +205,6 @@ def score(args) -> dict:
 
 
 def _ssim(args) -> dict:
-  from jaxgen.metrics import ssim
   a, b = (ImageSet(p).all() for p in args.paths)
   if a.ndim == 3 and b.ndim == 3:  # (N, H, W) grey images
     a, b = a[..., None], b[..., None]
@@ -232,8 +234,6 @@ def _ssim(args) -> dict:
 
 
 def _clip(args) -> dict:
-  from jaxgen.data.clip_tokenizer import CLIPTokenizer
-  from jaxgen.metrics import clip_score, features
   if not args.captions:
     raise ValueError("--metric clip needs --captions FILE (one caption per image).")
   captions = pathlib.Path(args.captions).read_text().splitlines()
@@ -268,4 +268,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+  xla_options.configure_cpu()  # before JAX creates its CPU client
   sys.exit(main())

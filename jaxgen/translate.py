@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgen import xla_options
 from jaxgen import weights as weights_lib
 from jaxgen.models import image_to_image as nets
 from jaxgen.weights import junyanz, torch_pickle
@@ -99,4 +100,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+  xla_options.configure_cpu()  # before JAX creates its CPU client
   main()

@@ -105,17 +105,26 @@ def restore_run(workdir, step):
 def resume_from_the_middle(tiny_runs, name: str, workdir: str, *extra_flags) -> str:
   """The shared tiny run of config ``name``, copied to ``workdir`` as if it had died
   after its middle checkpoint, resumed there through ``python -m jaxgen.main`` (with
-  ``extra_flags``), and checked bitwise against the straight run: the final state,
-  its metadata and the metric lines. Returns the straight run's workdir."""
+  ``extra_flags``), and checked bitwise against the straight run (``check_resume``).
+  Returns the straight run's workdir."""
+  straight = tiny_runs(name)
+  check_resume(straight, tiny_runs.flags(name), int(load_config(name, "tiny").train.num_steps),
+               workdir, *extra_flags)
+  return straight
+
+
+def check_resume(straight: str, flags: list, num_steps: int, workdir: str, *extra_flags,
+                 env=None):
+  """The finished run ``straight`` (trained with ``flags``), copied to ``workdir`` as
+  if it had died after its middle checkpoint, resumed there through ``python -m
+  jaxgen.main`` and compared with the straight run, bitwise: the final state, its
+  metadata and the metric lines."""
   import jax
   import numpy as np
-  straight = tiny_runs(name)
-  num_steps = int(load_config(name, "tiny").train.num_steps)
   shutil.copytree(straight, workdir, ignore=shutil.ignore_patterns(".lock"))
   shutil.rmtree(os.path.join(workdir, "checkpoints", str(num_steps)))
   os.remove(os.path.join(workdir, "eval.json"))
-  flags = tiny_runs.flags(name)
-  run_main(flags[0], f"--workdir={workdir}", *flags[1:], *extra_flags)
+  run_main(flags[0], f"--workdir={workdir}", *flags[1:], *extra_flags, env=env)
   a, meta_a = restore_run(straight, num_steps)
   b, meta_b = restore_run(workdir, num_steps)
   assert meta_a == meta_b
@@ -124,7 +133,6 @@ def resume_from_the_middle(tiny_runs, name: str, workdir: str, *extra_flags) -> 
   for x, y in zip(leaves_a, leaves_b):
     np.testing.assert_array_equal(x, y)
   assert metric_lines(workdir) == metric_lines(straight)
-  return straight
 
 
 def metric_lines(workdir):

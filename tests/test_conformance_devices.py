@@ -1,5 +1,5 @@
 """The conformance contract's multi-device part, for every family in
-``jaxgen.trainers.FAMILIES`` (the rest: tests/test_conformance.py): the first half of
+jaxgen/families/ (the rest: tests/test_conformance.py): the first half of
 each family's tiny run, trained again on 4 fake CPU devices from the same data and
 random streams, reaches the state of 1 device; a batch that does not divide over the
 devices is refused; and ``generate`` returns images in [0, 1] of the data's shape for
@@ -10,96 +10,10 @@ test_conformance.py sit on different workers, and the tiny runs they share
 (``tiny_runs``) are then trained from both ends at once instead of one worker waiting
 for the other's.
 """
-import os
-import subprocess
-import sys
-import textwrap
-
 import pytest
 
-from conftest import FAMILIES, REPO, fake_devices, load_config, tiny_config_of
-
-DEVICES = textwrap.dedent("""
-    import json, os, sys
-    import jax, numpy as np
-    assert jax.device_count() == 4, jax.devices()
-    from jaxgen import build, checkpoint, data, evaluators, sharding, stages
-    workdir, half = sys.argv[1], int(sys.argv[2])
-    c = stages.run_config(workdir)  # the tiny run's config, with its stages
-    bs = c.train.batch_size
-    assert bs % 4 == 0, f"tiny train.batch_size={bs} must divide over 4 devices"
-    loader = data.Loader(data.get_source(c.data, "train"), c.data, bs, c.seed)
-    keys = build.run_keys(c)
-    mesh = sharding.make_mesh()
-    trainer = build.make_trainer(c, mesh)
-    repl, bsh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-    frozen = stages.frozen_params(trainer.stages)
-    state = jax.jit(trainer.init_state, out_shardings=repl)(keys["init"])
-    step = jax.jit(lambda s, b, f: trainer.train_step(
-                       s, b, jax.random.fold_in(keys["step"], s.step), f),
-                   in_shardings=(repl, bsh, repl), out_shardings=(repl, repl),
-                   donate_argnums=0)
-    init = jax.device_get(state.params)
-    steps = []
-    for _ in range(half):
-      put = sharding.put_batch(next(loader), mesh)
-      assert all(len(v.sharding.device_set) == 4 for v in put.values())
-      state, metrics = step(state, put, frozen)
-      steps.append(jax.device_get(metrics))
-    # The run trained the same steps on 1 device (tiny_runs logs every step); its
-    # metrics and its checkpoint at ``half``:
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-      logged = {json.loads(l)["step"]: json.loads(l) for l in f}
-    for i, m in enumerate(steps, 1):
-      for key, value in m.items():
-        np.testing.assert_allclose(float(value), logged[i][key], rtol=2e-4, atol=1e-6,
-                                   err_msg=f"{key} at step {i}")
-    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
-    one, _ = ckpt.restore(build.abstract_state(trainer, c, mesh), step=half)
-    ckpt.close()
-    one, four = jax.device_get((one, state))
-    # Non-gradient state (BatchNorm statistics, codebooks, image pools, ...) agrees.
-    for a, b in zip(jax.tree.leaves(one.extra), jax.tree.leaves(four.extra)):
-      np.testing.assert_allclose(np.asarray(b, np.float64), np.asarray(a, np.float64),
-                                 rtol=1e-3, atol=1e-5)
-    # The parameter updates point the same way. Not equal within a tolerance: a
-    # parameter whose gradient is zero in exact arithmetic (a bias before a
-    # normalisation, as CycleGAN's and the MLP GAN's) moves by rounding noise that
-    # Adam scales up to the learning rate, and Adam's update ignores the gradient's
-    # scale anyway; the step metrics above (losses, gradient norms) catch scale errors.
-    flat = lambda t: np.concatenate([np.ravel(np.asarray(x, np.float64))
-                                     for x in jax.tree.leaves(t)] or [np.zeros(1)])
-    d1 = flat(one.params) - flat(init)
-    d4 = flat(four.params) - flat(init)
-    cosine = float(d1 @ d4 / max(np.linalg.norm(d1) * np.linalg.norm(d4), 1e-30))
-    print("cosine of the 1- and 4-device parameter updates:", cosine)
-    assert cosine > 0.99, cosine
-    try:
-      sharding.check_batch_size(bs + 2, mesh)
-      raise SystemExit(f"no error for a batch of {bs + 2} on 4 devices")
-    except ValueError as e:
-      assert "not divisible by the number of devices (4)" in str(e), e
-
-    # generate: images in [0, 1] of the data's shape, for the conditioning it takes.
-    spec = data.example_spec(c.data)
-    images = {k: tuple(v.shape) for k, v in spec.items() if len(v.shape) == 3}
-    num = 4
-    inputs = None
-    if trainer.conditioning_keys:
-      examples = evaluators.conditioning(trainer, c, num, ())(0, num)
-      inputs = {k: sharding.put_batch({k: examples[k]}, mesh)[k]
-                for k in trainer.conditioning_keys}
-    x = jax.jit(trainer.generate, static_argnums=2)(state, jax.random.key(3), num,
-                                                    inputs, frozen)
-    x = np.asarray(x)
-    assert np.all(np.isfinite(x))
-    if images:
-      assert x.shape[0] == num and x.shape[1:] in images.values(), (x.shape, images)
-      assert 0.0 <= x.min() <= x.max() <= 1.0, (x.min(), x.max())
-    else:  # points (toy 2-D data)
-      assert x.shape == (num, *spec["x"].shape), x.shape
-    print("OK", trainer.conditioning_keys, x.shape)
-""")
+import conformance
+from conftest import FAMILIES, load_config, tiny_config_of
 
 
 @pytest.mark.parametrize("family", FAMILIES[::-1])
@@ -107,10 +21,4 @@ def test_four_devices_update_as_one_and_generate_in_range(family, tiny_runs):
   """The first half of the tiny run (1 device), trained again on 4 devices from the
   same data and random streams, reaches the same state; then generate."""
   name = tiny_config_of(family)
-  workdir = tiny_runs(name)
-  half = max(1, int(load_config(name, "tiny").train.num_steps) // 2)
-  env = {**os.environ, **fake_devices(4)}
-  out = subprocess.run([sys.executable, "-c", DEVICES, workdir, str(half)],
-                       cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-  assert out.returncode == 0, out.stderr[-4000:]
-  assert out.stdout.strip().splitlines()[-1].startswith("OK"), out.stdout
+  conformance.check_four_devices(tiny_runs(name), load_config(name, "tiny"))

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import load_config
-from jaxgen import data, evaluation
+from jaxgen import data
+from jaxgen.families.cyclegan.evaluators import Styles
 from jaxgen.data.mnist5k_derived import styles_ground_truth
 from jaxgen.families.cyclegan import trainer as cyclegan
 from jaxgen.families.base import count_params
@@ -120,7 +121,7 @@ def test_styles_evaluator_on_the_ground_truth():
   config = load_config("cyclegan_mnist", "tiny")
   gt = styles_ground_truth("test", 0)
   idx = np.arange(0, 500, 5)
-  ev = evaluation.Styles(config, None, {})
+  ev = Styles(config, None, {})
   examples = {"domain_a": gt["domain_a"][idx].astype(np.float32) / 127.5 - 1}
   ev.update(gt["domain_b"][idx].astype(np.float32) / 255, examples)
   r = ev.result()
@@ -129,7 +130,7 @@ def test_styles_evaluator_on_the_ground_truth():
             .argmax(-1) == gt["label"][idx]).mean()
   assert r["l1_unstyled"] < 0.01
   assert abs(r["class_accuracy_unstyled"] - direct) <= 0.02 and direct > 0.9
-  ev = evaluation.Styles(config, None, {})
+  ev = Styles(config, None, {})
   ev.update(gt["domain_a"][idx].astype(np.float32) / 255, examples)
   assert ev.result()["l1_unstyled"] > 0.1
 

@@ -8,12 +8,13 @@ split), its derived sets, ``digits`` (sklearn 8x8), ``toy2d`` (with
 from __future__ import annotations
 
 import numbers
+import os
 
 import jax
 import numpy as np
 
 from jaxgen import sharding
-from jaxgen.data import preprocess
+from jaxgen.data import preprocess, text
 from jaxgen.data.sources import get_dataset, get_source, offline
 
 __all__ = ["offline", "TOKENIZER_FILE", "Loader", "LoaderError", "eval_batches",
@@ -40,8 +41,6 @@ def save_tokenizer(data_config, workdir: str):
 
 def load_tokenizer(workdir: str):
   """The caption tokenizer a run saved (``save_tokenizer``), or None."""
-  import os
-  from jaxgen.data import text
   path = os.path.join(workdir, TOKENIZER_FILE)
   return text.Tokenizer.load(path) if os.path.isfile(path) else None
 

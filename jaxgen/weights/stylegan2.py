@@ -25,10 +25,13 @@ import collections
 import dataclasses
 import io
 import math
+import os
 import pickle
 
 import numpy as np
 
+from jaxgen import weights
+from jaxgen.families.stylegan2 import networks as sg
 from jaxgen.weights import torch_pickle as tp
 
 NETWORKS = ("G", "D", "G_ema")
@@ -215,7 +218,6 @@ def _channel_base_max(channels: dict):
 
 def generator_from_pickle(net: PersistentModule):
   """(``jaxgen.families.stylegan2.networks.Generator``, variables) of a pickled ``G`` / ``G_ema``."""
-  from jaxgen.families.stylegan2 import networks as sg
   if not net.class_name.endswith("Generator"):
     raise ValueError(f"{net.class_name} is not a StyleGAN2 generator.")
   synthesis, mapping = net.child("synthesis"), net.child("mapping")
@@ -239,7 +241,6 @@ def generator_from_pickle(net: PersistentModule):
 
 def discriminator_from_pickle(net: PersistentModule):
   """(``jaxgen.families.stylegan2.networks.Discriminator``, variables) of a pickled ``D``."""
-  from jaxgen.families.stylegan2 import networks as sg
   if not net.class_name.endswith("Discriminator"):
     raise ValueError(f"{net.class_name} is not a StyleGAN2 discriminator.")
   res = int(net.attr("img_resolution"))
@@ -268,8 +269,6 @@ def load_official(name_or_path: str, network: str = "G_ema"):
   """(module, variables) of ``network`` in a known official pickle (a name of
   jaxgen/weights/__init__.py's KNOWN: stylegan2_ada_ffhq, stylegan2_ada_cifar10) or a
   local .pkl path."""
-  import os
-  from jaxgen import weights
   path = (name_or_path if os.path.exists(name_or_path)
           else weights.resolve(name_or_path))
   nets = load_network_pkl(path)

@@ -16,9 +16,14 @@ from __future__ import annotations
 
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
+
+from jaxgen import build, sharding, train, viz, xla_options
+from jaxgen.families.pixelcnn.trainer import PixelCNNTrainer, parse_mask
 
 FLAGS = flags.FLAGS
 
@@ -63,11 +68,6 @@ def load_images(paths, height: int, width: int, channels: int, data_config):
 def complete_files(config, workdir, paths, mask="", labels=(), num_completions=0,
                    seed=0, out="completion.png") -> str:
   """Write the completion picture of the image files ``paths``; returns ``out``."""
-  import jax
-  import jax.numpy as jnp
-
-  from jaxgen import build, sharding, train, viz
-  from jaxgen.families.pixelcnn.trainer import PixelCNNTrainer, parse_mask
   mesh = sharding.make_mesh()
   trainer = build.make_trainer(config, mesh)
   if not isinstance(trainer, PixelCNNTrainer):
@@ -105,5 +105,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  xla_options.configure_cpu()  # before JAX creates its CPU client
   define_flags()
   app.run(main)
