@@ -10,7 +10,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["jaxgen", "jaxgen.*"]),
-    # the MNIST classifier's weights (experiments/train_mnist_classifier.py)
+    # the MNIST classifier's weights (python -m jaxgen.train_mnist_classifier)
     package_data={"jaxgen.metrics": ["assets/*.npz"]},
     install_requires=[
         "jax>=0.7,<0.11",

@@ -7,11 +7,9 @@ loss.
 Variants (comma-separated after the colon):
   (default) DCGAN players as configs/dcgan_mnist.py (ngf = ndf = 32) with a class
             head on the discriminator, auxiliary loss weight 1, non-saturating loss,
-            Adam 2e-4 beta1 0.5, batch 64, EMA 0.99; 3,000 steps at 13-19 steps/s,
-            4.1 min on a shared 2-core CPU: digits of the asked class, some
-            malformed (FID 90, IS 8.2 from 1,000 samples in the MNIST classifier's
-            features); the auxiliary classifier labels 95.8% of the test digits
-            right (eval.json: aux_accuracy). The pictures have one row per class.
+            Adam 2e-4 beta1 0.5, batch 64, EMA 0.99; 3,000 steps (docs/results.md,
+            "Training runs", acgan_mnist; eval.json's aux_accuracy is the auxiliary
+            classifier's on the test digits). The pictures have one row per class.
   tiny      seconds: for tests.
 """
 from jaxgen import config_file

@@ -9,9 +9,8 @@ Variants (comma-separated after the colon):
             hidden layers), LeakyReLU(0.2) discriminator [x, y] -> 512 -> 256 -> 1
             with dropout 0.3 (without BatchNorm and dropout, the generator collapsed
             to one image for every class), non-saturating loss, Adam 2e-4 beta1
-            0.5, batch 64, EMA 0.999; 10,000 steps, 4.7 min on a shared 2-core CPU:
-            clean digits of the asked class (FID 38, IS 8.4 from 1,000 samples in
-            the MNIST classifier's features). The pictures have one row per class.
+            0.5, batch 64, EMA 0.999; 10,000 steps (docs/results.md, "Training
+            runs", cgan_mnist). The pictures have one row per class.
   dcgan     the DCGAN players of configs/dcgan_mnist.py instead (the label as
             constant input channels of the discriminator).
   tiny      seconds: for tests.

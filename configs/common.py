@@ -99,7 +99,7 @@ def mnist_classifier_eval(**changes) -> ml_collections.ConfigDict:
 def inception_eval(**changes) -> ml_collections.ConfigDict:
   """``config.eval`` as the papers measure: 1,000 test examples for the family's own
   metrics; FID and IS of 50,000 samples against the training set, in TF-comparable
-  Inception features (pytorch-fid's weights; see README "Metrics")."""
+  Inception features (pytorch-fid's weights; jaxgen/metrics/inception.py)."""
   return evaluation(**{**dict(
       num_examples=1000, metrics=("fid", "is"), feature_net="inception",
       inception_mode="tf", weights="", num_samples=50_000, reference_split="train",

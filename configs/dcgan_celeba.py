@@ -8,8 +8,7 @@ Variants (comma-separated after the colon):
             2,765,568 discriminator parameters; BCE (non-saturating) loss, Adam 2e-4
             beta1 0.5 for both players, batch 128, 25 epochs of the 162,770
             training faces (31,800 steps). Faces scaled to 64 on the short side and
-            centre-cropped to 64x64. On one H200 the train step alone runs 235
-            steps/s (2.3 min for the 31,800 steps).
+            centre-cropped to 64x64 (docs/results.md, "Throughput", dcgan_celeba).
   tiny      seconds, on MNIST-5k resized to 32x32 (no CelebA needed): for tests.
 """
 from jaxgen import config_file

@@ -17,8 +17,8 @@ ddpm = config_file.module_beside(__file__, "ddpm_base")
 def get_config(arg=None):
   variants = common.parse_arg(arg, "ddpm_cifar10", {"paper", "tiny"})
   c = ddpm.base()
-  # 4 grain worker processes: one makes about 4,000 img/s here (README
-  # "loader on grain workers"), about the H200's training rate of 3,800 img/s.
+  # 4 grain worker processes keep up with an accelerator's training rate
+  # (docs/results.md, "Input pipeline").
   c.data = common.image_data("cifar10", scale="symmetric", random_flip=True, workers=4)
   c.model.update(ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,),
                  num_groups=32)

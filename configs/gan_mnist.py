@@ -8,9 +8,7 @@ Variants (comma-separated after the colon):
             -> 1 with dropout 0.3 (without these two, the generator collapsed to a
             few digits on these 4,500 training digits), non-saturating loss, Adam
             2e-4 beta1 0.5 for both players, batch 64, EMA 0.999 of the generator;
-            10,000 steps at 36-40 steps/s, 5.4 min on a shared 2-core CPU: varied
-            digits, some blurred (FID 61, IS 7.6 from 1,000 samples in the MNIST
-            classifier's features; 500 real test digits give FID 29).
+            10,000 steps (docs/results.md, "Training runs", gan_mnist).
   minimax   the saturating generator loss log(1 - D(G(z))) of the paper's equation.
   tiny      seconds: for tests.
 """

@@ -5,9 +5,9 @@ r"""The original GAN (Goodfellow et al. 2014) with MLP players, on toy 2-D data.
 Variants (comma-separated after the colon):
   (default) eight Gaussians on a circle; ReLU generator 16 -> 128 -> 128 -> 2,
             LeakyReLU discriminator 2 -> 128 -> 128 -> 1, non-saturating loss,
-            Adam 1e-3 beta1 0.5, batch 256; 5,000 steps at ~400 steps/s, 20-25 s
-            on a 2-core CPU. The generator lands on 4-6 of the 8 modes (seen over
-            seeds and with 10,000 steps): the mode dropping of the plain GAN.
+            Adam 1e-3 beta1 0.5, batch 256; 5,000 steps. The generator lands on a
+            part of the 8 modes, the mode dropping of the plain GAN
+            (docs/results.md, "Training runs", gan_toy2d).
   two_moons, swiss_roll   the other toy distributions.
   tiny      seconds: for tests.
 The picture is a scatter plot of real (blue) and generated (red) points over the

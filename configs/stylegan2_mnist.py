@@ -11,20 +11,17 @@ R1 (gamma 0.01 every 16 steps), no path-length regularisation and no style mixin
 (as the reference's cifar recipe), Adam 0.0025 with betas (0, 0.99) and the
 lazy-regularisation correction, G_ema with half-life 500 kimg ramped up to 0.05 of the
 images seen, ADA ``bgc`` targeting r_t = 0.6 (ada_kimg 100: the reference's 500
-adapts too slowly for a run this short). Batch 32, 3,000 steps (96k images), about
-2.2 steps/s on this 2-core CPU. Results: README.md. At this size and length the
+adapts too slowly for a run this short). Batch 32, 3,000 steps (96k images). At this size and length the
 generator draws a few digit shapes with little variety, and so does NVlabs' own
-training loop at the same settings on the same data
-(experiments/stylegan2_nvlabs_loop.py: FID 834 against jaxgen's 961, IS 3.63 against
-3.29, at 1,500 steps).
+training loop at the same settings on the same data (experiments/stylegan2_nvlabs_loop.py;
+docs/results.md, "StyleGAN2 collapse study").
 
 Variants (comma-separated after the colon):
   (default) as above.
   auto      the reference's --cfg=auto recipe at batch 16: 8 mapping layers, the
             ``resnet`` discriminator, path length (weight 2, every 4), style mixing
-            0.9, gamma 0.1, G_ema half-life 0.5 kimg; 1,000 steps. Measured at step
-            849 (51 min under load 10-20): every G_ema sample the same "0"-like shape,
-            FID 1528.
+            0.9, gamma 0.1, G_ema half-life 0.5 kimg; 1,000 steps (it collapses too:
+            docs/results.md, "StyleGAN2 collapse study", auto).
   noada     without augmentation.
   tiny      seconds, for tests: the ``auto`` regularisers (R1, path length and style
             mixing every 2 steps) on a 4-channel network.

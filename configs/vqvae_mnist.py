@@ -7,9 +7,8 @@ Variants (comma-separated after the colon, e.g. ``configs/vqvae_mnist.py:loss,re
   (default) sonnet's VQ-VAE layout at a small width (64 hidden channels, 2 residual
             layers of 32) on grey-level digits in [0, 1], 28x28 -> a 7x7 grid of
             K = 128 codes of D = 16 dims, EMA codebook (decay 0.99), beta 0.25, no
-            dead-code restarts; 2,000 steps of batch 64. Measured 2026-12-02: 17 min
-            wall on the 2-core CPU shared with other jobs (load 4-13): test
-            PSNR 24.2 dB, all 128 codes used, perplexity 42.9.
+            dead-code restarts; 2,000 steps of batch 64 (docs/results.md, "Training
+            runs", vqvae_mnist).
   restart   the same with dead codes (unused for 50 training steps) restarted at
             encoder outputs; compare eval.json's codebook_used_fraction with the
             default's to measure codebook collapse (also one flag:

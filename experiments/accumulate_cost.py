@@ -9,14 +9,17 @@ Prints each way's compile time, median step time, images/s and its rounds.
 experiments/accelerator_check.sh runs it at the paper's batch of 128 on a lent device.
 """
 import argparse
+import functools
 import os
 import statistics
 import sys
-import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+import jax.numpy as jnp  # noqa: E402
+
+from jaxgen import benchmarking, precision, xla_options  # noqa: E402
 
 
 def main(argv=None):
@@ -26,26 +29,21 @@ def main(argv=None):
   p.add_argument("--batch_size", type=int, default=8)
   p.add_argument("--config", default="configs/ddpm_cifar10.py:paper")
   args = p.parse_args(argv)
-  import jax.numpy as jnp
-  import compare_peers
-  from jaxgen import precision
+  xla_options.configure_cpu()  # before JAX creates its CPU client
   ways = {"sums+products": lambda fn: precision.accumulate_in_float32(
               fn, products={jnp.bfloat16}),
           "sums only": lambda fn: precision.accumulate_in_float32(fn, products=()),
           "no rewrite": lambda fn: fn}
   runs, compile_s = {}, {}
   for name, wrap in ways.items():
-    run, info = compare_peers._jaxgen_train_step(
-        args.config, args.batch_size, compare_peers._random_images,
-        compute_dtype="bfloat16", wrap=wrap)
+    run, info = benchmarking.train_step(args.config, args.batch_size,
+                                        compute_dtype="bfloat16", wrap=wrap, root=REPO)
     run(1)  # warm-up
     runs[name], compile_s[name] = run, info["compile_s"]
-  times = {name: [] for name in runs}
-  for _ in range(args.rounds):
-    for name, run in runs.items():
-      t = time.perf_counter()
-      run(args.iters)
-      times[name].append((time.perf_counter() - t) / args.iters)
+  rounds = benchmarking.alternating_rounds(
+      {name: functools.partial(benchmarking.timed, run, args.iters)
+       for name, run in runs.items()}, args.rounds)
+  times = {name: [s / args.iters for s in seconds] for name, seconds in rounds.items()}
   for name in runs:
     m = statistics.median(times[name])
     print(f"{name:14s} compile {compile_s[name]:5.1f} s  step {m:.3f} s  "

@@ -10,7 +10,8 @@ compile times, peak memory.
       --loader_workers=0,1,2
 
 Each row runs in its own process (so peak memory is its own). Training: the step is
-compiled (timed separately), then run for --steps steps on batches from the config's
+compiled as the training loop compiles it (``jaxgen.benchmarking``; timed separately),
+then run for --steps steps on batches from the config's
 data loader including host-to-device transfer (random batches of the right shape
 where the dataset is not prepared on this machine; the row says which). Sampling: one
 jit-compiled call of the family's ``generate`` per sampler. Features: --num_images
@@ -44,7 +45,20 @@ import sys
 import tempfile
 import time
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from jaxgen import (benchmarking, build, config_file, data, sharding, weights,  # noqa: E402
+                    xla_options)
+from jaxgen.data import fake_prepared, sources  # noqa: E402
+from jaxgen.metrics import features, inception  # noqa: E402
+from jaxgen.models import clip  # noqa: E402
+from jaxgen.weights import clip as clip_weights  # noqa: E402
+
 DEFAULT = ["configs/vae_mnist.py", "configs/vae_mnist.py:paper",
            "configs/vae_mnist.py:logistic"]
 # Loader rows: name -> the config whose data block they read.
@@ -67,8 +81,6 @@ def _device(jax) -> str:
 def _loader(config):
   """The config's training batches, or random ones of the same shapes where its
   dataset is not available here; and the name of what it is."""
-  import numpy as np
-  from jaxgen import data
   try:
     return data.Loader(data.get_source(config.data, "train"), config.data,
                        config.train.batch_size, config.seed), config.data.name
@@ -85,23 +97,16 @@ def _loader(config):
 
 
 def bench_one(spec: str, steps: int, batch_size: int | None) -> dict:
-  import jax
-  sys.path.insert(0, REPO)
-  from jaxgen import build, config_file, sharding
   config = config_file.load(spec, root=REPO)
   if batch_size:
     config.train.batch_size = batch_size
-  trainer, mesh = build.make_trainer(config), sharding.make_mesh()
-  repl, bsh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-  state = jax.jit(trainer.init_state, out_shardings=repl)(jax.random.key(0))
+  mesh = sharding.make_mesh()
+  trainer = build.make_trainer(config, mesh)
+  state = benchmarking.init_state(trainer, mesh)
   loader, data_name = _loader(config)
-  step = jax.jit(lambda s, b: trainer.train_step(s, b, jax.random.key(1)),
-                 in_shardings=(repl, bsh), out_shardings=(repl, repl),
-                 donate_argnums=0)
   batch = sharding.put_batch(next(loader), mesh)
-  t = time.perf_counter()
-  compiled = step.lower(state, batch).compile()
-  compile_s = time.perf_counter() - t
+  # the step as the training loop compiles it (the dtype policy's float32 sums)
+  compiled, compile_s = benchmarking.compile_train_step(trainer, mesh, state, batch)
   state, m = compiled(state, batch)  # warm-up
   jax.block_until_ready(m)
   t = time.perf_counter()
@@ -119,17 +124,14 @@ def bench_one(spec: str, steps: int, batch_size: int | None) -> dict:
 def bench_sample(spec: str, sampler: str, batch_size: int) -> dict:
   """One call of ``generate`` with ``sampler`` = NAME:STEPS (ancestral uses the
   config's T)."""
-  import jax
-  sys.path.insert(0, REPO)
-  from jaxgen import build, config_file, sharding
   config = config_file.load(spec, root=REPO)
   name, num_steps = sampler.split(":")
   config.sample.update(sampler=name, num_steps=int(num_steps))
   if name == "ancestral":
     config.diffusion.num_steps = int(num_steps)
-  trainer, mesh = build.make_trainer(config), sharding.make_mesh()
-  repl = sharding.replicated(mesh)
-  state = jax.jit(trainer.init_state, out_shardings=repl)(jax.random.key(0))
+  mesh = sharding.make_mesh()
+  trainer = build.make_trainer(config, mesh)
+  state = benchmarking.init_state(trainer, mesh)
   gen = jax.jit(trainer.generate, static_argnums=2)
   t = time.perf_counter()
   compiled = gen.lower(state, jax.random.key(1), batch_size).compile()
@@ -146,12 +148,6 @@ def bench_sample(spec: str, sampler: str, batch_size: int) -> dict:
 def _feature_net(name: str, batch_size: int):
   """(FeatureNet, input size): with the real weights where present, else with random
   weights of the same architecture (the speed is the same)."""
-  import jax
-  import jax.numpy as jnp
-  from jaxgen.metrics import features, inception
-  from jaxgen import weights
-  from jaxgen.models import clip
-  from jaxgen.weights import clip as clip_weights
   if name == "mnist_classifier":
     return features.get(name, batch_size=batch_size), 28
   if name == "inception":
@@ -174,9 +170,6 @@ def _feature_net(name: str, batch_size: int):
 
 def bench_features(name: str, num_images: int, batch_size: int) -> dict:
   """Feature extraction over ``num_images`` random uint8 images, streamed."""
-  import jax
-  import numpy as np
-  sys.path.insert(0, REPO)
   net, size = _feature_net(name, batch_size)
   rng = np.random.default_rng(0)
   batch = rng.integers(0, 256, (batch_size, size, size, 3 if name != "mnist_classifier"
@@ -212,8 +205,6 @@ class _TimedSource:
 
 
 def _loader_config(name: str):
-  sys.path.insert(0, REPO)
-  from jaxgen import config_file
   return config_file.load(LOADERS.get(name, name), root=REPO)
 
 
@@ -237,8 +228,6 @@ def loader_source(config, num_examples: int, data_dir: str) -> tuple:
   one here, else a fake prepared copy in ``data_dir`` (written now unless one is
   there already; ``config.data.tfds_data_dir`` then points at it). Also the seconds
   spent writing."""
-  from jaxgen import data
-  from jaxgen.data import fake_prepared, sources
   name = config.data.name
   try:
     source = data.get_source(config.data, "train")
@@ -295,7 +284,6 @@ def _loader_batches(config, source, batch_size: int, batches: int,
   """Time ``batches`` batches of a Loader over ``source`` (after warm-up batches):
   wall time, CPU time (with the workers'), and the part spent reading (in-process
   only)."""
-  from jaxgen import data
   timed = _TimedSource(source) if not workers else None
   with data.Loader(timed or source, config.data, batch_size, config.seed,
                    workers=workers) as loader:
@@ -319,7 +307,6 @@ def bench_loader(name: str, batches: int, batch_size: int | None = None,
   """Images/s of the training input pipeline alone: ``batches`` batches of the
   config's Loader, made in this process (``workers=0``) or in ``workers`` grain
   worker processes."""
-  import jax
   config = _loader_config(name)
   batch_size = batch_size or config.train.batch_size
   own_dir = not data_dir
@@ -349,8 +336,6 @@ def bench_loader(name: str, batches: int, batch_size: int | None = None,
 
 
 def _has_sampler(spec: str) -> bool:
-  sys.path.insert(0, REPO)
-  from jaxgen import config_file
   return "sample" in config_file.load(spec, root=REPO)
 
 
@@ -386,6 +371,7 @@ def main():
                       "one row each; 0 loads in the benchmark's process")
   p.add_argument("--one", help=argparse.SUPPRESS)
   a = p.parse_args()
+  xla_options.configure_cpu()  # before JAX creates its CPU client (each row's too)
   if a.one:
     kind, arg, spec = a.one.split("|")
     row = {"train": lambda: bench_one(spec, a.steps, a.batch_size),

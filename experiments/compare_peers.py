@@ -127,17 +127,6 @@ def format_table(rows) -> str:
   return "\n".join(lines)
 
 
-def load_averages() -> str:
-  """``uptime``'s load averages (1, 5, 15 min), or os.getloadavg()'s without uptime."""
-  try:
-    out = subprocess.run(["uptime"], capture_output=True, text=True, timeout=10).stdout
-    if "load average" in out:
-      return out.split("load average")[-1].lstrip("s:").strip()
-  except (OSError, subprocess.SubprocessError):
-    pass
-  return ", ".join(f"{v:.2f}" for v in os.getloadavg())
-
-
 # ---------------------------------------------------------------------------------------
 # The peer check: can --peer_python import what the rows need?
 
@@ -176,72 +165,27 @@ def check_peer(peer_python: str, rows) -> dict:
 
 # ---------------------------------------------------------------------------------------
 # The jaxgen side (this process). Each builder returns (step, info): step(iters) runs
-# that many iterations and returns when their results are computed.
+# that many iterations and returns when their results are computed. JAX and jaxgen are
+# imported inside the functions of this side: this file also runs as the peer child
+# (``--child``), in a python that has torch and the peers but need not have either.
 
-def _jax_setup():
+def _benchmarking():
+  """jaxgen.benchmarking (imported here: see above)."""
   if REPO not in sys.path:
     sys.path.insert(0, REPO)
-  from jaxgen import xla_options
-  xla_options.configure_cpu()  # before JAX creates its CPU client
-  import jax
-  return jax
-
-
-def _count(tree) -> int:
-  import jax
-  return int(sum(x.size for x in jax.tree.leaves(tree)))
-
-
-def _jaxgen_train_step(spec: str, batch_size: int | None, make_batch, compute_dtype=None,
-                       wrap=None):
-  """The config's jit-compiled train step on a fixed random batch, as
-  experiments/benchmark.py builds it (at ``batch_size``, default the config's, and
-  ``compute_dtype``, default the config's); returns (run, info). The step goes through
-  ``wrap`` (fn -> fn) before jit, by default ``policy.accumulate`` as the loop does."""
-  jax = _jax_setup()
-  from jaxgen import build, config_file, sharding
-  config = config_file.load(spec, root=REPO)
-  if batch_size:
-    config.train.batch_size = batch_size
-  if compute_dtype:
-    config.compute.dtype = compute_dtype
-  mesh = sharding.make_mesh()
-  trainer = build.make_trainer(config, mesh)
-  repl, bsh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-  box = {"state": jax.jit(trainer.init_state, out_shardings=repl)(jax.random.key(0))}
-  batch = sharding.put_batch(make_batch(config), mesh)
-  wrap = wrap or trainer.policy.accumulate  # as jaxgen/train.py compiles it
-  step = jax.jit(wrap(lambda s, b: trainer.train_step(s, b, jax.random.key(1))),
-                 in_shardings=(repl, bsh), out_shardings=(repl, repl), donate_argnums=0)
-  t = time.perf_counter()
-  compiled = step.lower(box["state"], batch).compile()
-  compile_s = time.perf_counter() - t
-
-  def run(iters):
-    metrics = None
-    for _ in range(iters):
-      box["state"], metrics = compiled(box["state"], batch)
-    jax.block_until_ready(metrics)
-
-  return run, {"compile_s": compile_s, "trainer": trainer, "box": box,
-               "params": box["state"].params, "compiled": compiled, "config": config}
-
-
-def _random_images(config):
-  import numpy as np
-  from jaxgen import data
-  shape = (config.train.batch_size, *data.example_spec(config.data)["image"].shape)
-  return {"image": np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)}
+  from jaxgen import benchmarking
+  return benchmarking
 
 
 def jaxgen_ddpm_unet_train(ctx):
-  run, info = _jaxgen_train_step("configs/ddpm_cifar10.py:paper", DDPM_BATCH,
-                                 _random_images)
-  return run, {"params": _count(info["params"]), "compile_s": info["compile_s"]}
+  bm = _benchmarking()
+  run, info = bm.train_step("configs/ddpm_cifar10.py:paper", DDPM_BATCH, root=REPO)
+  return run, {"params": bm.count_params(info["params"]), "compile_s": info["compile_s"]}
 
 
 def jaxgen_ddpm_unet_forward(ctx):
-  jax = _jax_setup()
+  bm = _benchmarking()
+  import jax
   import jax.numpy as jnp
   import numpy as np
   from jaxgen import build, config_file
@@ -262,16 +206,15 @@ def jaxgen_ddpm_unet_forward(ctx):
       out = compiled(params, x, t)
     jax.block_until_ready(out)
 
-  return run, {"params": _count(params), "compile_s": compile_s}
+  return run, {"params": bm.count_params(params), "compile_s": compile_s}
 
 
 def jaxgen_dcgan_train(ctx):
-  run, info = _jaxgen_train_step("configs/dcgan_celeba.py:paper", DCGAN_BATCH,
-                                 _random_images)
-  p = info["params"]
-  return run, {"params": _count(p), "compile_s": info["compile_s"],
-               "detail": f"G {_count(p['generator']):,} + D "
-                         f"{_count(p['discriminator']):,}"}
+  bm = _benchmarking()
+  run, info = bm.train_step("configs/dcgan_celeba.py:paper", DCGAN_BATCH, root=REPO)
+  p, count = info["params"], bm.count_params
+  return run, {"params": count(p), "compile_s": info["compile_s"],
+               "detail": f"G {count(p['generator']):,} + D {count(p['discriminator']):,}"}
 
 
 def _inception_images():
@@ -282,7 +225,7 @@ def _inception_images():
 
 
 def jaxgen_inception_features(ctx):
-  _jax_setup()
+  bm = _benchmarking()
   from jaxgen.metrics import features
   net = features.get("inception", weights=ctx["inception_weights"], mode="pytorch-fid",
                      batch_size=FEATURE_BATCH)
@@ -294,13 +237,14 @@ def jaxgen_inception_features(ctx):
       net(images)  # returns host arrays: the work is done
 
   params = {k: v for k, v in net.variables["params"].items() if k != "fc"}
-  return run, {"params": _count(params),
+  return run, {"params": bm.count_params(params),
                "detail": "jaxgen counts without fc (2048x1008), which its IS logits use"}
 
 
 def jaxgen_clip_image_tower(ctx):
-  jax = _jax_setup()
+  bm = _benchmarking()
   import functools
+  import jax
   import jax.numpy as jnp
   import numpy as np
   from jaxgen.metrics import clip_score
@@ -324,7 +268,7 @@ def jaxgen_clip_image_tower(ctx):
 
   p = variables["params"]
   tower = {k: v for k, v in p.items() if k in ("vision_model", "visual_projection")}
-  return run, {"params": _count(tower), "compile_s": compile_s}
+  return run, {"params": bm.count_params(tower), "compile_s": compile_s}
 
 
 JAXGEN = {"ddpm_unet_train": jaxgen_ddpm_unet_train,
@@ -603,6 +547,10 @@ class Peer:
     self.proc.wait(timeout=60)
 
 
+class RoundFailed(Exception):
+  """A side's error in a round of ``bench_row``."""
+
+
 def bench_row(row: str, jaxgen: Side, peer: Peer, ctx: dict, rounds: int, iters: int,
               warmup: int) -> dict:
   result = {"row": row, "batch": {"inception_features": FEATURE_BATCH,
@@ -624,21 +572,34 @@ def bench_row(row: str, jaxgen: Side, peer: Peer, ctx: dict, rounds: int, iters:
   print(f"{row}: built; parameters jaxgen {mine['params']:,}{detail(mine)}, peer "
         f"{theirs['params']:,}{detail(theirs)}; warm-up jaxgen {mine['warmup_s']:.1f} s, "
         f"peer {theirs['warmup_s']:.1f} s", file=sys.stderr, flush=True)
-  jax_s, peer_s = [], []
   request = {"op": "round", "row": row, "iters": iters}
-  for r in range(rounds):
-    order = (("jaxgen", jaxgen), ("peer", peer))
-    for name, side in (order if r % 2 == 0 else order[::-1]):
+
+  def one_round(name, side):
+    done = []
+
+    def measure():
       reply = side.request(request)
       if not reply["ok"]:
-        jaxgen.request({"op": "free"})
-        peer.request({"op": "free"})
-        return {**result, "note": f"{name} failed in round {r}: {reply['error']}"}
-      (jax_s if name == "jaxgen" else peer_s).append(reply["seconds"])
-    print(f"{row}: round {r + 1}/{rounds}: jaxgen {jax_s[-1]:.3f} s, peer "
-          f"{peer_s[-1]:.3f} s for {iters} iteration(s)", file=sys.stderr, flush=True)
-  jaxgen.request({"op": "free"})
-  peer.request({"op": "free"})
+        raise RoundFailed(f"{name} failed in round {len(done)}: {reply['error']}")
+      done.append(reply["seconds"])
+      return reply["seconds"]
+    return measure
+
+  def report(r, times):
+    print(f"{row}: round {r + 1}/{rounds}: jaxgen {times['jaxgen'][-1]:.3f} s, peer "
+          f"{times['peer'][-1]:.3f} s for {iters} iteration(s)", file=sys.stderr,
+          flush=True)
+
+  try:
+    times = _benchmarking().alternating_rounds(
+        {"jaxgen": one_round("jaxgen", jaxgen), "peer": one_round("peer", peer)}, rounds,
+        after_round=report)
+  except RoundFailed as e:
+    return {**result, "note": str(e)}
+  finally:
+    jaxgen.request({"op": "free"})
+    peer.request({"op": "free"})
+  jax_s, peer_s = times["jaxgen"], times["peer"]
   result.update(summarize(jax_s, peer_s, iters * IMAGES_PER_ITER[row]))
   result["jaxgen_rounds_s"], result["peer_rounds_s"] = jax_s, peer_s
   notes = [params_note(mine["params"], theirs["params"])]
@@ -687,9 +648,12 @@ def main(argv=None):
     child_main(a.threads)
     return
   versions = check_peer(a.peer_python, a.rows)
-  load_start = load_averages()
+  bm = _benchmarking()  # jaxgen and JAX in this process only, not in the peer child
+  from jaxgen import xla_options
+  xla_options.configure_cpu()  # before JAX creates its CPU client
+  import jax
+  load_start = bm.load_averages()
   print(f"load averages (1, 5, 15 min) at start: {load_start}", flush=True)
-  jax = _jax_setup()
   jaxgen = Side(JAXGEN)
   peer = Peer(a.peer_python, a.threads)
   rows = []
@@ -703,7 +667,7 @@ def main(argv=None):
                               a.iters or DEFAULT_ITERS[row], a.warmup))
     finally:
       peer.close()
-  load_end = load_averages()
+  load_end = bm.load_averages()
   print(format_table(rows))
   print(f"load averages (1, 5, 15 min) at end: {load_end}")
   out = {"rows": rows, "load_averages_start": load_start, "load_averages_end": load_end,

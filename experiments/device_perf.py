@@ -26,7 +26,10 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import jax  # noqa: E402
+
+from jaxgen import benchmarking, build, config_file, precision, xla_options  # noqa: E402
 
 # Dense peak FLOP/s by device kind: (float32 as XLA runs it by default, bfloat16).
 # float32 matmuls use TF32 tensor cores at the default matmul precision on NVIDIA GPUs.
@@ -50,19 +53,14 @@ def _flops(compiled) -> float | None:
 def _time(run, warmup: int, rounds: int, iters: int) -> float:
   """Median seconds per call."""
   run(warmup)
-  times = []
-  for _ in range(rounds):
-    t = time.perf_counter()
-    run(iters)
-    times.append((time.perf_counter() - t) / iters)
-  return statistics.median(times)
+  return statistics.median([benchmarking.timed(run, iters) / iters
+                           for _ in range(rounds)])
 
 
 def train_row(spec: str, dtype: str, args) -> dict:
-  import compare_peers  # the same compiled train step as the peer comparison
-  run, info = compare_peers._jaxgen_train_step(spec, args.batch_size or None,
-                                               compare_peers._random_images,
-                                               compute_dtype=dtype)
+  # the same compiled train step as the loop's and the peer comparison's
+  run, info = benchmarking.train_step(spec, args.batch_size or None, compute_dtype=dtype,
+                                      root=REPO)
   seconds = _time(run, args.warmup, args.rounds, args.iters)
   config = info["config"]
   return _row(info["compiled"], info["compile_s"], seconds, config.train.batch_size,
@@ -70,8 +68,6 @@ def train_row(spec: str, dtype: str, args) -> dict:
 
 
 def sampling_row(args) -> dict:
-  import jax
-  from jaxgen import build, config_file
   config = config_file.load("configs/ddpm_cifar10.py" + (":tiny" if args.tiny else
                                                          ":paper"), root=REPO)
   config.sample.update(sampler="ddim", num_steps=5 if args.tiny else 50)
@@ -89,7 +85,6 @@ def sampling_row(args) -> dict:
 
 
 def _row(compiled, compile_s, seconds, images, dtype, total_steps=None) -> dict:
-  import jax
   kind = jax.devices()[0].device_kind
   flops = _flops(compiled)
   achieved = flops / seconds if flops else None
@@ -118,6 +113,7 @@ def main(argv=None):
                  help="the training rows' batch (default: the configs' own)")
   p.add_argument("--json_out", default="")
   args = p.parse_args(argv)
+  xla_options.configure_cpu()  # before JAX creates its CPU client
   if args.tiny:
     args.warmup, args.rounds, args.iters = 1, 2, 1
   variant = ":tiny" if args.tiny else ":paper"
@@ -135,8 +131,6 @@ def main(argv=None):
   unknown = [name for name in args.rows.split(",") if name not in builders]
   if unknown:
     p.error(f"unknown rows {unknown}; choose from {', '.join(builders)}")
-  import jax
-  from jaxgen import precision
   # Does this backend sum bfloat16 in float32? (XLA's CPU backend does not: 96% off.)
   # The training loop's step accumulates in float32 (precision.accumulate_in_float32).
   results = {"bias_gradient_error_bfloat16": precision.bias_gradient_error("bfloat16"),

@@ -38,7 +38,7 @@ import optax
 from PIL import Image, ImageDraw, ImageFont
 from scipy import integrate, special
 
-from jaxgen import losses, viz
+from jaxgen import losses, viz, xla_options
 from jaxgen.data import toy2d
 
 LOG4 = math.log(4.0)
@@ -453,6 +453,7 @@ def main(argv=None):
                       help="few training steps (seconds; for tests, not converged numbers)")
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args(argv)
+  xla_options.configure_cpu()  # before JAX creates its CPU client
   q = args.quick
   d_steps_1d, d_steps_2d, every = (300, 300, 100) if q else (4000, 6000, 250)
   os.makedirs(args.outdir, exist_ok=True)

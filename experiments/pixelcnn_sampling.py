@@ -2,7 +2,7 @@ r"""The sampling cost per image of the autoregressive models (issue 12).
 
   python experiments/pixelcnn_sampling.py                      # the default configs
   python experiments/pixelcnn_sampling.py --configs=pixelcnn_mnist:tiny --batch=8
-  python experiments/pixelcnn_sampling.py --configs=vqvae_prior_mnist \
+  python experiments/pixelcnn_sampling.py --configs=pixelcnn_prior_mnist \
       --stage=/tmp/vqvae_mnist                                  # the prior needs a stage
 
 For each config it builds the trainer, initialises parameters (the cost does not
@@ -17,13 +17,14 @@ from __future__ import annotations
 import argparse
 import time
 
-DEFAULTS = ("pixelcnn_mnist", "gated_pixelcnn_mnist", "pixelcnnpp_cifar10")
+import jax
+
+from jaxgen import build, config_file, stages, xla_options
+
+DEFAULTS = ("pixelcnn_mnist", "gated_pixelcnn_mnist", "pixelcnnpp_mnist")
 
 
 def measure(name: str, batch: int, repeats: int, stage: str = "") -> dict:
-  import jax
-
-  from jaxgen import build, config_file, stages
   path, _, variant = name.partition(":")
   config = config_file.load(f"configs/{path}.py:{variant}")
   if stage and "stages" in config:
@@ -56,6 +57,7 @@ def main():
   parser.add_argument("--repeats", type=int, default=1)
   parser.add_argument("--stage", default="", help="VQ-VAE workdir for the prior")
   args = parser.parse_args()
+  xla_options.configure_cpu()  # before JAX creates its CPU client
   for name in args.configs.split(","):
     r = measure(name, args.batch, args.repeats, args.stage)
     print(f"{r['config']:<28} {r['network_evals_per_sample']:>5} evals/sample  "

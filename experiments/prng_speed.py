@@ -10,14 +10,18 @@ implementation's generator. Prints the median images/s of each and its ratio to
 threefry2x32, then one JSON line.
 """
 import argparse
+import functools
 import json
 import os
 import statistics
 import sys
-import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+
+import jax  # noqa: E402
+
+from jaxgen import benchmarking, build, config_file, precision, xla_options  # noqa: E402
 
 
 def main(argv=None):
@@ -27,14 +31,11 @@ def main(argv=None):
   p.add_argument("--rounds", type=int, default=3)
   p.add_argument("--iters", type=int, default=3)
   args = p.parse_args(argv)
-  import jax
-  import numpy as np
-  from jaxgen import build, config_file, data, precision
+  xla_options.configure_cpu()  # before JAX creates its CPU client
   config = config_file.load(args.config, root=REPO)
   config.train.batch_size = args.batch_size
   trainer = build.make_trainer(config)
-  shape = (args.batch_size, *data.example_spec(config.data)["image"].shape)
-  batch = {"image": np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)}
+  batch = benchmarking.random_images(config)
   runs = {}
   for impl in precision.PRNG_IMPLS:
     key = jax.random.key(1, impl=impl)
@@ -49,17 +50,13 @@ def main(argv=None):
       jax.block_until_ready(m)
 
     run(1)
-    runs[impl] = (run, [])
-  for r in range(args.rounds):
-    order = list(runs) if r % 2 == 0 else list(reversed(runs))
-    for impl in order:
-      t = time.perf_counter()
-      runs[impl][0](args.iters)
-      runs[impl][1].append(args.iters * args.batch_size / (time.perf_counter() - t))
-  base = statistics.median(runs["threefry2x32"][1])
+    runs[impl] = functools.partial(benchmarking.timed, run, args.iters)
+  seconds = benchmarking.alternating_rounds(runs, args.rounds)
+  ips = {impl: [args.iters * args.batch_size / s for s in v] for impl, v in seconds.items()}
+  base = statistics.median(ips["threefry2x32"])
   result = {impl: {"images_per_sec": statistics.median(v), "vs_threefry":
                    statistics.median(v) / base, "rounds": v}
-            for impl, (_, v) in runs.items()}
+            for impl, v in ips.items()}
   for impl, r in result.items():
     print(f"{args.config} batch {args.batch_size}: {impl:13s} "
           f"{r['images_per_sec']:8.2f} img/s  x{r['vs_threefry']:.3f}")

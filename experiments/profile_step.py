@@ -26,8 +26,9 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-import compare_peers  # noqa: E402 (the rows' builders)
+import compare_peers  # noqa: E402 (the peer side of the rows, and their batch sizes)
 
 ROWS = ("ddpm_unet_train", "dcgan_train")
 SPECS = {"ddpm_unet_train": ("configs/ddpm_cifar10.py:paper", compare_peers.DDPM_BATCH),
@@ -96,9 +97,19 @@ def hlo_classes(hlo_text: str) -> dict:
   return classes
 
 
+def _benchmarking():
+  """jaxgen.benchmarking. jaxgen is imported here, not at the top of the file: this
+  file also runs as the peer child (``--peer_child``), in a python that has torch and
+  the peers but need not have jaxgen or JAX."""
+  if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+  from jaxgen import benchmarking
+  return benchmarking
+
+
 def jaxgen_profile(row: str, iters: int) -> dict:
   spec, batch = SPECS[row]
-  run, info = compare_peers._jaxgen_train_step(spec, batch, compare_peers._random_images)
+  run, info = _benchmarking().train_step(spec, batch, root=REPO)
   run(2)  # warm-up
   return profile_compiled(run, info["compiled"], iters)
 
@@ -202,7 +213,10 @@ def main(argv=None):
   bad = sorted(set(rows) - set(ROWS))
   if bad:
     p.error(f"unknown rows {bad}; the rows are {', '.join(ROWS)}")
-  print(f"load averages at start: {compare_peers.load_averages()}")
+  bm = _benchmarking()  # jaxgen and JAX in this process only, not in the peer child
+  from jaxgen import xla_options
+  xla_options.configure_cpu()  # before JAX creates its CPU client
+  print(f"load averages at start: {bm.load_averages()}")
   results = {}
   for row in rows:
     peer = None
@@ -219,7 +233,7 @@ def main(argv=None):
     print(format_row(row, mine, peer))
     if peer:
       print("  peer's top operators (ms/step):", peer["top"])
-  print(f"load averages at end: {compare_peers.load_averages()}")
+  print(f"load averages at end: {bm.load_averages()}")
   print(json.dumps(results))
   return 0
 

@@ -1,4 +1,5 @@
-r"""How much a StyleGAN2 run's samples vary with z: a mode-collapse probe.
+r"""How much a StyleGAN2 run's samples vary with z, checkpoint by checkpoint: a
+mode-collapse probe of the generator's inside.
 
   python experiments/stylegan2_diversity.py --workdir=/tmp/sg_try1 [--step=N]
   python experiments/stylegan2_diversity.py --images='/tmp/sg_ref/probe_*.npy'
@@ -7,12 +8,14 @@ For each checkpoint of the run (or ``--step``), with one fixed set of 256 z and
 constant noise: the per-pixel standard deviation over z of G's and G_ema's images
 (mean over pixels, images in [-1, 1] at the model's resolution), the std over z of w
 (mean over w's dimensions), and for G_ema the mean pairwise distance of images. A
-collapsed generator has an image std near 0 while w still varies. On MNIST, the
-G_ema images' digit classes by the shipped MNIST classifier (the centre 28x28): the
-effective number of classes exp(entropy of the class histogram), 10 for a generator
-that covers the digits evenly, 1 for one digit. ``--images``: the same class count
+collapsed generator has an image std near 0 while w still varies. On MNIST, also the
+G_ema images' digit classes (the centre 28x28) as the ``digit_classes`` evaluator
+(jaxgen/evaluators/digit_classes.py) counts them. ``--images``: the same class count
 for uint8 images [N, H, W] saved by another implementation
 (experiments/stylegan2_nvlabs_loop.py), one line per file.
+
+For a run's samples as ``--mode=eval`` draws them, put ``digit_classes`` in
+``config.eval.metrics`` instead: it works for every family with 28x28x1 samples.
 """
 import glob
 import json
@@ -23,9 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen import build
-from jaxgen import checkpoint, sharding, stages
-from jaxgen.metrics import mnist_classifier
+from jaxgen import build, checkpoint, sharding, stages, xla_options
+from jaxgen.evaluators import digit_classes
+from jaxgen.metrics import features
 
 FLAGS = flags.FLAGS
 
@@ -40,25 +43,30 @@ def define_flags():
 
 
 def class_coverage(images01) -> dict:
-  """The MNIST classifier's class histogram of images in [0, 1] [N, H, W, 1] (the
-  centre 28x28) and its effective number of classes."""
+  """The digit classes of images in [0, 1] [N, H, W, 1] (their centre 28x28), as the
+  ``digit_classes`` evaluator counts them (at its default threshold), with the
+  histogram as ``classes`` and the effective number of classes as
+  ``effective_classes``."""
   h, w = images01.shape[1:3]
   t, l = (h - 28) // 2, (w - 28) // 2
-  x = mnist_classifier.check_digits(np.asarray(images01[:, t:t + 28, l:l + 28]))
-  logits = mnist_classifier.features_and_logits(_classifier(), x)["logits"]
-  counts = np.bincount(np.asarray(jnp.argmax(logits, -1)), minlength=10)
-  p = counts / counts.sum()
-  entropy = -float(np.sum(p[p > 0] * np.log(p[p > 0])))
-  return {"classes": counts.tolist(), "effective_classes": float(np.exp(entropy))}
+  logits = _classifier()(np.asarray(images01[:, t:t + 28, l:l + 28]),
+                         progress=False)["logits"]
+  out = digit_classes.summary(
+      digit_classes.class_counts(logits),
+      digit_classes.DigitClasses.options["digit_classes_min_share"])
+  return {"classes": out["digit_classes_counts"],
+          "effective_classes": out["digit_classes_effective"],
+          "covered_classes": out["digit_classes"],
+          "max_class_share": out["digit_classes_max_share"]}
 
 
-_PARAMS = []
+_NET = []
 
 
 def _classifier():
-  if not _PARAMS:
-    _PARAMS.append(mnist_classifier.load_params())
-  return _PARAMS[0]
+  if not _NET:
+    _NET.append(features.get("mnist_classifier"))
+  return _NET[0]
 
 
 def probe(trainer, state, num):
@@ -80,6 +88,7 @@ def probe(trainer, state, num):
 
 
 def main(_):
+  xla_options.configure_cpu()  # before JAX creates its CPU client
   if FLAGS.images:
     for path in sorted(glob.glob(FLAGS.images)):
       x = np.load(path).astype(np.float32)[..., None] / 255.0

@@ -17,13 +17,15 @@ import time
 import jax
 import numpy as np
 
+from jaxgen import build, config_file, data, xla_options
+
 
 def main(argv=None):
   parser = argparse.ArgumentParser()
   parser.add_argument("--config", default="configs/stylegan2_mnist.py")
   parser.add_argument("--repeats", type=int, default=5)
   args = parser.parse_args(argv)
-  from jaxgen import build, config_file, data
+  xla_options.configure_cpu()  # before JAX creates its CPU client
   config = config_file.load(args.config)
   trainer = build.make_trainer(config)
   s = config.stylegan2

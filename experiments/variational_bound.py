@@ -72,7 +72,7 @@ import numpy as np
 import optax
 from scipy import special
 
-from jaxgen import losses, viz
+from jaxgen import losses, viz, xla_options
 from jaxgen.diffusion import process, schedules
 
 LOG2PI = math.log(2 * math.pi)
@@ -891,7 +891,7 @@ def summary(r):
        f"min over T, schedules, variances of bound - H(q(x_0)) = {min_gap:.2e} "
        f"(>= 0; H = {d['entropy']:.6f} nats, exact)"),
       ("ddpm_gap_T", lin[t_max]["gap"]["beta"],
-       f"bound - NLL at linear T = " + ", ".join(map(str, lin)) + ": "
+       "bound - NLL at linear T = " + ", ".join(map(str, lin)) + ": "
        + "; ".join(f"{k} " + " ".join(f"{lin[T]['gap'][k]:.4f}" for T in lin)
                    for k in VARIANCE_CHOICES)
        + " (sigma_1^2 = beta_1 and optimal -> 0; jaxgen's fixedlarge keeps a "
@@ -960,6 +960,7 @@ def main(argv=None):
                       help="smaller samples and training (seconds; for tests)")
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args(argv)
+  xla_options.configure_cpu()  # before JAX creates its CPU client
   start = time.perf_counter()
   r = core_checks(quick=args.quick, seed=args.seed)
   write_plots(r, args.outdir)

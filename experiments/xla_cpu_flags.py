@@ -20,7 +20,9 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import compare_peers  # noqa: E402 (the rows' builders)
+sys.path.insert(0, os.path.dirname(HERE))
+import compare_peers  # noqa: E402 (the rows' jaxgen builders and their protocol)
+from jaxgen import benchmarking, xla_options  # noqa: E402
 
 SETS = {
     "default": "",
@@ -37,6 +39,8 @@ SETS = {
 
 def child():
   """Answers compare_peers' requests (setup, round, free), one JSON line each."""
+  xla_options.configure_cpu()  # before JAX creates its CPU client (a no-op here:
+  # JAXGEN_YNN_FUSION=0 leaves each set's XLA_FLAGS as they are)
   channel = os.fdopen(os.dup(1), "w", buffering=1)
   os.dup2(2, 1)
   side = compare_peers.Side(compare_peers.JAXGEN)
@@ -74,27 +78,37 @@ def main(argv=None):
   args = p.parse_args(argv)
   if args.child:
     return child()
+  # No xla_options.configure_cpu() here: this process computes nothing, and its
+  # XLA_FLAGS would reach every set's process (``default`` is XLA's own defaults).
   names = args.sets.split(",")
   unknown = sorted(set(names) - set(SETS))
   if unknown:
     p.error(f"unknown --sets {unknown}; choose from {', '.join(SETS)}")
-  print(f"load averages at start: {compare_peers.load_averages()}")
+  print(f"load averages at start: {benchmarking.load_averages()}")
   results = []
   for row in args.rows.split(","):
     procs = {n: Process(SETS[n]) for n in names}
     try:
-      ok = {}
+      ready = []
       for n, proc in procs.items():
         reply = proc.request({"op": "setup", "row": row, "warmup": 1})
         if reply.get("ok"):
-          ok[n] = []
+          ready.append(n)
         else:
           print(f"{row} {n}: {reply.get('error')}")
-      for r in range(args.rounds):
-        order = list(ok) if r % 2 == 0 else list(reversed(ok))
-        for n in order:
-          reply = procs[n].request({"op": "round", "iters": args.iters})
-          ok[n].append(args.iters * compare_peers.IMAGES_PER_ITER[row] / reply["seconds"])
+
+      def measure(proc):
+        def one_round():
+          reply = proc.request({"op": "round", "iters": args.iters})
+          if not reply.get("ok"):
+            raise RuntimeError(f"{row}: {reply.get('error')}")
+          return reply["seconds"]
+        return one_round
+
+      seconds = benchmarking.alternating_rounds({n: measure(procs[n]) for n in ready},
+                                                args.rounds)
+      per_iter = args.iters * compare_peers.IMAGES_PER_ITER[row]
+      ok = {n: [per_iter / s for s in times] for n, times in seconds.items()}
     finally:
       for proc in procs.values():
         proc.close()
@@ -104,7 +118,7 @@ def main(argv=None):
       results.append({"row": row, "set": n, "flags": SETS[n], "images_per_sec": med,
                       "vs_default": med / base if base else None, "rounds": ips})
       print(f"{row:18s} {n:13s} {med:8.2f} img/s  x{med / base if base else 0:.3f}")
-  print(f"load averages at end: {compare_peers.load_averages()}")
+  print(f"load averages at end: {benchmarking.load_averages()}")
   print(json.dumps(results))
 
 

@@ -2,8 +2,8 @@
 lines, the experiment scripts), set before JAX creates its CPU client; importing
 jaxgen itself changes nothing.
 
-XLA's CPU backend can run dots as YNNPACK fusions (README, "XLA CPU options", has the
-measurements). ``JAXGEN_YNN_FUSION`` picks the fusion types: ``dot`` (the default),
+XLA's CPU backend can run dots as YNNPACK fusions (docs/results.md, "XLA CPU
+options"). ``JAXGEN_YNN_FUSION`` picks the fusion types: ``dot`` (the default),
 ``all`` (dot, eltwise and reduce: XLA 0.10.2 rejects an elementwise fusion over a
 column-major operand, as eigh's output, with "unsupported layout in YNN fusion"), or
 ``0`` for XLA's own defaults. An option already in ``XLA_FLAGS`` wins. The option

@@ -19,8 +19,8 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       tempfile.mkdtemp(prefix="jaxgen_test_xla_cache_"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 # The tests compile far more than they compute: XLA's CPU backend without LLVM's
-# optimisation passes compiles a tiny run's programs 2-3x faster (DDPM tiny: 41 s ->
-# 16 s of compilation), and convolutions and matmuls still run in their libraries.
+# optimisation passes compiles a tiny run's programs faster (CONTRIBUTING.md), and
+# convolutions and matmuls still run in their libraries.
 # Only the tests set this, and every comparison in them is made under the same flags.
 TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()

@@ -1,5 +1,6 @@
-"""experiments/compare_peers.py without torch: its medians, ratios and table, and the
-exit status 2 with the install hint when the peer python lacks torch."""
+"""experiments/compare_peers.py without torch: its medians, ratios and table, a row's
+alternating rounds against fake sides, and the exit status 2 with the install hint
+when the peer python lacks torch."""
 import importlib.util
 import pathlib
 import subprocess
@@ -95,3 +96,46 @@ def test_unknown_row_is_a_usage_error():
   out = _run("--rows=dcgan_train,vae")
   assert out.returncode == 2
   assert "unknown vae" in out.stderr
+
+
+class _FakeSide:
+  """Answers bench_row's requests as a side would: each round takes ``seconds``."""
+
+  def __init__(self, name, log, seconds, params, fail_in_round=None):
+    self.name, self.log, self.seconds, self.params = name, log, seconds, params
+    self.fail_in_round, self.rounds = fail_in_round, 0
+
+  def request(self, request):
+    self.log.append((self.name, request["op"]))
+    if request["op"] == "setup":
+      return {"ok": True, "params": self.params, "build_s": 0.1, "warmup_s": 0.2}
+    if request["op"] == "round":
+      if self.rounds == self.fail_in_round:
+        return {"ok": False, "error": "boom"}
+      self.rounds += 1
+      return {"ok": True, "seconds": self.seconds}
+    return {"ok": True}
+
+
+def test_bench_row_alternates_the_sides_and_summarizes():
+  log = []
+  jaxgen = _FakeSide("jaxgen", log, 2.0, 1000)
+  peer = _FakeSide("peer", log, 4.0, 1000)
+  result = cp.bench_row("dcgan_train", jaxgen, peer, {}, rounds=3, iters=1, warmup=0)
+  rounds = [name for name, op in log if op == "round"]
+  assert rounds == ["jaxgen", "peer", "peer", "jaxgen", "jaxgen", "peer"]
+  assert log[-2:] == [("jaxgen", "free"), ("peer", "free")]
+  # 64 images a round: jaxgen 32 img/s, peer 16, twice as fast.
+  assert result["jaxgen_images_per_sec"] == pytest.approx(32.0)
+  assert result["ratio"] == pytest.approx(2.0) and result["note"] == ""
+  assert result["jaxgen_rounds_s"] == [2.0] * 3 and result["peer_rounds_s"] == [4.0] * 3
+
+
+def test_bench_row_reports_a_failed_round_and_frees_both_sides():
+  log = []
+  jaxgen = _FakeSide("jaxgen", log, 2.0, 1000)
+  peer = _FakeSide("peer", log, 4.0, 1000, fail_in_round=1)
+  result = cp.bench_row("dcgan_train", jaxgen, peer, {}, rounds=3, iters=1, warmup=0)
+  assert result["note"] == "peer failed in round 1: boom"
+  assert "ratio" not in result
+  assert log[-2:] == [("jaxgen", "free"), ("peer", "free")]

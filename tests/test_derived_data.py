@@ -273,11 +273,11 @@ def test_styles_restyle_is_invertible_and_only_test_is_aligned():
 
 def test_deterministic_from_the_seed():
   # Rebuilt without the cache: the same arrays.
-  again = derived._captions_one.__wrapped__("test", 0)
+  again = derived.captions_one.__wrapped__("test", 0)
   cached = derived.caption_data("test", 0)
   np.testing.assert_array_equal(again["image"], cached["image"])
   assert again["caption"].tolist() == cached["caption"].tolist()
-  again = derived._styles.__wrapped__("test", 0)
+  again = derived.styles.__wrapped__("test", 0)
   np.testing.assert_array_equal(again["domain_b"],
                                 derived.styles_ground_truth("test", 0)["domain_b"])
   # Another seed: other arrays (edges are a function of the digit alone).

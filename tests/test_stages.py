@@ -1,5 +1,6 @@
-"""Frozen stages end to end: a latent DDPM over a frozen tiny VAE, its record of the
-stage, refused when the stage changes, and clear errors for stages that cannot serve."""
+"""Frozen stages end to end: a latent DDPM over a frozen tiny VAE refused when its
+stage changes, weights files as stages, and clear errors for stages that cannot
+serve (the latent DDPM's own record of its stage: test_latent_ddpm.py)."""
 import json
 import os
 import shutil
@@ -34,38 +35,6 @@ def _restore(workdir, trainer, config, mesh):
     return ckpt.restore(build.abstract_state(trainer, config, mesh))
   finally:
     ckpt.close()
-
-
-def test_a_latent_ddpm_run_records_its_stage_and_holds_none_of_its_weights(
-    tiny_runs, vae_stage):
-  """The latent DDPM (trained over the tiny VAE; resumed bitwise in
-  test_conformance.py): its stage parameters are the VAE's EMA parameters, they are
-  not in its state or checkpoints, which record the stage's path and digest, and
-  generation decodes latents to images through the frozen decoder."""
-  wd = tiny_runs("latent_ddpm_mnist")
-  c = stages.run_config(wd)
-  mesh = sharding.make_mesh()
-  trainer = build.make_trainer(c, mesh)
-  vae_state, _ = _restore(vae_stage, trainer.autoencoder, trainer.autoencoder.config,
-                          mesh)
-  for a, b in zip(jax.tree.leaves(trainer.stages["autoencoder"].params),
-                  jax.tree.leaves(vae_state.ema_params)):
-    np.testing.assert_array_equal(a, b)
-  state, meta = _restore(wd, trainer, c, mesh)
-  leaves = {x.shape for x in jax.tree.leaves(state)}
-  assert not any(s == (8, 8, 1) or len(s) == 4 for s in leaves)  # no conv kernels
-  # The latents the DDPM trains on are the VAE's posterior means.
-  assert trainer.example_shape == (16,) == trainer.autoencoder.latent_spec.shape
-  assert meta["stages"]["autoencoder"]["path"] == os.path.abspath(vae_stage)
-  assert meta["stages"]["autoencoder"]["digest"] == stages.digest(vae_state.ema_params)
-
-  x = jax.jit(trainer.generate, static_argnums=2)(state, jax.random.key(0), 4, None,
-                                                  train.frozen(trainer))
-  assert x.shape == (4, 28, 28, 1) and 0 <= float(x.min()) <= float(x.max()) <= 1
-  z = np.zeros((4, 16), np.float32)
-  np.testing.assert_allclose(
-      trainer.decode(train.frozen(trainer), z),
-      trainer.autoencoder.decode(vae_state.ema_params, z), rtol=1e-6)
 
 
 def test_a_swapped_stage_is_refused_and_sample_mode_decodes(tmp_path, tiny_runs,

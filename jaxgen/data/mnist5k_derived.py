@@ -235,14 +235,14 @@ def _words(label, height, thickness, size_q, thick_q, slant=None, centre=None):
 
 
 @functools.cache
-def _captions_one(split: str, seed: int) -> dict:
+def captions_one(split: str, seed: int) -> dict:
   d = mnist5k_arrays(split)
   image = _layout_one(d["image"][..., 0], _rng(seed, split, _CAPTIONS))
   m = measure(image)
   if split == "train":
     size_q, thick_q = _tertiles(m["height"]), _tertiles(m["thickness"])
   else:
-    t = _captions_one("train", seed)
+    t = captions_one("train", seed)
     size_q, thick_q = t["size_tertiles"], t["thickness_tertiles"]
   captions = np.asarray([" ".join(_words(
       d["label"][i], m["height"][i], m["thickness"][i], size_q, thick_q,
@@ -296,7 +296,7 @@ def caption_data(split: str, seed: int = 0, two_digits: bool = False) -> dict:
   and the train-set tertiles that name them. Cached per (split, seed); read-only."""
   if split not in SPLIT_CODES:
     raise ValueError(f"Unknown split {split!r}; this dataset has {tuple(SPLIT_CODES)}.")
-  return (_captions_two if two_digits else _captions_one)(split, int(seed))
+  return (_captions_two if two_digits else captions_one)(split, int(seed))
 
 
 @register("mnist5k_captions")
@@ -469,7 +469,7 @@ def unstyle(styled: np.ndarray, colour: np.ndarray, texture: np.ndarray) -> np.n
 
 
 @functools.cache
-def _styles(split: str, seed: int) -> dict:
+def styles(split: str, seed: int) -> dict:
   d = mnist5k_arrays(split)
   n = len(d["label"])
   rng = _rng(seed, split, _STYLES)
@@ -494,7 +494,7 @@ def styles_ground_truth(split: str = "test", seed: int = 0) -> dict:
   Cached per (split, seed); read-only."""
   if split not in SPLIT_CODES:
     raise ValueError(f"Unknown split {split!r}; this dataset has {tuple(SPLIT_CODES)}.")
-  return _styles(split, int(seed))
+  return styles(split, int(seed))
 
 
 @register("mnist5k_styles")

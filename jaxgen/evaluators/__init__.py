@@ -6,6 +6,7 @@
                     (``eval.feature_net``: "mnist_classifier", "inception" or "clip");
   class_accuracy.py how often the shipped MNIST classifier gives the generated digit
                     the label it was conditioned on;
+  digit_classes.py  how many digit classes the samples cover (mode collapse);
   paired.py         l1, psnr, ssim of each sample against the ground-truth ``target``
                     of the eval example it was generated from;
   clip_score.py     CLIPScore of each sample against the caption it was generated from;

@@ -45,8 +45,8 @@ def _gaussian_filter(x):
   """The normalised 2-D Gaussian window over H and W of NHWC x, VALID (no padding).
 
   Separable: a column then a row filter, each the weighted sum of the 11 shifted
-  slices (one fused loop; 7x faster on a CPU than a depthwise convolution, and equal
-  to it within float rounding).
+  slices (one fused loop, equal to a depthwise convolution within float rounding and
+  faster on a CPU: docs/results.md, "Implementation choices").
   """
   h, w = x.shape[1:3]
   oh, ow = h - FILTER_SIZE + 1, w - FILTER_SIZE + 1

@@ -186,8 +186,9 @@ BN_EPS = 1e-5
 
 
 def dcgan_normal(mean: float = 0.0, stddev: float = 0.02):
-  """N(mean, stddev^2) weights, as DCGAN's ``weights_init``. Drawn as one flat vector:
-  XLA on CPU compiles that 3-8x faster than a 4-D draw (seconds per layer)."""
+  """N(mean, stddev^2) weights, as DCGAN's ``weights_init``. Drawn as one flat vector,
+  which XLA on CPU compiles faster than a 4-D draw (docs/results.md, "Implementation
+  choices")."""
   def init(key, shape, dtype=jnp.float32):
     flat = jax.random.normal(key, (math.prod(shape),), dtype)
     return (mean + stddev * flat).reshape(shape)

@@ -78,7 +78,7 @@ class PersistentModule:
 
 
 def _array(value):
-  if isinstance(value, tp._Tensor):
+  if isinstance(value, tp.Tensor):
     return value.to_numpy()
   return np.asarray(value)
 
@@ -96,8 +96,8 @@ class _Reconstructed:
 
 def _load_from_bytes(data):
   """A storage: the embedded legacy ``torch.save`` of it."""
-  storage = tp._load_legacy(io.BytesIO(data))
-  if not isinstance(storage, tp._Storage):
+  storage = tp.load_legacy(io.BytesIO(data))
+  if not isinstance(storage, tp.Storage):
     raise pickle.UnpicklingError("embedded bytes that are not a tensor storage")
   return storage
 
@@ -123,8 +123,8 @@ class _NetworkUnpickler(pickle.Unpickler):
   _ALLOWED = {
       ("torch_utils.persistence", "_reconstruct_persistent_obj"): _Reconstructed,
       ("collections", "OrderedDict"): collections.OrderedDict,
-      ("torch._utils", "_rebuild_tensor_v2"): tp._rebuild_tensor_v2,
-      ("torch._utils", "_rebuild_parameter"): tp._rebuild_parameter,
+      ("torch._utils", "_rebuild_tensor_v2"): tp.rebuild_tensor_v2,
+      ("torch._utils", "_rebuild_parameter"): tp.rebuild_parameter,
       ("torch._utils", "_rebuild_parameter_with_state"):
           lambda data, requires_grad, hooks, state: data,
       ("torch.storage", "_load_from_bytes"): _load_from_bytes,
@@ -152,7 +152,7 @@ class _NetworkUnpickler(pickle.Unpickler):
 def _plain(obj):
   if isinstance(obj, _Reconstructed):
     return PersistentModule(obj.class_name, _plain(obj.state))
-  if isinstance(obj, tp._Tensor):
+  if isinstance(obj, tp.Tensor):
     return obj
   if isinstance(obj, dict):
     return type(obj)((k, _plain(v)) for k, v in obj.items()) if isinstance(

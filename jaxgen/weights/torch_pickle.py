@@ -44,7 +44,7 @@ class _StorageType:
   dtype: np.dtype
 
 
-class _Storage:
+class Storage:
   """A flat typed buffer; in the legacy format its bytes arrive after the pickle."""
 
   def __init__(self, dtype: np.dtype, numel: int, data: np.ndarray | None = None):
@@ -52,9 +52,9 @@ class _Storage:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Tensor:
+class Tensor:
   """A view (offset, sizes, strides in elements) into a storage, made an array later."""
-  storage: _Storage
+  storage: Storage
   offset: int
   size: tuple
   stride: tuple
@@ -77,15 +77,15 @@ class _Tensor:
     return view.copy()
 
 
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
+def rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
                        backward_hooks=None, metadata=None):
   del requires_grad, backward_hooks, metadata  # autograd state, meaningless here
-  if not isinstance(storage, _Storage):
+  if not isinstance(storage, Storage):
     raise TorchPickleError("a tensor is not backed by a storage")
-  return _Tensor(storage, storage_offset, tuple(size), tuple(stride))
+  return Tensor(storage, storage_offset, tuple(size), tuple(stride))
 
 
-def _rebuild_parameter(data, requires_grad, backward_hooks):
+def rebuild_parameter(data, requires_grad, backward_hooks):
   del requires_grad, backward_hooks
   return data
 
@@ -101,9 +101,9 @@ class _Unpickler(pickle.Unpickler):
     if (module, name) == ("collections", "OrderedDict"):
       return collections.OrderedDict
     if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
-      return _rebuild_tensor_v2
+      return rebuild_tensor_v2
     if (module, name) == ("torch._utils", "_rebuild_parameter"):
-      return _rebuild_parameter
+      return rebuild_parameter
     if module == "torch" and name in _STORAGE_DTYPES:
       return _StorageType(np.dtype(_STORAGE_DTYPES[name]))
     raise pickle.UnpicklingError(
@@ -136,13 +136,13 @@ def _load_zip(file, make_unpickler=None) -> object:
         data = np.frombuffer(archive.read(f"{prefix}data/{key}"), storage_type.dtype)
         if len(data) != numel:
           raise TorchPickleError(f"storage {key} holds {len(data)} elements, expected {numel}")
-        storages[key] = _Storage(storage_type.dtype, numel, data)
+        storages[key] = Storage(storage_type.dtype, numel, data)
       return storages[key]
 
     return make_unpickler(io.BytesIO(archive.read(pickles[0])), load_storage).load()
 
 
-def _load_legacy(f, make_unpickler=None) -> object:
+def load_legacy(f, make_unpickler=None) -> object:
   """The format of ``torch.save(..., _use_new_zipfile_serialization=False)``.
 
   Three small pickles (magic number, protocol, system info), the object pickle (read
@@ -168,7 +168,7 @@ def _load_legacy(f, make_unpickler=None) -> object:
       raise TorchPickleError("it uses storage views, written only by torch < 0.4; load and "
                              "save it again with a newer torch")
     if key not in storages:
-      storages[key] = _Storage(storage_type.dtype, numel)
+      storages[key] = Storage(storage_type.dtype, numel)
     return storages[key]
 
   result = make_unpickler(f, load_storage).load()
@@ -200,12 +200,12 @@ def load_state_dict(path) -> dict[str, np.ndarray]:
     with open(path, "rb") as f:
       is_zip = f.read(4) == b"PK\x03\x04"
       f.seek(0)
-      obj = _load_zip(f) if is_zip else _load_legacy(f)
+      obj = _load_zip(f) if is_zip else load_legacy(f)
       if not isinstance(obj, dict):
         raise TorchPickleError(f"it holds a {type(obj).__name__}, not a dict of tensors")
       state = {}
       for key, value in obj.items():
-        if not isinstance(value, _Tensor):
+        if not isinstance(value, Tensor):
           raise TorchPickleError(
               f"entry {key!r} is a {type(value).__name__}, not a tensor (a training "
               "checkpoint rather than a state dict? save model.state_dict() instead)")
@@ -414,7 +414,7 @@ def _plain(obj):
   if isinstance(obj, _Record):
     return PickledObject(obj._qualname, tuple(_plain(a) for a in obj.args),
                          _plain(obj.state))
-  if isinstance(obj, _Tensor):
+  if isinstance(obj, Tensor):
     return obj.to_numpy()
   if isinstance(obj, dict):
     return {k: _plain(v) for k, v in obj.items()}
@@ -432,7 +432,7 @@ def load_pickled_module(path, classes) -> PickledObject:
       is_zip = f.read(4) == b"PK\x03\x04"
       f.seek(0)
       unpickler = lambda file, load_storage: _ModuleUnpickler(file, load_storage, classes)
-      obj = _load_zip(f, unpickler) if is_zip else _load_legacy(f, unpickler)
+      obj = _load_zip(f, unpickler) if is_zip else load_legacy(f, unpickler)
       return _plain(obj)
   except TorchPickleError as e:
     raise TorchPickleError(f"{path} is not a readable pickled PyTorch module: {e}.") from None
