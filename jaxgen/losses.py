@@ -1,4 +1,7 @@
-"""Shared losses and log-likelihoods. Every family takes its objective from here.
+"""Losses and log-likelihoods that several families share: Gaussian and KL terms,
+decoder likelihoods, the ELBO and the IWAE bound, bits per dimension, the diffusion
+objective, the GAN losses and R1, and the statistics of discrete codes. A loss that
+one family uses lives in that family's package (``jaxgen/families/<name>/``).
 
 Conventions: functions return per-example values (summed over all non-batch axes);
 log-probabilities are in nats. ``bits_per_dim`` converts.
@@ -12,7 +15,8 @@ import jax.numpy as jnp
 import optax
 
 
-def _sum_per_example(x):
+def sum_per_example(x):
+  """The sum over all axes but the first (the batch)."""
   return x.reshape(x.shape[0], -1).sum(-1)
 
 
@@ -29,17 +33,17 @@ def gaussian_kl_between(mean1, logvar1, mean2, logvar2):
   """KL(N(mean1, exp(logvar1)) || N(mean2, exp(logvar2))) per example (diagonal)."""
   kl = 0.5 * (logvar2 - logvar1 + jnp.exp(logvar1 - logvar2)
               + (mean1 - mean2) ** 2 * jnp.exp(-logvar2) - 1.0)
-  return _sum_per_example(kl)
+  return sum_per_example(kl)
 
 
 def gaussian_log_prob(x, mean, logvar):
   """log N(x; mean, exp(logvar)) per example (diagonal covariance)."""
-  return _sum_per_example(
+  return sum_per_example(
       -0.5 * (math.log(2 * math.pi) + logvar + (x - mean) ** 2 * jnp.exp(-logvar)))
 
 
 def standard_normal_log_prob(z):
-  return _sum_per_example(-0.5 * (math.log(2 * math.pi) + z ** 2))
+  return sum_per_example(-0.5 * (math.log(2 * math.pi) + z ** 2))
 
 
 # ----------------------------------------------------------------------------------
@@ -47,7 +51,7 @@ def standard_normal_log_prob(z):
 
 def bernoulli_log_prob(x, logits):
   """log Bernoulli(x; sigmoid(logits)) per example, for x in {0, 1}."""
-  return -_sum_per_example(optax.sigmoid_binary_cross_entropy(logits, x))
+  return -sum_per_example(optax.sigmoid_binary_cross_entropy(logits, x))
 
 
 def discretized_logistic_log_prob(x, mean, log_scale, low=-1.0, high=1.0,
@@ -71,7 +75,7 @@ def discretized_logistic_log_prob(x, mean, log_scale, low=-1.0, high=1.0,
                        log_pdf_mid + math.log(2 * half_bin))
   logp = jnp.where(x < low + half_bin, log_cdf_plus,
                    jnp.where(x > high - half_bin, log_one_minus_cdf_minus, log_diff))
-  return _sum_per_example(logp)
+  return sum_per_example(logp)
 
 
 # ----------------------------------------------------------------------------------
@@ -126,7 +130,7 @@ def discretized_gaussian_log_prob(x, mean, log_scale, num_bins=256):
   logp = jnp.where(x < -1 + half_bin, log_cdf_plus,
                    jnp.where(x > 1 - half_bin, log_sf_minus,
                              jnp.log(jnp.maximum(delta, 1e-12))))
-  return _sum_per_example(logp)
+  return sum_per_example(logp)
 
 
 # ----------------------------------------------------------------------------------
@@ -199,20 +203,7 @@ def r1_penalty(d_fn, x):
 
 
 # ----------------------------------------------------------------------------------
-# Discrete latents: the VQ-VAE's codebook and commitment terms (van den Oord et al.
-# 2017, eq. 3) and the statistics of code use. z_e is the encoder's output, z_q its
-# nearest code vectors, both (batch, ..., D); per-example sums of squares, as above.
-
-def vq_codebook_loss(z_e, z_q):
-  """||sg[z_e] - z_q||^2 per example: moves the codes towards the encoder outputs."""
-  return _sum_per_example((jax.lax.stop_gradient(z_e) - z_q) ** 2)
-
-
-def vq_commitment_loss(z_e, z_q):
-  """||z_e - sg[z_q]||^2 per example: keeps the encoder close to its codes (weighted
-  by beta in the loss)."""
-  return _sum_per_example((z_e - jax.lax.stop_gradient(z_q)) ** 2)
-
+# Discrete latents (VQ-VAE, dVAE): the statistics of code use.
 
 def code_counts(codes, num_codes, mask=None):
   """How often each of ``num_codes`` codes occurs in the integer array ``codes``
@@ -233,174 +224,3 @@ def code_perplexity(counts):
 def code_used_fraction(counts):
   """The fraction of the K codes that occur at least once in ``counts`` (K,)."""
   return jnp.mean((counts > 0).astype(jnp.float32))
-
-
-# ----------------------------------------------------------------------------------
-# PixelCNN++'s discretised logistic mixture (Salimans et al. 2017; openai/pixel-cnn
-# nn.py discretized_mix_logistic_loss / sample_from_discretized_mix_logistic): per
-# pixel, M logistics shared by the C channels, each channel's mean shifted linearly by
-# the channels before it (tanh-squashed coefficients). Parameter layout on the last
-# axis: M mixture logits | C*M means | C*M log-scales | C(C-1)/2 * M coefficients
-# (channel-major, pairs (1,0), (2,0), (2,1), ...); 10 M numbers for RGB, 3 M for grey.
-
-MIX_MIN_LOG_SCALE = -7.0
-
-
-def mix_logistic_num_params(channels: int, num_mix: int) -> int:
-  """How many numbers per pixel parameterise the mixture."""
-  return num_mix * (1 + 2 * channels + channels * (channels - 1) // 2)
-
-
-def _unpack_mix(params, channels, num_mix):
-  m, c = num_mix, channels
-  if params.shape[-1] != mix_logistic_num_params(c, m):
-    raise ValueError(f"A {m}-component logistic mixture over {c} channels takes "
-                     f"{mix_logistic_num_params(c, m)} numbers per pixel, got "
-                     f"{params.shape[-1]}.")
-  lead = params.shape[:-1]
-  logits = params[..., :m]
-  means = params[..., m:m + c * m].reshape(*lead, c, m)
-  log_scales = jnp.maximum(params[..., m + c * m:m + 2 * c * m].reshape(*lead, c, m),
-                           MIX_MIN_LOG_SCALE)
-  coeffs = jnp.tanh(params[..., m + 2 * c * m:].reshape(*lead, c * (c - 1) // 2, m))
-  return logits, means, log_scales, coeffs
-
-
-def _shifted_means(means, coeffs, x):
-  """Each channel's means plus the coefficients times the channels before it; x is
-  (..., C), means (..., C, M)."""
-  c = means.shape[-2]
-  out, k = [means[..., 0, :]], 0
-  for ch in range(1, c):
-    mean = means[..., ch, :]
-    for prev in range(ch):
-      mean = mean + coeffs[..., k, :] * x[..., prev, None]
-      k += 1
-    out.append(mean)
-  return jnp.stack(out, -2)
-
-
-def discretized_mix_logistic_log_prob(x, params, num_mix: int, num_bins: int = 256,
-                                      per_pixel: bool = False):
-  """log P(x) under the mixture; x (N, H, W, C) on the grid -1 + 2k/(num_bins - 1)
-  of [-1, 1], params (N, H, W, P). Per example (summed over pixels), or per pixel."""
-  c = x.shape[-1]
-  logits, means, log_scales, coeffs = _unpack_mix(params, c, num_mix)
-  mu = _shifted_means(means, coeffs, x)  # (..., C, M)
-  xm = x[..., None]
-  half_bin = 1.0 / (num_bins - 1)
-  inv_s = jnp.exp(-log_scales)
-  plus, minus = inv_s * (xm - mu + half_bin), inv_s * (xm - mu - half_bin)
-  log_cdf_plus = jax.nn.log_sigmoid(plus)
-  log_one_minus_cdf_minus = -jax.nn.softplus(minus)
-  mid = inv_s * (xm - mu)
-  log_pdf_mid = mid - log_scales - 2.0 * jax.nn.softplus(mid)
-  diff = jax.nn.sigmoid(plus) - jax.nn.sigmoid(minus)
-  log_diff = jnp.where(diff > 1e-5, jnp.log(jnp.maximum(diff, 1e-12)),
-                       log_pdf_mid + math.log(2 * half_bin))
-  logp = jnp.where(xm < -1.0 + half_bin, log_cdf_plus,
-                   jnp.where(xm > 1.0 - half_bin, log_one_minus_cdf_minus, log_diff))
-  logp = logp.sum(-2) + jax.nn.log_softmax(logits, -1)  # (..., M)
-  per = jax.nn.logsumexp(logp, -1)
-  return per if per_pixel else _sum_per_example(per)
-
-
-def sample_discretized_mix_logistic(rng, params, channels: int, num_mix: int,
-                                    num_bins: int = 256):
-  """One draw per pixel, (..., C) on the grid of [-1, 1]: a component, then each
-  channel from its logistic, clipped and rounded to the grid, the later channels'
-  means shifted by the earlier channels' (rounded) values, exactly the distribution
-  of ``discretized_mix_logistic_log_prob``. (The reference does not round.)"""
-  logits, means, log_scales, coeffs = _unpack_mix(params, channels, num_mix)
-  k_mix, k_u = jax.random.split(rng)
-  sel = jax.nn.one_hot(jax.random.categorical(k_mix, logits), num_mix)  # (..., M)
-  pick = lambda a: jnp.sum(a * sel[..., None, :], -1)
-  mean, scale = pick(means), jnp.exp(pick(log_scales))
-  coef = pick(coeffs) if channels > 1 else None
-  u = jax.random.uniform(k_u, mean.shape, minval=1e-5, maxval=1.0 - 1e-5)
-  noise = jnp.log(u) - jnp.log1p(-u)
-  step = 2.0 / (num_bins - 1)
-  out, k = [], 0
-  for ch in range(channels):
-    m = mean[..., ch]
-    for prev in range(ch):
-      m = m + coef[..., k] * out[prev]
-      k += 1
-    v = jnp.clip(m + scale[..., ch] * noise[..., ch], -1.0, 1.0)
-    out.append(jnp.round((v + 1.0) / step) * step - 1.0)
-  return jnp.stack(out, -1)
-
-
-# ----------------------------------------------------------------------------------
-# Image-to-image translation (Pix2Pix, CycleGAN), as junyanz/pytorch-CycleGAN-and-pix2pix
-# ``GANLoss``: ``vanilla`` is BCEWithLogits against a target of 1 (real) or 0 (fake),
-# ``lsgan`` the MSE against it; means over the batch and every PatchGAN patch.
-
-TRANSLATION_GAN_LOSSES = ("vanilla", "lsgan")
-
-
-def _check_translation_kind(kind):
-  if kind not in TRANSLATION_GAN_LOSSES:
-    raise ValueError(f"Unknown translation GAN loss {kind!r}; choose one of "
-                     f"{', '.join(TRANSLATION_GAN_LOSSES)}.")
-
-
-def translation_gan_loss(logits, target_is_real: bool, kind: str = "vanilla"):
-  """The reference's ``GANLoss(logits, target_is_real)``."""
-  _check_translation_kind(kind)
-  target = 1.0 if target_is_real else 0.0
-  if kind == "lsgan":
-    return jnp.mean((logits - target) ** 2)
-  return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, jnp.full_like(logits,
-                                                                            target)))
-
-
-def translation_discriminator_loss(real_logits, fake_logits, kind: str = "vanilla"):
-  """Both translation papers' discriminator loss: half the sum of the real and the
-  fake term (the reference halves it "to slow down the rate at which D learns")."""
-  return 0.5 * (translation_gan_loss(real_logits, True, kind)
-                + translation_gan_loss(fake_logits, False, kind))
-
-
-def l1_loss(x, y):
-  """The mean absolute difference over all elements (PyTorch's L1Loss)."""
-  return jnp.mean(jnp.abs(x - y))
-
-
-# ----------------------------------------------------------------------------------
-# The DALL-E discrete VAE (Ramesh et al. 2021): the logit-Laplace likelihood of pixels
-# mapped into (eps, 1 - eps), and the KL of a categorical posterior to the uniform
-# prior over the codes.
-
-LOGIT_LAPLACE_EPS = 0.1  # dall_e/utils.py logit_laplace_eps
-
-
-def map_pixels(x, eps=LOGIT_LAPLACE_EPS):
-  """[0, 1] -> [eps, 1 - eps], where the logit-Laplace density lives."""
-  return (1 - 2 * eps) * x + eps
-
-
-def unmap_pixels(x, eps=LOGIT_LAPLACE_EPS):
-  """The inverse of ``map_pixels``, clipped to [0, 1]."""
-  return jnp.clip((x - eps) / (1 - 2 * eps), 0.0, 1.0)
-
-
-def logit_laplace_log_prob(x, loc, log_scale):
-  """log p(x) per example of the logit-Laplace density on (0, 1),
-
-    p(x | mu, b) = exp(-|logit(x) - mu| / b) / (2 b x (1 - x)),
-
-  a Laplace distribution of logit(x) with location ``loc`` and scale
-  b = exp(``log_scale``), pushed through the sigmoid (x: mapped pixels)."""
-  logit = jnp.log(x) - jnp.log1p(-x)
-  logp = (-math.log(2.0) - log_scale - jnp.log(x) - jnp.log1p(-x)
-          - jnp.abs(logit - loc) * jnp.exp(-log_scale))
-  return _sum_per_example(logp)
-
-
-def categorical_kl_to_uniform(logits):
-  """KL(softmax(logits) || uniform) per example, summed over the grid: sum over
-  cells of log K - H(q)."""
-  log_q = jax.nn.log_softmax(logits, axis=-1)
-  kl = jnp.sum(jnp.exp(log_q) * log_q, axis=-1) + math.log(logits.shape[-1])
-  return _sum_per_example(kl)

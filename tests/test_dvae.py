@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import load_config
-from jaxgen import build, data, losses, sharding, stages
+from jaxgen import build, data, sharding, stages
+from jaxgen.families.dvae import losses
 from jaxgen.families.dvae import trainer as dvt
 from jaxgen.families.base import count_params
 from jaxgen.stages import Autoencoder

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from conftest import load_config
 
-from jaxgen import build, losses
+from jaxgen import build
+from jaxgen.families.pixelcnn import losses as mix
 from jaxgen.families.pixelcnn import networks as px
 from jaxgen.families.pixelcnn.pixelcnnpp import PixelCNNPP
 
@@ -132,12 +133,12 @@ def _numpy_mix_log_prob(x, params, m):
 def test_mixture_matches_numpy():
   rng = np.random.default_rng(0)
   m, c = 4, 3
-  params = rng.normal(size=(5, losses.mix_logistic_num_params(c, m))).astype(np.float32)
+  params = rng.normal(size=(5, mix.mix_logistic_num_params(c, m))).astype(np.float32)
   params[:, m + c * m:m + 2 * c * m] = rng.uniform(-4, -1, (5, c * m))  # sharp logistics
   levels = rng.integers(0, 256, (5, c))
   levels[0] = (0, 255, 17)  # both edge bins
   x = (2 * levels / 255 - 1).astype(np.float32)
-  ours = np.asarray(losses.discretized_mix_logistic_log_prob(
+  ours = np.asarray(mix.discretized_mix_logistic_log_prob(
       jnp.asarray(x)[:, None, None], jnp.asarray(params)[:, None, None], m))
   ref = np.array([_numpy_mix_log_prob(x[i].astype(np.float64), params[i], m)
                   for i in range(5)])
@@ -148,7 +149,7 @@ def test_mixture_matches_numpy():
 def rgb_table():
   """log P of all 256^3 values of one RGB pixel under random mixture parameters."""
   m = 4
-  params = jax.random.normal(jax.random.key(4), (losses.mix_logistic_num_params(3, m),))
+  params = jax.random.normal(jax.random.key(4), (mix.mix_logistic_num_params(3, m),))
   params = params.at[m + 3 * m:m + 6 * m].set(
       jax.random.uniform(jax.random.key(5), (3 * m,), minval=-4.0, maxval=0.0))
   v = jnp.arange(256) * 2.0 / 255 - 1.0
@@ -157,7 +158,7 @@ def rgb_table():
   def one_r(r):
     x = jnp.concatenate([jnp.full((1, 256, 256, 1), r), gb], -1)
     p = jnp.broadcast_to(params, (1, 256, 256, params.shape[0]))
-    return losses.discretized_mix_logistic_log_prob(x, p, m, per_pixel=True)[0]
+    return mix.discretized_mix_logistic_log_prob(x, p, m, per_pixel=True)[0]
   table = jax.lax.map(jax.jit(one_r), v)  # (R, G, B)
   return params, m, np.asarray(table, np.float64)
 
@@ -174,7 +175,7 @@ def test_mixture_sampler_draws_the_mixture(rgb_table):
   probabilities, in 4x4x4 blocks of levels."""
   params, m, table = rgb_table
   n = 200_000
-  x = losses.sample_discretized_mix_logistic(
+  x = mix.sample_discretized_mix_logistic(
       jax.random.key(6), jnp.broadcast_to(params, (n, params.shape[0])), 3, m)
   lv = np.round((np.asarray(x) + 1) * 127.5).astype(int)
   assert np.allclose((np.asarray(x) + 1) * 127.5, lv, atol=1e-3)  # on the grid
@@ -217,8 +218,8 @@ def test_sampling_a_hand_set_bernoulli_chain_gives_the_exact_distribution():
   tr.shape = (2, 2, 1)
   tr.net = _CopyPrevious(1)
   n = 40_000
-  s = np.asarray(jax.jit(tr.sample, static_argnums=2)({"unused": jnp.zeros(1)},
-                                                      jax.random.key(7), n))
+  s = np.asarray(jax.jit(tr.sample_levels, static_argnums=2)(
+      {"unused": jnp.zeros(1)}, jax.random.key(7), n))
   codes = s.reshape(n, 4) @ (2 ** np.arange(4))
   emp = np.bincount(codes, minlength=16) / n
   sig = lambda z: 1 / (1 + np.exp(-z))
@@ -242,8 +243,8 @@ def test_sampling_a_hand_set_categorical_chain_follows_the_channel_order():
   tr.shape, tr.num_classes = (2, 2, 3), 0
   tr.net = _CopyPrevious(256)
   n = 4000
-  s = np.asarray(jax.jit(tr.sample, static_argnums=2)({"unused": jnp.zeros(1)},
-                                                      jax.random.key(8), n)).reshape(n, -1)
+  s = np.asarray(jax.jit(tr.sample_levels, static_argnums=2)(
+      {"unused": jnp.zeros(1)}, jax.random.key(8), n)).reshape(n, -1)
   same = (s[:, 1:] == s[:, :-1]).mean()
   p = np.exp(3) / (np.exp(3) + 255) + 1 / (np.exp(3) + 255)
   assert abs(same - p) < 5 * np.sqrt(p * (1 - p) / (n * 11)), (same, p)
@@ -309,7 +310,7 @@ def test_windowed_sampling_is_the_full_network(name):
   # one row fewer would not be enough: the top of the receptive field is used
   short = np.asarray(apply(state.params, levels[:, 8 - rows + 1:], labels))
   assert np.abs(short[:, -1] - full[:, 7]).max() > 1e-4
-  sample = jax.jit(tr.sample, static_argnums=(2, 6))
+  sample = jax.jit(tr.sample_levels, static_argnums=(2, 6))
   a = sample(state.ema_params, jax.random.key(2), 3, labels, None, None, True)
   b = sample(state.ema_params, jax.random.key(2), 3, labels, None, None, False)
   np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

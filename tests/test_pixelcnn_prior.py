@@ -22,7 +22,7 @@ def _stage(config_name, family_cls):
 
 
 def test_prior_needs_a_vqvae_stage():
-  from jaxgen.families.pixelcnn.trainer import PixelCNNPriorTrainer
+  from jaxgen.families.pixelcnn_prior.trainer import PixelCNNPriorTrainer
   from jaxgen.families.vae.trainer import VAETrainer
   config = load_config("pixelcnn_prior_mnist", "tiny")
   with pytest.raises(StageError, match="set --config.stages.autoencoder"):
@@ -34,7 +34,7 @@ def test_prior_needs_a_vqvae_stage():
 
 
 def test_prior_trains_on_codes_and_samples_decode_through_the_stage():
-  from jaxgen.families.pixelcnn.trainer import PixelCNNPriorTrainer
+  from jaxgen.families.pixelcnn_prior.trainer import PixelCNNPriorTrainer
   from jaxgen.families.vqvae.trainer import VQVAETrainer
   config = load_config("pixelcnn_prior_mnist", "tiny")
   vq = _stage("vqvae_mnist", VQVAETrainer)
@@ -58,7 +58,7 @@ def test_prior_trains_on_codes_and_samples_decode_through_the_stage():
 
   def both(state, rng, labels, frozen):
     images = tr.generate(state, rng, 4, {"label": labels}, frozen)
-    drawn = tr.sample(state.ema_params, jax.random.split(rng)[1], 4, labels)
+    drawn = tr.sample_levels(state.ema_params, jax.random.split(rng)[1], 4, labels)
     return images, drawn, vq.trainer.decode(frozen["autoencoder"], drawn[..., 0])
   images, drawn, decoded = (np.asarray(a) for a in jax.jit(both)(
       new, jax.random.key(4), jnp.arange(4), frozen))

@@ -13,6 +13,7 @@ from conftest import load_config
 from jaxgen import build, checkpoint, data, losses, sharding, train
 from jaxgen.models import quantizer as vq
 from jaxgen.families.vqvae import trainer as vqt
+from jaxgen.families.vqvae.losses import vq_codebook_loss, vq_commitment_loss
 from jaxgen.families.base import TrainState, count_params
 from jaxgen.stages import Autoencoder
 
@@ -42,8 +43,8 @@ def test_straight_through_passes_the_decoder_gradient_to_the_encoder_output():
   np.testing.assert_array_equal(g_q, np.zeros_like(g_q))  # no gradient to the codes
   # The loss terms: the codebook term moves only the codes, the commitment term only
   # the encoder output.
-  gc = jax.grad(lambda a, b: losses.vq_codebook_loss(a, b).sum(), (0, 1))(z_e, z_q)
-  gm = jax.grad(lambda a, b: losses.vq_commitment_loss(a, b).sum(), (0, 1))(z_e, z_q)
+  gc = jax.grad(lambda a, b: vq_codebook_loss(a, b).sum(), (0, 1))(z_e, z_q)
+  gm = jax.grad(lambda a, b: vq_commitment_loss(a, b).sum(), (0, 1))(z_e, z_q)
   np.testing.assert_array_equal(gc[0], 0.0)
   np.testing.assert_allclose(gc[1], 2 * (z_q - z_e), rtol=1e-6)
   np.testing.assert_allclose(gm[0], 2 * (z_e - z_q), rtol=1e-6)
@@ -124,7 +125,7 @@ def test_dead_code_restart_moves_unused_codes_onto_encoder_outputs(tiny_run):
   new, metrics = jax.jit(trainer.train_step)(state, {"image": jnp.asarray(batch["image"])},
                                              jax.random.key(3))
   x = jnp.asarray(batch["image"])
-  z = np.asarray(jax.jit(trainer._encode_vectors)(state.params, x))
+  z = np.asarray(jax.jit(trainer.encode_vectors)(state.params, x))
   z = z.reshape(-1, z.shape[-1])
   codes = jax.jit(trainer.encode)(state.params, x)
   used = np.unique(np.asarray(codes))
@@ -158,7 +159,7 @@ def test_a_trained_tiny_run_encodes_and_decodes_the_test_split_as_a_stage(tiny_r
   assert codes.shape == (len(source), *t.latent_spec.shape) == (500, 7, 7)
   assert codes.dtype == np.int32 and codes.min() >= 0 and codes.max() < 16
   # The codes are the nearest codebook entries of the encoder outputs (numpy).
-  z = np.asarray(jax.jit(t._encode_vectors)(params, x), np.float64)
+  z = np.asarray(jax.jit(t.encode_vectors)(params, x), np.float64)
   book = np.asarray(params["quantizer"]["codebook"], np.float64)
   d = ((z[..., None, :] - book) ** 2).sum(-1)
   assert (codes == d.argmin(-1)).mean() > 0.999  # float32 near-ties aside

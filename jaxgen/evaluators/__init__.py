@@ -104,8 +104,8 @@ def compute(trainer, state, config, mesh, rng) -> dict:
   examples = conditioning(trainer, config, num,
                           tuple(k for ev in evaluators for k in ev.needs))
   cond_keys = trainer.conditioning_keys
-  gen = jax.jit(trainer.generate, static_argnums=2,
-                out_shardings=sharding.batch_sharding(mesh))
+  gen = trainer.compiled(trainer.generate, static_argnums=2,
+                         out_shardings=sharding.batch_sharding(mesh))
   frozen = stages.frozen_params(trainer.stages)
   for i in tqdm(range(-(-num // batch_size)), desc="samples", leave=False):
     batch = examples(i * batch_size, batch_size)

@@ -3,7 +3,8 @@
 are ``configs/<name>_<dataset>.py`` and the tests ``tests/test_<name>*.py``.
 
 The modules directly in this folder are shared by several families: ``base`` (the
-contract with the loop, the one-optimiser path, the stage protocols) and
+contract with the loop and the one-optimiser path, ``OneOptimizerTrainer``),
 ``adversarial`` (several players in one state) and ``image_to_image`` (Pix2Pix and
-CycleGAN). ``config.family`` names a package here (``jaxgen.registry``).
+CycleGAN). The stage protocols are in ``jaxgen/stages.py``. ``config.family`` names a
+package here (``jaxgen.registry``).
 """

@@ -1,5 +1,5 @@
-"""The shared core of the adversarial families (GAN, DCGAN, cGAN, AC-GAN; later
-Pix2Pix, CycleGAN, StyleGAN2): several players in one ``TrainState``.
+"""The shared core of the adversarial families GAN (with DCGAN, cGAN and AC-GAN),
+Pix2Pix and CycleGAN: several players in one ``TrainState``.
 
 The state of N players keeps one entry per player name in ``params``, in
 ``opt_state`` (each player its own optax transformation) and in
@@ -13,6 +13,12 @@ an exponential moving average of one named player (the generator), or ``{}``.
   change only in train mode; ``replace_stats`` puts new statistics into the state.
 * ``update_ema``: the moving average of the named player.
 * ``lerp`` / ``slerp`` / ``interpolate_latents``: paths between latents.
+
+StyleGAN2 keys ``params`` and ``opt_state`` by player in the same way and steps them
+with ``base.apply_player_gradients``, but builds its state itself and uses nothing of
+this module: its players have no BatchNorm statistics (``extra`` holds the
+generator's buffers and ADA's state) and its G_ema follows the reference's ramp-up
+(jaxgen/families/stylegan2/trainer.py).
 """
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 A family subclasses ``Trainer``; the loop in ``jaxgen/train.py`` jit-compiles its
 ``train_step`` and ``eval_step`` over the device mesh and calls the rest on the host.
+A family with one optimiser over all its parameters subclasses
+``OneOptimizerTrainer`` instead and writes its ``loss`` and ``sample``.
 """
 from __future__ import annotations
 
@@ -12,9 +14,10 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from jaxgen import precision
+from jaxgen import precision, viz
 
 
 @flax.struct.dataclass
@@ -191,7 +194,13 @@ class Trainer:
     raise NotImplementedError
 
   def finalize_eval(self, sums: dict) -> dict:
-    raise NotImplementedError
+    """The results of an evaluation from the eval sums added up over the split: each
+    sum divided by ``count`` (a mean over the evaluated examples, under the sum's
+    own name), and ``num_examples``. Families whose results are not all means (bounds
+    computed from the means, statistics of summed arrays) extend this."""
+    n = float(sums["count"])
+    return {"num_examples": int(n),
+            **{k: float(v) / n for k, v in sums.items() if k != "count"}}
 
   def generate(self, state, rng, num: int, inputs: dict | None = None,
                frozen: dict | None = None):
@@ -209,6 +218,108 @@ class Trainer:
   def stage_params(self, state):
     """What this run hands to later runs that use it as a frozen stage."""
     return state.ema_params
+
+  def compiled(self, fn, **jit_options):
+    """``jax.jit(fn, **jit_options)``, built once per trainer: the same ``fn`` (a
+    method of this trainer: bound methods of one object compare equal) with the same
+    options gives the same compiled function on every call, so ``visualize`` and
+    other host-side callers trace and compile it once. (The loop compiles
+    ``train_step`` and ``eval_step`` itself.)"""
+    cache = self.__dict__.setdefault("_compiled", {})
+    key = (fn, tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                            for k, v in jit_options.items())))
+    if key not in cache:
+      cache[key] = jax.jit(fn, **jit_options)
+    return cache[key]
+
+
+class OneOptimizerTrainer(Trainer):
+  """The short path for a family with one optimiser over all its parameters, in the
+  style of google-research/vdm's ``Experiment``. The family writes
+
+  * ``networks()``, as every family (each network by name, with example inputs);
+  * ``loss(params, batch, rng, frozen) -> (loss, metrics)``: the scalar objective of
+    one training batch and a dict of scalar metrics;
+  * ``sample(params, rng, num, inputs, frozen) -> images`` in [0, 1], shape
+    (num, H, W, C), with ``inputs`` the conditioning as in ``Trainer.generate``;
+  * ``eval_step``: masked sums over the batch, with ``count``;
+
+  and the base does the rest:
+
+  * ``tx``: ``make_optimizer(config.optim, config.train.num_steps)``;
+  * ``init_state``: each network of ``networks()`` initialised, its own key of
+    ``jax.random.split(rng, len(networks))`` each, ``params`` a dict by network
+    name; a family of one network initialises it with ``rng`` itself and its
+    parameters are ``params``. ``extra`` is ``initial_extra()``;
+  * ``train_step``: ``jax.value_and_grad`` of ``loss`` at ``state.params``, one
+    optimiser step and the EMA of the parameters with decay ``config.optim.ema_decay``
+    (``apply_gradients``); the metrics are ``loss``, the loss's metrics and
+    ``grad_norm``;
+  * ``generate``: ``sample`` with the EMA parameters; ``visualize``: a grid of
+    ``config.train.num_samples`` of them (a conditional family writes its own);
+  * ``finalize_eval``: the means of the eval sums (``Trainer.finalize_eval``).
+
+  Two hooks: ``initial_extra()`` is ``TrainState.extra`` at step 0 (non-gradient
+  state; default none), and ``step_inputs(step)`` the values of the step that the
+  loss reads (a KL warm-up's weight, an annealed temperature), added to the batch the
+  loss sees (default none). A step that also changes state outside the gradient from
+  the forward pass (VQ-VAE's EMA codebook) overrides ``train_step`` with ``tx``,
+  ``optimizer_step`` or ``apply_gradients``.
+  """
+
+  def __init__(self, config, spec: dict, stages: dict | None = None):
+    super().__init__(config, spec, stages)
+    self.tx = make_optimizer(config.optim, config.train.num_steps)
+
+  def loss(self, params, batch: dict, rng, frozen: dict | None = None):
+    """``(loss, metrics)`` of one training batch: a scalar to minimise and a dict of
+    scalar metrics."""
+    raise NotImplementedError
+
+  def sample(self, params, rng, num: int, inputs: dict | None = None,
+             frozen: dict | None = None):
+    """``num`` samples of the model with ``params``, images in [0, 1]."""
+    raise NotImplementedError
+
+  def initial_extra(self) -> dict:
+    """``TrainState.extra`` at step 0: the family's non-gradient state."""
+    return {}
+
+  def step_inputs(self, step) -> dict:
+    """Values of the (traced) step that ``loss`` reads from its batch."""
+    return {}
+
+  def init_params(self, rng):
+    networks = self.networks()
+    if len(networks) == 1:
+      module, args, kwargs = next(iter(networks.values()))
+      return module.init(rng, *args, **kwargs)["params"]
+    params = {}
+    for (name, (module, args, kwargs)), key in zip(
+        networks.items(), jax.random.split(rng, len(networks))):
+      params[name] = module.init(key, *args, **kwargs)["params"]
+    return params
+
+  def init_state(self, rng) -> TrainState:
+    return TrainState.create(self.init_params(rng), self.tx, extra=self.initial_extra())
+
+  def train_step(self, state, batch, rng, frozen=None):
+    batch = {**batch, **self.step_inputs(state.step)}
+    (loss, metrics), grads = jax.value_and_grad(self.loss, has_aux=True)(
+        state.params, batch, rng, frozen)
+    state, grad_norm = apply_gradients(state, grads, self.tx,
+                                       self.config.optim.ema_decay)
+    return state, {"loss": loss, **metrics, "grad_norm": grad_norm}
+
+  def generate(self, state, rng, num: int, inputs=None, frozen=None):
+    return self.sample(state.ema_params, rng, num, inputs, frozen)
+
+  def visualize(self, state, rng, batch, frozen=None):
+    """The grid of ``config.train.num_samples`` samples of an unconditional family
+    (a conditional one, or one with more pictures, writes its own)."""
+    num = self.config.train.num_samples
+    x = self.compiled(self.generate, static_argnums=2)(state, rng, num, None, frozen)
+    return {"samples": viz.grid(viz.to_uint8(np.asarray(x)))}
 
 
 _KINDS = {("source", "target"): "a paired dataset (source, target)",

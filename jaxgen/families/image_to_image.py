@@ -1,10 +1,47 @@
-"""What the image-to-image translation families (Pix2Pix, CycleGAN) share: the checks
-of their data and the picture strips. (Their learning-rate schedule, constant then
-linear to zero, is ``schedule="constant_then_linear"`` of ``base.make_optimizer``.)
+"""What the image-to-image translation families (Pix2Pix, CycleGAN) share: their GAN
+and L1 losses, the checks of their data and the picture strips. (Their learning-rate
+schedule, constant then linear to zero, is ``schedule="constant_then_linear"`` of
+``base.make_optimizer``.)
 """
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
+import optax
+
+# The GAN losses as junyanz/pytorch-CycleGAN-and-pix2pix ``GANLoss``: ``vanilla`` is
+# BCEWithLogits against a target of 1 (real) or 0 (fake), ``lsgan`` the MSE against
+# it; means over the batch and every PatchGAN patch.
+TRANSLATION_GAN_LOSSES = ("vanilla", "lsgan")
+
+
+def check_translation_kind(kind):
+  """Refuse a GAN loss that is not one of ``TRANSLATION_GAN_LOSSES``."""
+  if kind not in TRANSLATION_GAN_LOSSES:
+    raise ValueError(f"Unknown translation GAN loss {kind!r}; choose one of "
+                     f"{', '.join(TRANSLATION_GAN_LOSSES)}.")
+
+
+def translation_gan_loss(logits, target_is_real: bool, kind: str = "vanilla"):
+  """The reference's ``GANLoss(logits, target_is_real)``."""
+  check_translation_kind(kind)
+  target = 1.0 if target_is_real else 0.0
+  if kind == "lsgan":
+    return jnp.mean((logits - target) ** 2)
+  return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, jnp.full_like(logits,
+                                                                            target)))
+
+
+def translation_discriminator_loss(real_logits, fake_logits, kind: str = "vanilla"):
+  """Both translation papers' discriminator loss: half the sum of the real and the
+  fake term (the reference halves it "to slow down the rate at which D learns")."""
+  return 0.5 * (translation_gan_loss(real_logits, True, kind)
+                + translation_gan_loss(fake_logits, False, kind))
+
+
+def l1_loss(x, y):
+  """The mean absolute difference over all elements (PyTorch's L1Loss)."""
+  return jnp.mean(jnp.abs(x - y))
 
 
 def check_symmetric(config):
@@ -17,7 +54,6 @@ def check_symmetric(config):
 
 def to_unit(x):
   """[-1, 1] -> [0, 1], clipped."""
-  import jax.numpy as jnp
   return jnp.clip((x + 1) / 2, 0.0, 1.0)
 
 

@@ -21,12 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen import losses, precision
-from jaxgen.weights import torch_pickle
-from jaxgen import weights
-weights_lib = weights
+from jaxgen import precision, weights
+from jaxgen.families.dvae import losses
 from jaxgen.families.dvae import networks as dvae_models
 from jaxgen.stages import Autoencoder
+from jaxgen.weights import torch_pickle
 
 _NN = "torch.nn.modules."
 _COMMON = (f"{_NN}container.Sequential", f"{_NN}activation.ReLU", f"{_NN}linear.Identity",
@@ -162,8 +161,8 @@ def _check_layers(arch, path, kind):
 def load_openai(encoder=None, decoder=None, download: bool = True):
   """The paths of OpenAI's encoder.pkl and decoder.pkl (given paths, or the weights
   cache; missing files give the registry's error saying where to put them)."""
-  return (weights_lib.resolve("dalle_encoder", encoder, download=download),
-          weights_lib.resolve("dalle_decoder", decoder, download=download))
+  return (weights.resolve("dalle_encoder", encoder, download=download),
+          weights.resolve("dalle_decoder", decoder, download=download))
 
 
 class OpenAIDVAE(Autoencoder):
@@ -209,9 +208,9 @@ class OpenAIDVAE(Autoencoder):
                              f"its decoder.pkl beside it.")
     decoder = os.path.join(folder, name.replace("encoder", "decoder"))
     if not os.path.isfile(decoder):
-      raise weights_lib.WeightsError(
+      raise weights.WeightsError(
           f"The dVAE decoder {decoder} that belongs with {path} does not exist: put "
-          f"OpenAI's decoder.pkl ({weights_lib.KNOWN['dalle_decoder'].url}) beside the "
+          f"OpenAI's decoder.pkl ({weights.KNOWN['dalle_decoder'].url}) beside the "
           f"encoder file.")
     return cls.from_files(path, decoder, image_size)
 

@@ -46,11 +46,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen import losses
 from jaxgen.models import image_to_image as nets
 from jaxgen.families import adversarial
 from jaxgen.families import base
 from jaxgen.families import image_to_image as translation
+from jaxgen.families.image_to_image import (l1_loss, translation_discriminator_loss,
+                                             translation_gan_loss)
 from jaxgen.families.base import Trainer, apply_player_gradients
 
 GENERATORS = ("generator_ab", "generator_ba")
@@ -128,7 +129,7 @@ class CycleGANTrainer(Trainer):
     super().__init__(config, spec, stages)
     m, c = config.model, config.cyclegan
     translation.check_symmetric(config)
-    losses._check_translation_kind(c.gan_loss)
+    translation.check_translation_kind(c.gan_loss)
     if m.norm != "instance":
       raise ValueError(f"config.model.norm={m.norm!r}: the CycleGAN family runs the "
                        f"paper's instance norm (no statistics to keep); set "
@@ -209,18 +210,16 @@ class CycleGANTrainer(Trainer):
       fake_a = self._g(self.g_ba, gp["generator_ba"], b, kd[2])
       rec_b = self._g(self.g_ab, gp["generator_ab"], fake_a, kd[3])
       terms = {
-          "g_gan_ab": losses.translation_gan_loss(
+          "g_gan_ab": translation_gan_loss(
               self._dd(p["discriminator_b"], fake_b), True, kind),
-          "g_gan_ba": losses.translation_gan_loss(
+          "g_gan_ba": translation_gan_loss(
               self._dd(p["discriminator_a"], fake_a), True, kind),
-          "cycle_a": losses.l1_loss(rec_a, a), "cycle_b": losses.l1_loss(rec_b, b)}
+          "cycle_a": l1_loss(rec_a, a), "cycle_b": l1_loss(rec_b, b)}
       loss = (terms["g_gan_ab"] + terms["g_gan_ba"] + c.lambda_a * terms["cycle_a"]
               + c.lambda_b * terms["cycle_b"])
       if c.lambda_identity:
-        terms["idt_b"] = losses.l1_loss(
-            self._g(self.g_ab, gp["generator_ab"], b, kd[4]), b)
-        terms["idt_a"] = losses.l1_loss(
-            self._g(self.g_ba, gp["generator_ba"], a, kd[5]), a)
+        terms["idt_b"] = l1_loss(self._g(self.g_ab, gp["generator_ab"], b, kd[4]), b)
+        terms["idt_a"] = l1_loss(self._g(self.g_ba, gp["generator_ba"], a, kd[5]), a)
         loss += c.lambda_identity * (c.lambda_b * terms["idt_b"]
                                      + c.lambda_a * terms["idt_a"])
       return loss, (fake_a, fake_b, terms)
@@ -241,8 +240,8 @@ class CycleGANTrainer(Trainer):
     for name, real, shown in (("discriminator_b", b, shown_b),
                               ("discriminator_a", a, shown_a)):
       def d_loss_fn(dp, real=real, shown=shown):
-        return losses.translation_discriminator_loss(self._dd(dp, real),
-                                                     self._dd(dp, shown), kind)
+        return translation_discriminator_loss(self._dd(dp, real), self._dd(dp, shown),
+                                              kind)
       d_loss, d_grads = jax.value_and_grad(d_loss_fn)(state.params[name])
       state, metrics[f"{name}_grad_norm"] = apply_player_gradients(state, name,
                                                                    d_grads, self.tx)
@@ -298,10 +297,8 @@ class CycleGANTrainer(Trainer):
 
   def finalize_eval(self, sums):
     n = float(sums["count"])
-    out = {"num_examples": int(n)}
-    for k, v in sums.items():
-      if k != "count" and not k.startswith("feat_"):
-        out[k] = float(v) / n
+    out = super().finalize_eval({k: v for k, v in sums.items()
+                                 if not k.startswith("feat_")})
     if self.styles:
       from jaxgen.metrics import fid
       ref = self.reference_statistics()
@@ -319,19 +316,19 @@ class CycleGANTrainer(Trainer):
   def reference_statistics(self) -> dict:
     return self._reference
 
+  def cycles(self, state, a, b):
+    """(G(a), F(G(a)), F(b), G(F(b))) in [-1, 1]."""
+    p = state.params
+    fb = self.translate(state.ema_params, a, "ab")
+    fa = self.translate(p["generator_ba"], b, "ba")
+    return (fb, self.translate(p["generator_ba"], fb, "ba"), fa,
+            self.translate(state.ema_params, fa, "ab"))
+
   def visualize(self, state, rng, batch, frozen=None):
     """x | G(x) | F(G(x)) for domain A, then y | F(y) | G(F(y)) for domain B."""
-    if not hasattr(self, "_cycle"):
-      def cycle(state, a, b):
-        p = state.params
-        fb = self.translate(state.ema_params, a, "ab")
-        fa = self.translate(p["generator_ba"], b, "ba")
-        return (fb, self.translate(p["generator_ba"], fb, "ba"), fa,
-                self.translate(state.ema_params, fa, "ab"))
-      self._cycle = jax.jit(cycle)
     a, b = jnp.asarray(batch["domain_a"]), jnp.asarray(batch["domain_b"])
     fb, ra, fa, rb = (np.clip((np.asarray(v) + 1) / 2, 0, 1)
-                      for v in self._cycle(state, a, b))
+                      for v in self.compiled(self.cycles)(state, a, b))
     unit = lambda v: np.clip((np.asarray(v) + 1) / 2, 0, 1)
     return {"samples": translation.strips(unit(a), fb, ra),
             "cycle_b": translation.strips(unit(b), fa, rb)}

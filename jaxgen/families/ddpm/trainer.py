@@ -15,10 +15,10 @@ from jaxgen import losses, viz
 from jaxgen.diffusion import samplers
 from jaxgen.diffusion.process import GaussianDiffusion
 from jaxgen.models.unet import UNet
-from jaxgen.families.base import Trainer, TrainState, apply_gradients, make_optimizer
+from jaxgen.families.base import OneOptimizerTrainer
 
 
-class DDPMTrainer(Trainer):
+class DDPMTrainer(OneOptimizerTrainer):
 
   def __init__(self, config, spec, stages=None):
     super().__init__(config, spec, stages)
@@ -30,7 +30,6 @@ class DDPMTrainer(Trainer):
     self.variance = config.diffusion.variance  # of p(x_{t-1}|x_t)
     self.num_classes = m.num_classes
     self.unet = self.make_network(m)
-    self.tx = make_optimizer(config.optim, config.train.num_steps)
 
   def check_data(self, d):
     if d.scale != "symmetric" or d.binarize:
@@ -52,10 +51,6 @@ class DDPMTrainer(Trainer):
     y = jnp.zeros((1,), jnp.int32) if self.num_classes else None
     return {"unet": (self.unet, (x, jnp.zeros((1,), jnp.int32), y), {"train": False})}
 
-  def init_state(self, rng):
-    module, args, kwargs = next(iter(self.networks().values()))
-    return TrainState.create(module.init(rng, *args, **kwargs)["params"], self.tx)
-
   def apply(self, params, x, t, y=None, *, train=False, rng=None):
     """The network at integer timesteps t; random Fourier features, made for
     continuous time, see t / T in [0, 1) instead."""
@@ -65,11 +60,14 @@ class DDPMTrainer(Trainer):
     return self.policy.apply(self.unet, {"params": params}, x, t, y, train=train,
                              rngs=rngs)
 
-  def train_step(self, state, batch, rng, frozen=None):
-    return self.train_on(state, batch["image"], batch.get("label"), rng)
+  def data(self, batch, frozen=None):
+    """The examples the diffusion models: the batch's images."""
+    return batch["image"]
 
-  def train_on(self, state, x0, labels, rng):
-    """One epsilon-prediction step on data ``x0`` (and ``labels``)."""
+  def loss(self, params, batch, rng, frozen=None):
+    """Ho et al.'s simplified objective: the MSE of the network's prediction of the
+    parameterisation's target at a uniform random t, mean over the batch."""
+    x0, labels = self.data(batch, frozen), batch.get("label")
     k_t, k_noise, k_drop, k_label = jax.random.split(rng, 4)
     t = jax.random.randint(k_t, (x0.shape[0],), 0, self.process.num_steps)
     noise = jax.random.normal(k_noise, x0.shape, x0.dtype)
@@ -79,14 +77,8 @@ class DDPMTrainer(Trainer):
       drop = jax.random.uniform(k_label, t.shape) < self.config.model.label_dropout
       y = jnp.where(drop, self.num_classes, labels)
     target = self.process.target(x0, noise, t, self.param)
-
-    def loss_fn(params):
-      pred = self.apply(params, xt, t, y, train=True, rng=k_drop)
-      return losses.eps_mse(target, pred).mean()
-
-    loss, grads = jax.value_and_grad(loss_fn)(state.params)
-    state, grad_norm = apply_gradients(state, grads, self.tx, self.config.optim.ema_decay)
-    return state, {"loss": loss, "grad_norm": grad_norm}
+    pred = self.apply(params, xt, t, y, train=True, rng=k_drop)
+    return losses.eps_mse(target, pred).mean(), {}
 
   def _model_fn(self, params, labels=None, guidance=0.0):
     if not self.num_classes:
@@ -100,22 +92,18 @@ class DDPMTrainer(Trainer):
     labels = batch.get("label") if self.num_classes else None
     out = self.process.bpd(self._model_fn(state.ema_params, labels), x0, rng,
                            self.param, self.variance)
-    return {"count": mask.sum(), "bpd": (out["total"] * mask).sum(),
-            "prior_bpd": (out["prior"] * mask).sum(),
-            "decoder_bpd": (out["decoder"] * mask).sum()}
+    return {"count": mask.sum(), "bits_per_dim": (out["total"] * mask).sum(),
+            "prior_bits_per_dim": (out["prior"] * mask).sum(),
+            "decoder_bits_per_dim": (out["decoder"] * mask).sum()}
 
   def finalize_eval(self, sums):
-    n = float(sums["count"])
-    return {"num_examples": int(n), "bits_per_dim": float(sums["bpd"]) / n,
-            "prior_bits_per_dim": float(sums["prior_bpd"]) / n,
-            "decoder_bits_per_dim": float(sums["decoder_bpd"]) / n,
-            "num_timesteps": self.process.num_steps}
+    return {**super().finalize_eval(sums), "num_timesteps": self.process.num_steps}
 
   @property
   def conditioning_keys(self):
     return ("label",) if self.num_classes else ()
 
-  def sample(self, params, rng, num: int, num_frames: int = 0, labels=None):
+  def run_sampler(self, params, rng, num: int, num_frames: int = 0, labels=None):
     """``num`` samples (and a trajectory) with the configured sampler; for a
     class-conditional model, ``labels`` (default: cycling through the classes)."""
     s = self.config.sample
@@ -128,16 +116,15 @@ class DDPMTrainer(Trainer):
         (num, *self.example_shape), rng, parameterization=self.param,
         num_frames=num_frames, **kwargs)
 
-  def generate(self, state, rng, num: int, inputs=None, frozen=None):
+  def sample(self, params, rng, num: int, inputs=None, frozen=None):
     labels = inputs["label"] if inputs and self.num_classes else None
-    x, _ = self.sample(state.ema_params, rng, num, labels=labels)
+    x, _ = self.run_sampler(params, rng, num, labels=labels)
     return (jnp.clip(x, -1.0, 1.0) + 1.0) / 2.0
 
   def visualize(self, state, rng, batch, frozen=None):
-    if not hasattr(self, "_sample"):
-      self._sample = jax.jit(self.sample, static_argnames=("num", "num_frames"))
     n = self.config.train.num_samples
-    x, frames = self._sample(state.ema_params, rng, n, num_frames=10)
+    run = self.compiled(self.run_sampler, static_argnames=("num", "num_frames"))
+    x, frames = run(state.ema_params, rng, n, num_frames=10)
     u8 = lambda a: viz.to_uint8(np.asarray(a), "symmetric")
     rows = self.num_classes or None
     # Forward process: the first test images noised at 10 evenly spaced t.

@@ -37,7 +37,10 @@ import optax
 from jaxgen import losses, viz
 from jaxgen.metrics import ssim as ssim_lib
 from jaxgen.families.dvae import networks as dvae_models
-from jaxgen.families.base import Trainer, TrainState, apply_gradients, make_optimizer
+from jaxgen.families.dvae.losses import (categorical_kl_to_uniform,
+                                         logit_laplace_log_prob, map_pixels,
+                                         unmap_pixels)
+from jaxgen.families.base import OneOptimizerTrainer
 from jaxgen.stages import Autoencoder
 
 SCHEDULE_KINDS = ("constant", "linear", "cosine", "exponential")
@@ -83,7 +86,7 @@ def check_positive(schedule, num_steps: int, what: str):
         f"paper anneals to 1/16: --config.schedules.{what}.end=0.0625).")
 
 
-class DVAETrainer(Trainer, Autoencoder):
+class DVAETrainer(OneOptimizerTrainer, Autoencoder):
 
   def __init__(self, config, spec, stages=None):
     super().__init__(config, spec, stages)
@@ -109,7 +112,6 @@ class DVAETrainer(Trainer, Autoencoder):
                                        m.vocab_size)
     self.decoder = dvae_models.Decoder(m.group_count, m.n_init, m.n_hid,
                                        m.n_blk_per_group, c)
-    self.tx = make_optimizer(config.optim, config.train.num_steps)
     s = config.schedules
     self.temperature = make_schedule(s.temperature, "temperature")
     check_positive(self.temperature, config.train.num_steps, "temperature")
@@ -121,17 +123,10 @@ class DVAETrainer(Trainer, Autoencoder):
     z = jnp.zeros((1, *self.grid, self.num_codes))
     return {"encoder": (self.encoder, (x,), {}), "decoder": (self.decoder, (z,), {})}
 
-  def init_state(self, rng):
-    params = {}
-    for (name, (module, args, kwargs)), key in zip(self.networks().items(),
-                                                   jax.random.split(rng, 2)):
-      params[name] = module.init(key, *args, **kwargs)["params"]
-    return TrainState.create(params, self.tx)
-
   def logits(self, params, images):
     """The encoder's code logits (N, h, w, K) of images in [0, 1]."""
     return self.policy.apply(self.encoder, {"params": params["encoder"]},
-                             losses.map_pixels(images, self.eps))
+                             map_pixels(images, self.eps))
 
   def decoder_stats(self, params, z):
     """(location, log-scale), each (N, H, W, C), of the logit-Laplace likelihood."""
@@ -159,38 +154,32 @@ class DVAETrainer(Trainer, Autoencoder):
       raise ValueError(f"This dVAE decodes code grids of shape {self.grid}, got "
                        f"{tuple(codes.shape[1:])}.")
     loc, _ = self.decoder_stats(params, jax.nn.one_hot(codes, self.num_codes))
-    return losses.unmap_pixels(jax.nn.sigmoid(loc), self.eps)
+    return unmap_pixels(jax.nn.sigmoid(loc), self.eps)
 
   # --- training -------------------------------------------------------------------
-  def train_step(self, state, batch, rng, frozen=None):
-    x = batch["image"]
-    tau, beta = self.temperature(state.step), self.kl_weight(state.step)
-    target = losses.map_pixels(x, self.eps)
+  def step_inputs(self, step):
+    return {"temperature": self.temperature(step), "kl_weight": self.kl_weight(step)}
 
-    def loss_fn(params):
-      logits = self.logits(params, x)
-      g = jax.random.gumbel(rng, logits.shape, logits.dtype)
-      z = jax.nn.softmax((logits + g) / tau, axis=-1)
-      loc, log_scale = self.decoder_stats(params, z)
-      nll = -losses.logit_laplace_log_prob(target, loc, log_scale)
-      kl = losses.categorical_kl_to_uniform(logits)
-      loss = ((nll + beta * kl) / self.num_dims).mean()
-      mean = losses.unmap_pixels(jax.nn.sigmoid(loc), self.eps)
-      return loss, (nll, kl, logits, mean)
-
-    (loss, (nll, kl, logits, mean)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(state.params)
-    state, grad_norm = apply_gradients(state, grads, self.tx,
-                                       self.config.optim.ema_decay)
+  def loss(self, params, batch, rng, frozen=None):
+    """The negative ELBO (the KL weighted by ``kl_weight``) per dimension through the
+    Gumbel-softmax relaxation at ``temperature``, mean over the batch."""
+    x, tau, beta = batch["image"], batch["temperature"], batch["kl_weight"]
+    target = map_pixels(x, self.eps)
+    logits = self.logits(params, x)
+    g = jax.random.gumbel(rng, logits.shape, logits.dtype)
+    z = jax.nn.softmax((logits + g) / tau, axis=-1)
+    loc, log_scale = self.decoder_stats(params, z)
+    nll = -logit_laplace_log_prob(target, loc, log_scale)
+    kl = categorical_kl_to_uniform(logits)
+    loss = ((nll + beta * kl) / self.num_dims).mean()
+    mean = unmap_pixels(jax.nn.sigmoid(loc), self.eps)
     counts = losses.code_counts(jnp.argmax(logits, -1), self.num_codes)
-    metrics = {"loss": loss, "recon_nats": nll.mean(), "kl": kl.mean(),
-               "temperature": jnp.asarray(tau, jnp.float32),
-               "kl_weight": jnp.asarray(beta, jnp.float32),
-               "recon_mse": ((mean - x) ** 2).mean(),
-               "perplexity": losses.code_perplexity(counts),
-               "used_fraction": losses.code_used_fraction(counts),
-               "grad_norm": grad_norm}
-    return state, metrics
+    return loss, {"recon_nats": nll.mean(), "kl": kl.mean(),
+                  "temperature": jnp.asarray(tau, jnp.float32),
+                  "kl_weight": jnp.asarray(beta, jnp.float32),
+                  "recon_mse": ((mean - x) ** 2).mean(),
+                  "perplexity": losses.code_perplexity(counts),
+                  "used_fraction": losses.code_used_fraction(counts)}
 
   # --- evaluation -----------------------------------------------------------------
   def eval_step(self, state, batch, rng, frozen=None):
@@ -203,23 +192,22 @@ class DVAETrainer(Trainer, Autoencoder):
     ssim = ssim_lib.ssim(recon, x, 1.0)
     sample = jax.random.categorical(rng, logits, axis=-1)
     loc, log_scale = self.decoder_stats(params, jax.nn.one_hot(sample, self.num_codes))
-    nll = -losses.logit_laplace_log_prob(losses.map_pixels(x, self.eps), loc, log_scale)
-    kl = losses.categorical_kl_to_uniform(logits)
-    return {"count": mask.sum(), "mse": (mse * mask).sum(), "psnr": (psnr * mask).sum(),
+    nll = -logit_laplace_log_prob(map_pixels(x, self.eps), loc, log_scale)
+    kl = categorical_kl_to_uniform(logits)
+    return {"count": mask.sum(), "recon_mse": (mse * mask).sum(),
+            "psnr": (psnr * mask).sum(),
             "ssim": (ssim * mask).sum(), "recon_nats": (nll * mask).sum(),
             "kl_nats": (kl * mask).sum(),
             "code_counts": losses.code_counts(codes, self.num_codes, mask)}
 
   def finalize_eval(self, sums):
-    n = float(sums["count"])
-    counts = jnp.asarray(sums["code_counts"])
-    recon, kl = float(sums["recon_nats"]) / n, float(sums["kl_nats"]) / n
+    sums = dict(sums)
+    counts = jnp.asarray(sums.pop("code_counts"))
+    out = super().finalize_eval(sums)
     # -log p(x) of the [0, 1] pixels = -log p(map(x)) - D log(1 - 2 eps).
-    nll_x = recon + kl - self.num_dims * math.log(1 - 2 * self.eps)
-    return {"num_examples": int(n), "recon_mse": float(sums["mse"]) / n,
-            "psnr": float(sums["psnr"]) / n, "ssim": float(sums["ssim"]) / n,
-            "recon_nats": recon, "kl_nats": kl,
-            "codebook_used_fraction": float(losses.code_used_fraction(counts)),
+    nll_x = (out["recon_nats"] + out["kl_nats"]
+             - self.num_dims * math.log(1 - 2 * self.eps))
+    return {**out, "codebook_used_fraction": float(losses.code_used_fraction(counts)),
             "codebook_used": int((np.asarray(counts) > 0).sum()),
             "codebook_perplexity": float(losses.code_perplexity(counts)),
             "num_codes": self.num_codes,
@@ -227,17 +215,15 @@ class DVAETrainer(Trainer, Autoencoder):
                                                       math.log(1.0 / 256)))}
 
   # --- pictures -------------------------------------------------------------------
-  def generate(self, state, rng, num: int, inputs=None, frozen=None):
+  def sample(self, params, rng, num: int, inputs=None, frozen=None):
     """Decoded codes drawn from the uniform prior of this stage's ELBO (the DALL-E
     transformer is the learned prior)."""
     codes = jax.random.randint(rng, (num, *self.grid), 0, self.num_codes)
-    return self.decode(self.stage_params(state), codes)
+    return self.decode(params, codes)
 
   def visualize(self, state, rng, batch, frozen=None):
-    if not hasattr(self, "_jitted"):
-      self._jitted = (jax.jit(self.encode), jax.jit(self.decode),
-                      jax.jit(self.generate, static_argnums=2))
-    encode, decode, generate = self._jitted
+    encode, decode = self.compiled(self.encode), self.compiled(self.decode)
+    generate = self.compiled(self.generate, static_argnums=2)
     params, n = self.stage_params(state), self.config.train.num_samples
     x = batch["image"][:16]
     codes = encode(params, x)

@@ -142,7 +142,8 @@ class ConvTranspose2x(nn.Module):
   2x2 input window starting at (m + r - 1, n + s - 1) through the kernel taps
   [r::2, s::2]; one 2x2 convolution over the padded input computes all four phases
   (4 * features channels), which are then interleaved. XLA on CPU takes the gradient
-  of the zero-dilated ``lax.conv_transpose`` 5-30x more slowly than this.
+  of the zero-dilated ``lax.conv_transpose`` far more slowly than this
+  (docs/results.md, "Implementation choices").
   """
   features: int
 
@@ -168,7 +169,7 @@ class DCGANGenerator(nn.Module):
   before the output layer: for 64x64, ngf*8 at 4x4, ngf*4 at 8x8, ngf*2 at 16x16,
   ngf at 32x32, C at 64x64. ``upsample='nearest'`` replaces each 4x4 stride-2
   transposed convolution by nearest 2x upsampling and a 3x3 convolution (not the
-  reference architecture; faster on CPU).
+  reference architecture; docs/results.md, "Throughput", dcgan_mnist:nearest).
   """
   out_shape: tuple[int, int, int]
   base: int = 64

@@ -162,8 +162,9 @@ class GANTrainer(Trainer):
                                         discriminator=d_stats)
       return state, {"d_loss": loss, "d_grad_norm": grad_norm, **aux}, (g_out, g_vjp)
 
-    # A Python loop (d_steps is small and static): on CPU, XLA ran this step 5-8x
-    # more slowly with the D updates inside lax.scan (a while loop), even unrolled.
+    # A Python loop (d_steps is small and static): on CPU, XLA ran this step more
+    # slowly with the D updates inside lax.scan (a while loop), even unrolled
+    # (docs/results.md, "Implementation choices").
     d_metrics = []
     for i in range(self.d_steps):
       state, m, (fake, g_vjp) = d_update(state, i)
@@ -226,11 +227,6 @@ class GANTrainer(Trainer):
       sums["aux_accuracy"] = ((real_cls.argmax(-1) == y) * mask).sum()
     return sums
 
-  def finalize_eval(self, sums):
-    n = float(sums["count"])
-    return {"num_examples": int(n),
-            **{k: float(v) / n for k, v in sums.items() if k != "count"}}
-
   # --- samples and pictures -------------------------------------------------------
   def _generate(self, state, z, y):
     stats = state.extra[adversarial.STATS]["generator"]
@@ -272,13 +268,6 @@ class GANTrainer(Trainer):
     return jax.nn.sigmoid(logits)
 
   def visualize(self, state, rng, batch, frozen=None):
-    if not hasattr(self, "_jitted"):
-      self._jitted = {
-          "generate": jax.jit(self.generate, static_argnames="num"),
-          "interpolate": jax.jit(self.interpolate, static_argnames=("rows", "steps")),
-          "samples": jax.jit(self._generate),
-          "d_probability": jax.jit(self.d_probability)}
-    j = self._jitted
     if self.points:
       return {"samples": self._scatter(state, rng)}
     n = self.config.train.num_samples
@@ -287,11 +276,14 @@ class GANTrainer(Trainer):
       per_row = max(1, n // self.num_classes)
       z = jax.random.normal(rng, (self.num_classes * per_row, self.latent_dim))
       y = jnp.repeat(jnp.arange(self.num_classes), per_row)
-      samples = viz.grid(u8(j["samples"](state, z, y)), rows=self.num_classes)
+      samples = viz.grid(u8(self.compiled(self._generate)(state, z, y)),
+                         rows=self.num_classes)
     else:
-      samples = viz.grid(u8(j["generate"](state, rng, n)))
+      samples = viz.grid(u8(self.compiled(self.generate, static_argnames="num")(
+          state, rng, n)))
     rows = self.num_classes or 8
-    linear, spherical = j["interpolate"](state, jax.random.fold_in(rng, 1), rows, 10)
+    interpolate = self.compiled(self.interpolate, static_argnames=("rows", "steps"))
+    linear, spherical = interpolate(state, jax.random.fold_in(rng, 1), rows, 10)
     return {"samples": samples,
             "interpolation_linear": viz.grid(u8(linear), rows=rows),
             "interpolation_slerp": viz.grid(u8(spherical), rows=rows)}
@@ -303,14 +295,15 @@ class GANTrainer(Trainer):
     source = data.get_source(self.config.data, "test")
     num = min(self.config.train.num_samples, len(source))
     real = source[np.arange(num)]["x"]
-    fake = np.asarray(self._jitted["generate"](state, rng, num))
+    fake = np.asarray(self.compiled(self.generate, static_argnames="num")(
+        state, rng, num))
     lo, hi = np.percentile(real, 0.5, axis=0), np.percentile(real, 99.5, axis=0)
     centre, half = (lo + hi) / 2, 0.6 * float(np.max(hi - lo))
     cells = 64
     u = centre[None] + half * (2 * (np.arange(cells) + 0.5) / cells - 1)[:, None]
     gx, gy = np.meshgrid(u[:, 0], u[::-1, 1])  # image rows run top (high y) down
     grid_pts = np.stack([gx.ravel(), gy.ravel()], -1).astype(np.float32)
-    d = np.asarray(self._jitted["d_probability"](state, jnp.asarray(grid_pts)))
+    d = np.asarray(self.compiled(self.d_probability)(state, jnp.asarray(grid_pts)))
     shade = (255 - 90 * d.reshape(cells, cells)).astype(np.uint8)
     image = np.repeat(np.repeat(shade, size // cells, 0), size // cells, 1)
     image = np.repeat(image[..., None], 3, -1)

@@ -7,7 +7,6 @@ block is LayerNorm -> swish -> Dense -> (+ Dense(swish(temb))) -> LayerNorm -> s
 from __future__ import annotations
 
 import flax.linen as nn
-import jax.numpy as jnp
 
 from jaxgen.models.layers import TimeEmbedding, default_init
 

@@ -20,6 +20,7 @@ from jaxgen import losses, viz
 from jaxgen.families.latent_ddpm.networks import MLPDenoiser
 from jaxgen.models.unet import UNet
 from jaxgen.stages import Autoencoder, check_same_data
+from jaxgen.families.base import OneOptimizerTrainer
 from jaxgen.families.ddpm.trainer import DDPMTrainer
 
 DATA_FIELDS = ("name", "scale", "binarize", "resize", "center_crop")
@@ -58,9 +59,8 @@ class LatentDDPMTrainer(DDPMTrainer):
   def decode(self, frozen, z):
     return self.autoencoder.decode(frozen["autoencoder"], z / self.scale_factor)
 
-  def train_step(self, state, batch, rng, frozen=None):
-    return self.train_on(state, self.encode(frozen, batch["image"]), batch.get("label"),
-                         rng)
+  def data(self, batch, frozen=None):
+    return self.encode(frozen, batch["image"])
 
   def eval_step(self, state, batch, rng, frozen=None):
     """Masked sums of the epsilon-prediction loss at uniform random t on the eval
@@ -76,27 +76,26 @@ class LatentDDPMTrainer(DDPMTrainer):
             "latent_std": (jnp.std(z0, axis=tuple(range(1, z0.ndim))) * mask).sum()}
 
   def finalize_eval(self, sums):
-    n = float(sums["count"])
-    return {"num_examples": int(n), "eps_mse": float(sums["eps_mse"]) / n,
-            "latent_std": float(sums["latent_std"]) / n}
+    return OneOptimizerTrainer.finalize_eval(self, sums)  # the means (no bound here)
 
-  def generate(self, state, rng, num: int, inputs=None, frozen=None):
+  def sample(self, params, rng, num: int, inputs=None, frozen=None):
     labels = inputs["label"] if inputs and self.num_classes else None
-    z, _ = self.sample(state.ema_params, rng, num, labels=labels)
+    z, _ = self.run_sampler(params, rng, num, labels=labels)
     return jnp.clip(self.decode(frozen, z), 0.0, 1.0)
 
+  def pictures(self, state, rng, images, frozen, num: int):
+    """(decoded samples, reconstructions of ``images``, decoded frames of 8 reverse
+    chains)."""
+    z, frames = self.run_sampler(state.ema_params, rng, num, num_frames=10)
+    recon = self.decode(frozen, self.encode(frozen, images))
+    chains = jnp.moveaxis(frames[:, :8], 0, 1).reshape(-1, *z.shape[1:])
+    return self.decode(frozen, z), recon, self.decode(frozen, chains)
+
   def visualize(self, state, rng, batch, frozen=None):
-    if not hasattr(self, "_pictures"):
-      def pictures(state, rng, images, frozen, num):
-        z, frames = self.sample(state.ema_params, rng, num, num_frames=10)
-        recon = self.decode(frozen, self.encode(frozen, images))
-        chains = jnp.moveaxis(frames[:, :8], 0, 1).reshape(-1, *z.shape[1:])
-        return self.decode(frozen, z), recon, self.decode(frozen, chains)
-      self._pictures = jax.jit(pictures, static_argnames="num")
     n = self.config.train.num_samples
     images = jnp.asarray(batch["image"][:16])
-    x, recon, reverse = (np.asarray(a) for a in self._pictures(
-        state, rng, images, frozen, n))
+    pictures = self.compiled(self.pictures, static_argnames="num")
+    x, recon, reverse = (np.asarray(a) for a in pictures(state, rng, images, frozen, n))
     u8 = lambda a: viz.to_uint8(np.clip(a, 0, 1))
     pairs = np.stack([np.asarray(self.to_unit(images)), recon], 1)
     return {"samples": viz.grid(u8(x), rows=self.num_classes or None),

@@ -32,11 +32,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen import losses
 from jaxgen.models import image_to_image as nets
 from jaxgen.families import adversarial
 from jaxgen.families import base
 from jaxgen.families import image_to_image as translation
+from jaxgen.families.image_to_image import (l1_loss, translation_discriminator_loss,
+                                             translation_gan_loss)
 from jaxgen.families.adversarial import apply_module
 from jaxgen.families.base import Trainer, apply_player_gradients
 
@@ -53,7 +54,7 @@ class Pix2PixTrainer(Trainer):
     if p.test_mode not in TEST_MODES:
       raise ValueError(f"config.pix2pix.test_mode={p.test_mode!r}; use one of "
                        f"{TEST_MODES}.")
-    losses._check_translation_kind(p.gan_loss)
+    translation.check_translation_kind(p.gan_loss)
     self.source_shape = tuple(self.spec["source"].shape)
     self.target_shape = tuple(self.spec["target"].shape)
     h, w = self.source_shape[:2]
@@ -110,8 +111,7 @@ class Pix2PixTrainer(Trainer):
       fake_logits, s = self._d(dp, stats["discriminator"], x,
                                jax.lax.stop_gradient(fake), train=True)
       real_logits, s = self._d(dp, s, x, y, train=True)
-      loss = losses.translation_discriminator_loss(real_logits, fake_logits,
-                                                   self.gan_loss)
+      loss = translation_discriminator_loss(real_logits, fake_logits, self.gan_loss)
       return loss, (s, {"d_real": jax.nn.sigmoid(real_logits).mean(),
                         "d_fake": jax.nn.sigmoid(fake_logits).mean()})
 
@@ -122,8 +122,8 @@ class Pix2PixTrainer(Trainer):
 
     def g_loss_fn(f):  # of the generator's output, through the updated D
       logits, s = self._d(d_params, d_stats, x, f, train=True)
-      gan = losses.translation_gan_loss(logits, True, self.gan_loss)
-      l1 = losses.l1_loss(f, y)
+      gan = translation_gan_loss(logits, True, self.gan_loss)
+      l1 = l1_loss(f, y)
       return gan + self.l1_weight * l1, (s, {"g_gan": gan, "g_l1": l1})
 
     (g_loss, (d_stats, g_aux)), d_fake = jax.value_and_grad(g_loss_fn, has_aux=True)(
@@ -171,20 +171,15 @@ class Pix2PixTrainer(Trainer):
                                            stats["discriminator"], x, img,
                                            train=False)[0])
     return {"count": mask.sum(),
-            "l1": (per(jnp.abs(fake - y)) / 2 * mask).sum(),
-            "d_real": (per(d(y)) * mask).sum(), "d_fake": (per(d(fake)) * mask).sum()}
-
-  def finalize_eval(self, sums):
-    n = float(sums["count"])
-    return {"num_examples": int(n),
-            **{f"eval_{k}": float(v) / n for k, v in sums.items() if k != "count"}}
+            "eval_l1": (per(jnp.abs(fake - y)) / 2 * mask).sum(),
+            "eval_d_real": (per(d(y)) * mask).sum(),
+            "eval_d_fake": (per(d(fake)) * mask).sum()}
 
   def visualize(self, state, rng, batch, frozen=None):
     """input | output | target, one row per example."""
-    if not hasattr(self, "_generate"):
-      self._generate = jax.jit(self.generate, static_argnames="num")
     x, y = batch["source"], batch["target"]
-    out = np.asarray(self._generate(state, rng, len(x), {"source": jnp.asarray(x)}))
+    generate = self.compiled(self.generate, static_argnames="num")
+    out = np.asarray(generate(state, rng, len(x), {"source": jnp.asarray(x)}))
     unit = lambda v: np.clip((np.asarray(v) + 1) / 2, 0, 1)
     return {"samples": translation.strips(unit(x), out, unit(y))}
 

@@ -15,7 +15,8 @@ Differences from the reference, stated: the reference initialises g and b from t
 data (an init pass); here g starts at ``init_scale`` (1, or 0.1 for the second
 convolution of each block) and b at 0. The output at pixel (i, j) depends only on
 pixels strictly before (i, j) in raster order; the channel dependence inside a pixel
-is in the likelihood (``jaxgen.losses.discretized_mix_logistic_log_prob``).
+is in the likelihood (``discretized_mix_logistic_log_prob`` of
+jaxgen/families/pixelcnn/losses.py).
 """
 from __future__ import annotations
 

@@ -42,8 +42,11 @@ import numpy as np
 
 from jaxgen import losses, viz
 from jaxgen.families.pixelcnn import networks as px
+from jaxgen.families.pixelcnn.losses import (discretized_mix_logistic_log_prob,
+                                             mix_logistic_num_params,
+                                             sample_discretized_mix_logistic)
 from jaxgen.families.pixelcnn.pixelcnnpp import PixelCNNPP
-from jaxgen.families.base import Trainer, TrainState, apply_gradients, make_optimizer
+from jaxgen.families.base import OneOptimizerTrainer
 
 ARCHS = ("pixelcnn", "gated", "pixelcnnpp")
 LIKELIHOODS = ("bernoulli", "categorical256", "logistic_mixture", "categorical")
@@ -102,7 +105,7 @@ def check_mask(visible):
                      "samples). Keep some pixels visible (for example mask=top_half).")
 
 
-class PixelCNNTrainer(Trainer):
+class PixelCNNTrainer(OneOptimizerTrainer):
 
   def __init__(self, config, spec, stages=None):
     super().__init__(config, spec, stages)
@@ -110,10 +113,12 @@ class PixelCNNTrainer(Trainer):
     self.scale = d.scale
     _check_data(config.model, d)
     self.levels = 2 if config.model.likelihood == "bernoulli" else 256
-    self._build(config, self.example_shape)
+    self.build_network(config, self.example_shape)
 
   # --- networks -------------------------------------------------------------------
-  def _build(self, config, shape):
+  def build_network(self, config, shape):
+    """The network of ``config.model`` over arrays of ``shape`` (H, W, C) of
+    ``self.levels`` levels, and what sampling needs to know of it."""
     m = config.model
     if m.arch not in ARCHS:
       raise ValueError(f"config.model.arch={m.arch!r}; use one of {ARCHS}.")
@@ -135,7 +140,7 @@ class PixelCNNTrainer(Trainer):
     self.shape, self.num_dims = (h, w, c), h * w * c
     self.out_per_channel = (1 if self.likelihood == "bernoulli" else self.levels)
     self.net = make_network(m, c, self.out_per_channel, self.num_classes,
-                            losses.mix_logistic_num_params(c, m.num_mix))
+                            mix_logistic_num_params(c, m.num_mix))
     self.has_dropout = m.arch == "pixelcnnpp"
     # Rows above a pixel that its output can see (PixelCNN++: all, it down-samples).
     # Sampling row i evaluates the network on rows i - rows_above .. i only: exactly
@@ -147,7 +152,6 @@ class PixelCNNTrainer(Trainer):
                          * (m.kernel_size // 2) + 1)
     else:
       self.rows_above = h
-    self.tx = make_optimizer(config.optim, config.train.num_steps)
 
   @property
   def conditioning_keys(self):
@@ -161,11 +165,6 @@ class PixelCNNTrainer(Trainer):
     x = self.net_input(jnp.zeros((1, *self.shape), jnp.int32))
     kwargs = {"labels": jnp.zeros((1,), jnp.int32)} if self.num_classes else {}
     return {"pixelcnn": (self.net, (x,), kwargs)}
-
-  def init_state(self, rng):
-    module, args, kwargs = self.networks()["pixelcnn"]
-    params = module.init(rng, *args, **kwargs)["params"]
-    return TrainState.create(params, self.tx)
 
   def apply(self, params, levels, labels=None, rng=None):
     """The network's output for integer ``levels``: (N, H, W, C, K) logits, or the
@@ -182,8 +181,8 @@ class PixelCNNTrainer(Trainer):
     if self.likelihood == "bernoulli":
       return losses.bernoulli_log_prob(levels.astype(jnp.float32), out[..., 0])
     if self.likelihood == "logistic_mixture":
-      return losses.discretized_mix_logistic_log_prob(self.net_input(levels), out,
-                                                      self.num_mix, self.levels)
+      return discretized_mix_logistic_log_prob(self.net_input(levels), out,
+                                               self.num_mix, self.levels)
     logp = jax.nn.log_softmax(out, -1)
     picked = jnp.take_along_axis(logp, levels[..., None].astype(jnp.int32), -1)[..., 0]
     return picked.reshape(picked.shape[0], -1).sum(-1)
@@ -202,35 +201,28 @@ class PixelCNNTrainer(Trainer):
     return self.to_levels(batch["image"], frozen)
 
   # --- training and evaluation ----------------------------------------------------
-  def train_step(self, state, batch, rng, frozen=None):
+  def loss(self, params, batch, rng, frozen=None):
+    """The NLL in nats per dimension, mean over the batch."""
     levels = self.example_levels(batch, frozen)
     labels = batch.get("label") if self.num_classes else None
-
-    def loss_fn(params):
-      nll = -self.log_prob(self.apply(params, levels, labels, rng), levels)
-      return nll.mean() / self.num_dims, nll
-
-    (loss, nll), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    state, grad_norm = apply_gradients(state, grads, self.tx, self.config.optim.ema_decay)
-    return state, {"loss": loss, "nll_nats": nll.mean(),
-                   "bits_per_dim": loss / math.log(2.0), "grad_norm": grad_norm}
+    nll = -self.log_prob(self.apply(params, levels, labels, rng), levels)
+    loss = nll.mean() / self.num_dims
+    return loss, {"nll_nats": nll.mean(), "bits_per_dim": loss / math.log(2.0)}
 
   def eval_step(self, state, batch, rng, frozen=None):
     levels, mask = self.example_levels(batch, frozen), batch["mask"]
     labels = batch.get("label") if self.num_classes else None
     nll = -self.log_prob(self.apply(state.ema_params, levels, labels), levels)
-    return {"count": mask.sum(), "nll": (nll * mask).sum()}
+    return {"count": mask.sum(), "nll_nats": (nll * mask).sum()}
 
   def finalize_eval(self, sums):
-    n = float(sums["count"])
-    nll = float(sums["nll"]) / n
-    return {"num_examples": int(n), "nll_nats": nll,
-            "bits_per_dim": nll / (self.num_dims * math.log(2.0)),
+    out = super().finalize_eval(sums)
+    return {**out, "bits_per_dim": out["nll_nats"] / (self.num_dims * math.log(2.0)),
             "num_dims": self.num_dims}
 
   # --- sampling -------------------------------------------------------------------
-  def sample(self, params, rng, num: int, labels=None, given=None, visible=None,
-             window: bool = True):
+  def sample_levels(self, params, rng, num: int, labels=None, given=None, visible=None,
+                    window: bool = True):
     """``num`` level arrays (num, H, W, C), drawn sub-pixel by sub-pixel in one
     ``lax.fori_loop``. ``given`` (num, H, W, C) with ``visible`` (num, H, W): those
     pixels are kept (completion). ``window``: evaluate the network on the rows that
@@ -254,8 +246,8 @@ class PixelCNNTrainer(Trainer):
       key = jax.random.fold_in(rng, t)
       keep = visible[:, i, j]
       if joint:
-        x = losses.sample_discretized_mix_logistic(key, out[:, at, j], c, self.num_mix,
-                                                   self.levels)
+        x = sample_discretized_mix_logistic(key, out[:, at, j], c, self.num_mix,
+                                            self.levels)
         new = jnp.round((x + 1.0) * (self.levels - 1) / 2.0).astype(jnp.int32)
         new = jnp.where(keep[:, None], canvas[:, i, j], new)
         return canvas.at[:, i, j].set(new)
@@ -276,10 +268,15 @@ class PixelCNNTrainer(Trainer):
       return inputs["label"]
     return jax.random.randint(rng, (num,), 0, self.num_classes)
 
-  def generate(self, state, rng, num: int, inputs=None, frozen=None):
+  def sample(self, params, rng, num: int, inputs=None, frozen=None):
     k_label, k_sample = jax.random.split(rng)
     labels = self._labels(k_label, num, inputs)
-    levels = self.sample(state.ema_params, k_sample, num, labels)
+    return self.sample_images(params, k_sample, num, labels, frozen)
+
+  def sample_images(self, params, rng, num: int, labels=None, frozen=None):
+    """``num`` samples (of ``labels``, for a class-conditional model), images in
+    [0, 1]."""
+    levels = self.sample_levels(params, rng, num, labels)
     return jnp.clip(self.from_levels(levels, frozen), 0.0, 1.0)
 
   def complete(self, params, rng, levels, visible, num_completions: int, labels=None,
@@ -288,8 +285,8 @@ class PixelCNNTrainer(Trainer):
     ``visible`` (H, W) pixels are given: (N, num_completions, H, W, C) in [0, 1]."""
     n = levels.shape[0]
     rep = lambda a: None if a is None else jnp.repeat(a, num_completions, 0)
-    out = self.sample(params, rng, n * num_completions, rep(labels), rep(levels),
-                      visible)
+    out = self.sample_levels(params, rng, n * num_completions, rep(labels), rep(levels),
+                             visible)
     images = self.from_levels(out, frozen)
     return images.reshape(n, num_completions, *images.shape[1:])
 
@@ -298,16 +295,11 @@ class PixelCNNTrainer(Trainer):
     """The lecture's figure: per image (a row) the occluded input, the completions
     and the original, as one uint8 grid. ``images`` are preprocessed (data range)."""
     check_mask(visible)
-    if not hasattr(self, "_complete"):
-      def fn(state, rng, images, visible, labels, frozen, num):
-        levels = self.example_levels({"image": images}, frozen)
-        done = self.complete(state.ema_params, rng, levels, visible, num, labels, frozen)
-        return done, self.from_levels(levels, frozen)
-      self._complete = jax.jit(fn, static_argnames="num")
     images = jnp.asarray(images)
     labels = labels if self.num_classes else None
-    done, _ = (np.asarray(a) for a in self._complete(
-        state, rng, images, jnp.asarray(visible), labels, frozen, num_completions))
+    complete = self.compiled(self.complete_images, static_argnames="num")
+    done = np.asarray(complete(state, rng, images, jnp.asarray(visible), labels, frozen,
+                               num_completions))
     original = np.asarray(images, np.float32)
     if self.scale == "symmetric":
       original = (original + 1.0) / 2.0
@@ -324,12 +316,12 @@ class PixelCNNTrainer(Trainer):
     shown = np.repeat(np.repeat(visible, h // vh, 0), w // vw, 1)[None, :, :, None]
     return np.where(shown, images, 0.5)
 
+  def complete_images(self, state, rng, images, visible, labels, frozen, num: int):
+    """``complete`` (EMA parameters) of preprocessed ``images``."""
+    levels = self.example_levels({"image": images}, frozen)
+    return self.complete(state.ema_params, rng, levels, visible, num, labels, frozen)
+
   def visualize(self, state, rng, batch, frozen=None):
-    if not hasattr(self, "_samples"):
-      self._samples = jax.jit(
-          lambda state, rng, labels, frozen, num: jnp.clip(self.from_levels(
-              self.sample(state.ema_params, rng, num, labels), frozen), 0, 1),
-          static_argnames="num")
     n = self.config.train.num_samples
     k_samples, k_complete = jax.random.split(rng)
     labels, rows = None, None
@@ -337,7 +329,8 @@ class PixelCNNTrainer(Trainer):
       per_row = max(1, n // self.num_classes)
       labels = jnp.repeat(jnp.arange(self.num_classes), per_row)
       n, rows = self.num_classes * per_row, self.num_classes
-    x = np.asarray(self._samples(state, k_samples, labels, frozen, n))
+    draw = self.compiled(self.sample_images, static_argnames="num")
+    x = np.asarray(draw(state.ema_params, k_samples, n, labels, frozen))
     cc = self.config.complete
     visible = parse_mask(cc.mask, *self.shape[:2])
     images = batch["image"][:cc.num_images]

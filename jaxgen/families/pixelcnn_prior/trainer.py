@@ -11,8 +11,7 @@ import jax.numpy as jnp
 
 from jaxgen import stages
 from jaxgen.errors import StageError
-from jaxgen.families import base
-from jaxgen.families.base import TrainState
+from jaxgen.families.base import OneOptimizerTrainer
 from jaxgen.stages import Autoencoder
 from jaxgen.families.pixelcnn.trainer import PixelCNNTrainer
 
@@ -22,7 +21,7 @@ class PixelCNNPriorTrainer(PixelCNNTrainer):
   stage_roles = {"autoencoder": Autoencoder}
 
   def __init__(self, config, spec, stages_):
-    base.Trainer.__init__(self, config, spec, stages_)
+    OneOptimizerTrainer.__init__(self, config, spec, stages_)  # not PixelCNN's checks
     stage = self.stages["autoencoder"]
     ae = stage.trainer
     latent = ae.latent_spec
@@ -41,7 +40,7 @@ class PixelCNNPriorTrainer(PixelCNNTrainer):
     self.scale = config.data.scale
     self.levels = int(ae.num_codes)
     self.image_shape = self.example_shape
-    self._build(config, (*latent.shape, 1))
+    self.build_network(config, (*latent.shape, 1))
 
   def net_input(self, levels):
     """Codes enter the network one-hot (their indices have no order)."""
@@ -51,10 +50,6 @@ class PixelCNNPriorTrainer(PixelCNNTrainer):
     x = self.net_input(jnp.zeros((1, *self.shape), jnp.int32))
     kwargs = {"labels": jnp.zeros((1,), jnp.int32)} if self.num_classes else {}
     return {"prior": (self.net, (x,), kwargs)}
-
-  def init_state(self, rng):
-    module, args, kwargs = self.networks()["prior"]
-    return TrainState.create(module.init(rng, *args, **kwargs)["params"], self.tx)
 
   def to_levels(self, images, frozen=None):
     x = (images + 1.0) / 2.0 if self.scale == "symmetric" else images

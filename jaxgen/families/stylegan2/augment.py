@@ -20,7 +20,6 @@ wherever the reference's padded image reaches.
 """
 from __future__ import annotations
 
-import math
 
 import jax
 import jax.numpy as jnp
@@ -117,7 +116,7 @@ def augment(images, p, key, xflip=0, rotate90=0, xint=0, scale=0, rotate=0, anis
   are given, at overall probability ``p`` (a scalar, may be traced)."""
   n, h, w, ch = images.shape
   # Two draws for all the pipeline's random numbers (XLA on CPU compiles each draw
-  # for seconds), handed out column by column.
+  # slowly), handed out column by column.
   ku, kn = jax.random.split(key)
   uniform, normal = jax.random.uniform(ku, (n, 32)), jax.random.normal(kn, (n, 16))
   cols = {"u": 0, "n": 0}

@@ -100,7 +100,8 @@ def upfirdn2d(x, f, up: int = 1, down: int = 1, padding=0, flip_filter: bool = F
 
 # Up to this (up-sampled) size, a separable filter runs as two small dense matrix
 # products (one per axis), which XLA on CPU executes and compiles far faster than a
-# depthwise convolution (which ran at ~0.1 GFLOP/s here); beyond it, the convolution.
+# depthwise convolution (docs/results.md, "Implementation choices"); beyond it, the
+# convolution.
 MATMUL_MAX_SIZE = 256
 
 
@@ -247,8 +248,8 @@ def _fmix32(h):
 def hashed_normal(key, shape, dtype=jnp.float32):
   """N(0, 1) samples from a counter-based hash of ``key``: Box-Muller on two hashed
   uniforms per pair. For weight initialisation only: a network has dozens of
-  parameters, and XLA on CPU spends about a second compiling each threefry draw
-  (tens of seconds per init), while these few integer operations compile at once."""
+  parameters, and XLA on CPU compiles each threefry draw slowly (docs/results.md,
+  "Implementation choices"), while these few integer operations compile at once."""
   n = math.prod(shape)
   half = (n + 1) // 2
   k = jax.random.key_data(key).reshape(-1).astype(jnp.uint32)

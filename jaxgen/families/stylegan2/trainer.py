@@ -1,11 +1,12 @@
 """The StyleGAN2 family (Karras et al. 2020), with ADA (Karras et al. 2020b), trained as
 NVlabs' stylegan2-ada-pytorch ``training/training_loop.py`` + ``training/loss.py`` do.
 
-State: the two-player state of jaxgen/families/adversarial.py (``params`` /
-``opt_state`` keyed ``generator`` / ``discriminator``, ``ema_params`` = G_ema) and in
-``extra``: ``buffers`` (the generator's ``w_avg`` and ``noise_const``, shared by G and
-G_ema as the reference copies G's buffers into G_ema every step), ``pl_mean``, the
-ADA probability ``ada_p`` and its sign accumulators ``ada_sum`` / ``ada_count``.
+State: two players in one ``TrainState``, keyed as in jaxgen/families/adversarial.py
+but built here: ``params`` / ``opt_state`` keyed ``generator`` / ``discriminator``,
+``ema_params`` = G_ema, and in ``extra``: ``buffers`` (the generator's ``w_avg`` and
+``noise_const``, shared by G and G_ema as the reference copies G's buffers into G_ema
+every step), ``pl_mean``, the ADA probability ``ada_p`` and its sign accumulators
+``ada_sum`` / ``ada_count``.
 ``step`` is the reference's ``batch_idx``.
 
 One compiled train step is one reference iteration, its four phases in order, each
@@ -45,7 +46,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from jaxgen import viz
 from jaxgen.families.stylegan2 import networks as sg
@@ -442,11 +442,6 @@ class StyleGAN2Trainer(Trainer):
             "ada_p": state.extra["ada_p"] * count,
             "pl_mean": state.extra["pl_mean"] * count}
 
-  def finalize_eval(self, sums):
-    n = float(sums["count"])
-    return {"num_examples": int(n),
-            **{k: float(v) / n for k, v in sums.items() if k != "count"}}
-
   # --- samples and pictures -------------------------------------------------------
   @property
   def conditioning_keys(self):
@@ -515,15 +510,12 @@ class StyleGAN2Trainer(Trainer):
                        noise_mode="const")
 
   def visualize(self, state, rng, batch, frozen=None):
-    if not hasattr(self, "_jitted"):
-      self._jitted = {
-          "generate": jax.jit(self.generate, static_argnames="num"),
-          "mixing": jax.jit(self.style_mixing, static_argnames=("rows", "cols")),
-          "truncation": jax.jit(self.truncation_sweep,
-                                static_argnames=("rows", "steps")),
-          "interpolation": jax.jit(self.interpolate_w,
-                                   static_argnames=("rows", "steps"))}
-    j = self._jitted
+    j = {"generate": self.compiled(self.generate, static_argnames="num"),
+         "mixing": self.compiled(self.style_mixing, static_argnames=("rows", "cols")),
+         "truncation": self.compiled(self.truncation_sweep,
+                                     static_argnames=("rows", "steps")),
+         "interpolation": self.compiled(self.interpolate_w,
+                                        static_argnames=("rows", "steps"))}
     n = self.config.train.num_samples
     u8 = lambda a: viz.to_uint8(np.asarray(a))
     rows = max(1, min(8, n))

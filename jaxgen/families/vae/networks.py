@@ -62,7 +62,8 @@ class ConvDecoder(nn.Module):
   """A dense layer to a feature map 2**len(channels) times smaller than the image,
   then per stage a nearest-neighbour 2x upsampling and a 3x3 convolution; the last
   convolution outputs ``out_shape[-1]`` channels. (Upsample-then-convolve avoids
-  the checkerboard of transposed convolutions and runs ~4x faster on CPU.)"""
+  the checkerboard of transposed convolutions and runs faster on CPU: docs/results.md,
+  "Implementation choices".)"""
   channels: Sequence[int]  # as the encoder's: applied in reverse
   out_shape: tuple[int, int, int]
 

@@ -15,14 +15,14 @@ import optax
 
 from jaxgen import losses, viz
 from jaxgen.families.vae import networks as vae_models
-from jaxgen.families.base import Trainer, TrainState, apply_gradients, make_optimizer
+from jaxgen.families.base import OneOptimizerTrainer
 from jaxgen.stages import Autoencoder
 
 LIKELIHOODS = ("bernoulli", "gaussian", "logistic")
 MIN_LOG_SCALE = -7.0  # as PixelCNN++: keeps the logistic and Gaussian scales sane
 
 
-class VAETrainer(Trainer, Autoencoder):
+class VAETrainer(OneOptimizerTrainer, Autoencoder):
 
   def __init__(self, config, spec, stages=None):
     super().__init__(config, spec, stages)
@@ -35,7 +35,6 @@ class VAETrainer(Trainer, Autoencoder):
     out_channels = c if self.likelihood == "bernoulli" else 2 * c
     self.encoder, self.decoder = vae_models.make(
         m.arch, tuple(m.hidden), m.latent_dim, (h, w, out_channels))
-    self.tx = make_optimizer(config.optim, config.train.num_steps)
     self.beta = (optax.linear_schedule(0.0, 1.0, m.kl_warmup_steps)
                  if m.kl_warmup_steps else (lambda step: 1.0))
     # bits/dim is a bound on the discrete data's NLL only where the likelihood is
@@ -52,13 +51,6 @@ class VAETrainer(Trainer, Autoencoder):
     x = jnp.zeros((1, *self.example_shape))
     z = jnp.zeros((1, self.config.model.latent_dim))
     return {"encoder": (self.encoder, (x,), {}), "decoder": (self.decoder, (z,), {})}
-
-  def init_state(self, rng):
-    params = {}
-    for (name, (module, args, kwargs)), key in zip(self.networks().items(),
-                                                   jax.random.split(rng, 2)):
-      params[name] = module.init(key, *args, **kwargs)["params"]
-    return TrainState.create(params, self.tx)
 
   def _encoder(self, params, x):
     """(mean, log-variance) of q(z | x), x in the data's range."""
@@ -104,25 +96,20 @@ class VAETrainer(Trainer, Autoencoder):
     ll = self.log_likelihood(x, self._decoder(params, z))
     return ll, losses.gaussian_kl(mean, logvar)
 
-  def train_step(self, state, batch, rng, frozen=None):
-    beta = self.beta(state.step)
+  def step_inputs(self, step):
+    return {"beta": self.beta(step)}  # the KL weight (warm-up)
 
-    def loss_fn(params):
-      ll, kl = self._terms(params, batch["image"], rng)
-      elbo, loss = losses.elbo(ll, kl, beta)
-      return loss.mean(), (elbo, ll, kl)
-
-    (loss, (elbo, ll, kl)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params)
-    state, grad_norm = apply_gradients(state, grads, self.tx,
-                                       self.config.optim.ema_decay)
-    metrics = {"loss": loss, "elbo": elbo.mean(), "recon": -ll.mean(),
-               "kl": kl.mean(), "beta": jnp.asarray(beta, jnp.float32),
-               "grad_norm": grad_norm}
+  def loss(self, params, batch, rng, frozen=None):
+    """The negative ELBO with the KL weighted by ``beta``, mean over the batch."""
+    beta = batch["beta"]
+    ll, kl = self._terms(params, batch["image"], rng)
+    elbo, loss = losses.elbo(ll, kl, beta)
+    metrics = {"elbo": elbo.mean(), "recon": -ll.mean(), "kl": kl.mean(),
+               "beta": jnp.asarray(beta, jnp.float32)}
     if self.has_bits_per_dim:
       metrics["bits_per_dim"] = losses.bits_per_dim(-elbo.mean(), self.num_dims,
                                                     self.log_bin_width)
-    return state, metrics
+    return loss.mean(), metrics
 
   # --- evaluation -----------------------------------------------------------------
   def eval_step(self, state, batch, rng, frozen=None):
@@ -155,15 +142,13 @@ class VAETrainer(Trainer, Autoencoder):
     lw = jax.lax.map(log_weights, jax.random.split(k2, k // chunk))
     lw = jnp.moveaxis(lw.reshape(k, -1), 0, -1)  # (B, K)
     iwae = losses.iwae_bound(lw)
-    return {"count": mask.sum(), "elbo": ((ll1 - kl) * mask).sum(),
-            "recon": (-ll1 * mask).sum(), "kl": (kl * mask).sum(),
-            "iwae": (iwae * mask).sum()}
+    return {"count": mask.sum(), "elbo_nats": ((ll1 - kl) * mask).sum(),
+            "recon_nats": (-ll1 * mask).sum(), "kl_nats": (kl * mask).sum(),
+            "nll_iwae_nats": (-iwae * mask).sum()}
 
   def finalize_eval(self, sums):
-    n = float(sums["count"])
-    out = {"num_examples": int(n), "iw_samples": int(self.config.eval.iw_samples),
-           "elbo_nats": float(sums["elbo"]) / n, "recon_nats": float(sums["recon"]) / n,
-           "kl_nats": float(sums["kl"]) / n, "nll_iwae_nats": -float(sums["iwae"]) / n}
+    out = {**super().finalize_eval(sums),
+           "iw_samples": int(self.config.eval.iw_samples)}
     if self.has_bits_per_dim:
       for key, nll in (("elbo", -out["elbo_nats"]), ("nll_iwae", out["nll_iwae_nats"])):
         out[f"{key}_bits_per_dim"] = float(
@@ -176,9 +161,9 @@ class VAETrainer(Trainer, Autoencoder):
     z = jax.random.normal(rng, (num, self.config.model.latent_dim))
     return self.mean_image(self._decoder(params, z))
 
-  def generate(self, state, rng, num: int, inputs=None, frozen=None):
+  def sample(self, params, rng, num: int, inputs=None, frozen=None):
     low, high = self.range
-    return (self.prior_sample(state.ema_params, rng, num) - low) / (high - low)
+    return (self.prior_sample(params, rng, num) - low) / (high - low)
 
   def reconstruct(self, params, x):
     return self.mean_image(self._decoder(params, self._encoder(params, x)[0]))
@@ -198,21 +183,19 @@ class VAETrainer(Trainer, Autoencoder):
     return self.mean_image(self._decoder(params, jnp.asarray(zz)))
 
   def visualize(self, state, rng, batch, frozen=None):
-    if not hasattr(self, "_jitted"):
-      self._jitted = {name: jax.jit(getattr(self, name), static_argnames=static)
-                      for name, static in (("prior_sample", "num"), ("interpolate", "steps"),
-                                           ("manifold", "size"))}
-      self._jitted["reconstruct"] = jax.jit(self.reconstruct)
     params, n = state.ema_params, self.config.train.num_samples
-    j, u8 = self._jitted, lambda a: viz.to_uint8(np.asarray(a), self.scale)
+    u8 = lambda a: viz.to_uint8(np.asarray(a), self.scale)
     x = batch["image"][:16]
-    recon = np.asarray(j["reconstruct"](params, x))
+    recon = np.asarray(self.compiled(self.reconstruct)(params, x))
     pairs = np.stack([np.asarray(x), recon], 1).reshape(-1, *x.shape[1:])
-    out = {"samples": viz.grid(u8(j["prior_sample"](params, rng, n))),
+    samples = self.compiled(self.prior_sample, static_argnames="num")(params, rng, n)
+    path = self.compiled(self.interpolate, static_argnames="steps")(params, x, 10)
+    out = {"samples": viz.grid(u8(samples)),
            "reconstructions": viz.grid(u8(pairs), rows=4),
-           "interpolation": viz.grid(u8(j["interpolate"](params, x, 10)), rows=1)}
+           "interpolation": viz.grid(u8(path), rows=1)}
     if self.config.model.latent_dim == 2:
-      out["manifold"] = viz.grid(u8(j["manifold"](params, 20)), rows=20, pad=0)
+      grid = self.compiled(self.manifold, static_argnames="size")(params, 20)
+      out["manifold"] = viz.grid(u8(grid), rows=20, pad=0)
     return out
 
 

@@ -53,14 +53,15 @@ import optax
 from jaxgen import losses, viz
 from jaxgen.metrics import ssim as ssim_lib
 from jaxgen.families.vqvae import networks as vq
+from jaxgen.families.vqvae.losses import vq_codebook_loss, vq_commitment_loss
 from jaxgen.models import quantizer
-from jaxgen.families.base import Trainer, TrainState, make_optimizer, optimizer_step
+from jaxgen.families.base import OneOptimizerTrainer, optimizer_step
 from jaxgen.stages import Autoencoder
 
 CODEBOOKS = ("ema", "loss")
 
 
-class VQVAETrainer(Trainer, Autoencoder):
+class VQVAETrainer(OneOptimizerTrainer, Autoencoder):
   # The encoder and decoder go through the policy; the codebook distances, the
   # quantisation and the losses stay float32.
 
@@ -90,7 +91,6 @@ class VQVAETrainer(Trainer, Autoencoder):
     self.quantizer = quantizer.Codebook(m.num_codes, m.code_dim)
     self.decoder = vq.Decoder(m.num_hiddens, m.num_residual_layers,
                               m.num_residual_hiddens, c, m.num_downsamples)
-    self.tx = make_optimizer(config.optim, config.train.num_steps)
 
   # --- networks -------------------------------------------------------------------
   def networks(self):
@@ -99,11 +99,7 @@ class VQVAETrainer(Trainer, Autoencoder):
     return {"encoder": (self.encoder, (x,), {}), "quantizer": (self.quantizer, (), {}),
             "decoder": (self.decoder, (z,), {})}
 
-  def init_state(self, rng):
-    params = {}
-    for (name, (module, args, kwargs)), key in zip(self.networks().items(),
-                                                   jax.random.split(rng, 3)):
-      params[name] = module.init(key, *args, **kwargs)["params"]
+  def initial_extra(self):
     k = self.num_codes
     extra = {"unused_steps": jnp.zeros((k,), jnp.int32)}
     if self.config.model.codebook == "ema":
@@ -112,9 +108,9 @@ class VQVAETrainer(Trainer, Autoencoder):
       extra.update(ema_count=jnp.zeros((k,), jnp.float32),
                    ema_sum=jnp.zeros((k, self.code_dim), jnp.float32),
                    ema_updates=jnp.zeros((), jnp.int32))
-    return TrainState.create(params, self.tx, extra=extra)
+    return extra
 
-  def _encode_vectors(self, params, images):
+  def encode_vectors(self, params, images):
     return self.policy.apply(self.encoder, {"params": params["encoder"]}, images - 0.5)
 
   def _decode_vectors(self, params, z):
@@ -146,7 +142,7 @@ class VQVAETrainer(Trainer, Autoencoder):
     """The index (N, h, w) of the nearest code to each encoder output."""
     self._check_images(images)
     codebook = self._codebook(params)  # checked before the encoder sees the params
-    return quantizer.nearest(self._encode_vectors(params, images), codebook)
+    return quantizer.nearest(self.encode_vectors(params, images), codebook)
 
   def decode(self, params, codes):
     """Reconstructions in [0, 1] (N, H, W, C) from integer codes (N, h, w)."""
@@ -162,29 +158,38 @@ class VQVAETrainer(Trainer, Autoencoder):
   # --- training -------------------------------------------------------------------
   def _forward(self, params, x):
     """(reconstruction, z_e, z_q, codes) with the straight-through gradient."""
-    z_e = self._encode_vectors(params, x)
+    z_e = self.encode_vectors(params, x)
     codebook = self._codebook(params)
     codes = quantizer.nearest(jax.lax.stop_gradient(z_e), jax.lax.stop_gradient(codebook))
     z_q = quantizer.lookup(codes, codebook)
     recon = self._decode_vectors(params, quantizer.straight_through(z_e, z_q))
     return recon, z_e, z_q, codes
 
+  def objective(self, params, x):
+    """(loss, (its terms' means, z_e, codes)) on images ``x``."""
+    m = self.config.model
+    latent_elems = self.grid[0] * self.grid[1] * self.code_dim
+    recon, z_e, z_q, codes = self._forward(params, x)
+    mse = ((recon - x) ** 2).reshape(x.shape[0], -1).mean(-1)
+    commit = vq_commitment_loss(z_e, z_q) / latent_elems
+    codebook = vq_codebook_loss(z_e, z_q) / latent_elems
+    loss = mse / m.data_variance + m.beta * commit + (
+        codebook if m.codebook == "loss" else 0.0)
+    terms = {"recon_mse": mse.mean(), "commitment": commit.mean(),
+             "codebook_loss": codebook.mean()}
+    return loss.mean(), (terms, z_e, codes)
+
+  def loss(self, params, batch, rng, frozen=None):
+    """The objective of one batch; the codebook's own update (EMA, restarts) is
+    ``train_step``'s, after the optimiser step."""
+    loss, (terms, _, _) = self.objective(params, batch["image"])
+    return loss, terms
+
   def train_step(self, state, batch, rng, frozen=None):
     m = self.config.model
-    x = batch["image"]
-    latent_elems = self.grid[0] * self.grid[1] * self.code_dim
     use_loss = m.codebook == "loss"
-
-    def loss_fn(params):
-      recon, z_e, z_q, codes = self._forward(params, x)
-      mse = ((recon - x) ** 2).reshape(x.shape[0], -1).mean(-1)
-      commit = losses.vq_commitment_loss(z_e, z_q) / latent_elems
-      codebook = losses.vq_codebook_loss(z_e, z_q) / latent_elems
-      loss = mse / m.data_variance + m.beta * commit + (codebook if use_loss else 0.0)
-      return loss.mean(), (mse, commit, codebook, z_e, codes)
-
-    (loss, (mse, commit, cb, z_e, codes)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(state.params)
+    (loss, (terms, z_e, codes)), grads = jax.value_and_grad(
+        self.objective, has_aux=True)(state.params, batch["image"])
     params, opt_state = optimizer_step(self.tx, grads, state.opt_state, state.params)
     counts = losses.code_counts(codes, self.num_codes)
     flat = jax.lax.stop_gradient(z_e).reshape(-1, self.code_dim)
@@ -199,8 +204,7 @@ class VQVAETrainer(Trainer, Autoencoder):
     ema = optax.incremental_update(params, state.ema_params, 1.0 - ema_decay)
     state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                           ema_params=ema, extra=extra)
-    metrics = {"loss": loss, "recon_mse": mse.mean(), "commitment": commit.mean(),
-               "codebook_loss": cb.mean(), "perplexity": losses.code_perplexity(counts),
+    metrics = {"loss": loss, **terms, "perplexity": losses.code_perplexity(counts),
                "used_fraction": losses.code_used_fraction(counts),
                "restarted_codes": restarted.astype(jnp.float32),
                "grad_norm": optax.tree.norm(grads)}
@@ -211,27 +215,27 @@ class VQVAETrainer(Trainer, Autoencoder):
     params, x, mask = self.stage_params(state), batch["image"], batch["mask"]
     codes = self.encode(params, x)
     recon = self.decode(params, codes)
-    z_e = self._encode_vectors(params, x)
+    z_e = self.encode_vectors(params, x)
     z_q = quantizer.lookup(codes, self._codebook(params))
     mse = ((recon - x) ** 2).reshape(x.shape[0], -1).mean(-1)
     psnr = 10.0 * jnp.log10(1.0 / jnp.maximum(mse, 1e-10))
     ssim = ssim_lib.ssim(recon, x, 1.0)
     latent_elems = self.grid[0] * self.grid[1] * self.code_dim
-    commit = losses.vq_commitment_loss(z_e, z_q) / latent_elems
-    return {"count": mask.sum(), "mse": (mse * mask).sum(), "psnr": (psnr * mask).sum(),
+    commit = vq_commitment_loss(z_e, z_q) / latent_elems
+    return {"count": mask.sum(), "recon_mse": (mse * mask).sum(),
+            "psnr": (psnr * mask).sum(),
             "ssim": (ssim * mask).sum(), "commitment": (commit * mask).sum(),
             "code_counts": losses.code_counts(codes, self.num_codes, mask)}
 
   def finalize_eval(self, sums):
-    n = float(sums["count"])
-    counts = jnp.asarray(sums["code_counts"])
-    mse = float(sums["mse"]) / n
+    sums = dict(sums)
+    counts = jnp.asarray(sums.pop("code_counts"))
+    out = super().finalize_eval(sums)
     latent_nats = self.grid[0] * self.grid[1] * math.log(self.num_codes)
-    recon_nats = self.num_dims * (0.5 * math.log(2 * math.pi * math.e * max(mse, 1e-12)))
+    recon_nats = self.num_dims * (0.5 * math.log(2 * math.pi * math.e *
+                                                 max(out["recon_mse"], 1e-12)))
     bin_width = math.log(1.0 / 256)
-    return {"num_examples": int(n), "recon_mse": mse, "psnr": float(sums["psnr"]) / n,
-            "ssim": float(sums["ssim"]) / n, "commitment": float(sums["commitment"]) / n,
-            "codebook_used_fraction": float(losses.code_used_fraction(counts)),
+    return {**out, "codebook_used_fraction": float(losses.code_used_fraction(counts)),
             "codebook_used": int((np.asarray(counts) > 0).sum()),
             "codebook_perplexity": float(losses.code_perplexity(counts)),
             "num_codes": self.num_codes,
@@ -240,17 +244,15 @@ class VQVAETrainer(Trainer, Autoencoder):
             "latent_bits_per_dim": latent_nats / (self.num_dims * math.log(2))}
 
   # --- pictures -------------------------------------------------------------------
-  def generate(self, state, rng, num: int, inputs=None, frozen=None):
+  def sample(self, params, rng, num: int, inputs=None, frozen=None):
     """Decoded codes drawn from the uniform prior this stage is trained under (a
     learned prior over the codes is a later family's job)."""
     codes = jax.random.randint(rng, (num, *self.grid), 0, self.num_codes)
-    return self.decode(self.stage_params(state), codes)
+    return self.decode(params, codes)
 
   def visualize(self, state, rng, batch, frozen=None):
-    if not hasattr(self, "_jitted"):
-      self._jitted = (jax.jit(self.encode), jax.jit(self.decode),
-                      jax.jit(self.generate, static_argnums=2))
-    encode, decode, generate = self._jitted
+    encode, decode = self.compiled(self.encode), self.compiled(self.decode)
+    generate = self.compiled(self.generate, static_argnums=2)
     params, n = self.stage_params(state), self.config.train.num_samples
     x = batch["image"][:16]
     codes = encode(params, x)
