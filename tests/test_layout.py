@@ -121,6 +121,8 @@ def test_a_family_has_one_home_and_one_name(family):
   """jaxgen/families/<family>/trainer.py names its Trainer; configs/<family>_*.py and
   tests/test_<family>*.py exist."""
   assert issubclass(registry.family_class(family), object)
+  assert os.path.isfile(os.path.join(REPO, "jaxgen", "families", family, "__init__.py")), (
+      "a family folder without __init__.py is no package: setup.py would not install it")
   assert any(n == family or n.startswith(f"{family}_") for n in config_names()), (
       f"no configs/{family}_<dataset>.py")
   tests = [f for f in os.listdir(os.path.join(REPO, "tests"))

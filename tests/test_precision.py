@@ -72,9 +72,9 @@ def test_bfloat16_families_trace_bfloat16_networks_and_keep_float32_state(name):
   accumulate in float32), nor its products where this backend would accumulate them
   in bfloat16."""
   from conftest import stage_configs
-  from jaxgen import data, stages, trainers
+  from jaxgen import data, registry, stages
   c = load_config(name, "tiny")
-  family = trainers.family_class(c)
+  family = registry.family_class(c.family)
   assert precision.resolve(c, "gpu", family.compute_dtypes).compute_dtype == jnp.bfloat16
   c.compute.dtype = "bfloat16"
   if name.startswith("cyclegan"):

@@ -177,6 +177,14 @@ def test_a_hugging_face_clip_file_stands_in_as_a_conditioning_stage(tmp_path):
   got = np.asarray(jax.jit(stage.trainer.embed_text)(stage.params, tokens))
   np.testing.assert_allclose(got, direct / np.linalg.norm(direct, axis=-1, keepdims=True),
                              atol=1e-5)
+  # The per-token states: the end-of-text one, projected, is the text embedding.
+  states, mask = jax.jit(stage.trainer.text_states)(stage.params, tokens)
+  end = np.argmax(tokens, axis=-1)
+  assert states.shape == (3, 16, d["text_width"]) and mask.shape == (3, 16)
+  np.testing.assert_array_equal(mask, np.arange(16)[None] <= end[:, None])
+  projection = np.asarray(variables["params"]["text_projection"]["kernel"])
+  np.testing.assert_allclose(np.asarray(states)[np.arange(3), end] @ projection, direct,
+                             rtol=1e-5, atol=1e-5)
   # Grey images of another size are resized and cropped to CLIP's input.
   assert stage.trainer.embed_image(stage.params, images[:2, :, :24, :1]).shape == (2, 40)
   with pytest.raises(errors.StageError, match="no weights-file reader for the autoencoder "

@@ -165,21 +165,27 @@ class TextEmbeddings(nn.Module):
     return x + positions(jnp.arange(tokens.shape[1]))
 
 
-class TextTransformer(nn.Module):
-  """Token ids (N, L) -> the end-of-text position after ln_final (N, width).
+def end_positions(tokens):
+  """The end-of-text position of each row of token ids (N, L): the largest id (OpenAI's
+  argmax; CLIP's end token 49407 is the largest id of its vocabulary), so rows must
+  hold one."""
+  return jnp.argmax(tokens, axis=-1)
 
-  The end token is found as the largest id in each row (OpenAI's argmax; CLIP's end token
-  49407 is the largest id of its vocabulary), so rows must hold one.
-  """
+
+class TextTransformer(nn.Module):
+  """Token ids (N, L) -> the end-of-text position after ln_final (N, width), or with
+  ``all_states`` every position's (N, L, width)."""
   config: CLIPConfig
 
   @nn.compact
-  def __call__(self, tokens):
+  def __call__(self, tokens, all_states: bool = False):
     c = self.config
     x = TextEmbeddings(c, name="embeddings")(tokens)
     x = Encoder(c.text_width, c.text_layers, c.text_heads, True, name="encoder")(x)
     x = _layer_norm("final_layer_norm")(x)
-    return x[jnp.arange(x.shape[0]), jnp.argmax(tokens, axis=-1)]
+    if all_states:
+      return x
+    return x[jnp.arange(x.shape[0]), end_positions(tokens)]
 
 
 def _normalize(x):
@@ -217,6 +223,14 @@ class CLIP(nn.Module):
       raise ValueError(f"CLIP expects token ids of shape (N, L <= "
                        f"{self.config.context_length}), got {tokens.shape}.")
     return self.text_projection(self.text_model(tokens))
+
+  def text_states(self, tokens):
+    """The text tower's per-token states after ln_final (N, L, width), unprojected,
+    and the mask (N, L) of the positions up to the end of text (the causal tower's
+    states there have seen no padding)."""
+    states = self.text_model(tokens, all_states=True)
+    mask = jnp.arange(tokens.shape[1])[None, :] <= end_positions(tokens)[:, None]
+    return states, mask
 
   def __call__(self, pixels, tokens):
     image, text = _normalize(self.encode_image(pixels)), _normalize(self.encode_text(tokens))

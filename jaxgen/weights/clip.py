@@ -143,6 +143,9 @@ class CLIPEncoder(ConditioningEncoder):
     e = self.model.apply(params, tokens, method=clip.CLIP.encode_text)
     return e / jnp.linalg.norm(e, axis=-1, keepdims=True)
 
+  def text_states(self, params, tokens):
+    return self.model.apply(params, tokens, method=clip.CLIP.text_states)
+
 
 def _is_hf_clip(path) -> bool:
   """A .safetensors file with CLIPModel's two towers."""
