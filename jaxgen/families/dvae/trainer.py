@@ -34,13 +34,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxgen import losses, viz
+from jaxgen import losses
 from jaxgen.metrics import ssim as ssim_lib
 from jaxgen.families.dvae import networks as dvae_models
 from jaxgen.families.dvae.losses import (categorical_kl_to_uniform,
                                          logit_laplace_log_prob, map_pixels,
                                          unmap_pixels)
 from jaxgen.families.base import OneOptimizerTrainer
+from jaxgen.families.discrete_autoencoder import DiscreteAutoencoderPictures
 from jaxgen.stages import Autoencoder
 
 SCHEDULE_KINDS = ("constant", "linear", "cosine", "exponential")
@@ -86,7 +87,8 @@ def check_positive(schedule, num_steps: int, what: str):
         f"paper anneals to 1/16: --config.schedules.{what}.end=0.0625).")
 
 
-class DVAETrainer(OneOptimizerTrainer, Autoencoder):
+class DVAETrainer(DiscreteAutoencoderPictures, OneOptimizerTrainer,
+                  Autoencoder):
 
   def __init__(self, config, spec, stages=None):
     super().__init__(config, spec, stages)
@@ -213,26 +215,6 @@ class DVAETrainer(OneOptimizerTrainer, Autoencoder):
             "num_codes": self.num_codes,
             "bits_per_dim": float(losses.bits_per_dim(nll_x, self.num_dims,
                                                       math.log(1.0 / 256)))}
-
-  # --- pictures -------------------------------------------------------------------
-  def sample(self, params, rng, num: int, inputs=None, frozen=None):
-    """Decoded codes drawn from the uniform prior of this stage's ELBO (the DALL-E
-    transformer is the learned prior)."""
-    codes = jax.random.randint(rng, (num, *self.grid), 0, self.num_codes)
-    return self.decode(params, codes)
-
-  def visualize(self, state, rng, batch, frozen=None):
-    encode, decode = self.compiled(self.encode), self.compiled(self.decode)
-    generate = self.compiled(self.generate, static_argnums=2)
-    params, n = self.stage_params(state), self.config.train.num_samples
-    x = batch["image"][:16]
-    codes = encode(params, x)
-    recon = np.asarray(decode(params, codes))
-    pairs = np.stack([np.asarray(x), recon], 1).reshape(-1, *x.shape[1:])
-    return {"samples": viz.grid(viz.to_uint8(generate(state, rng, n))),
-            "reconstructions": viz.grid(viz.to_uint8(pairs), rows=4),
-            "code_map": viz.code_map(np.asarray(codes), self.num_codes),
-            "code_histogram": viz.usage_histogram(np.asarray(codes), self.num_codes)}
 
 
 Trainer = DVAETrainer

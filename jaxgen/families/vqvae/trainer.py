@@ -50,18 +50,20 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxgen import losses, viz
+from jaxgen import losses
 from jaxgen.metrics import ssim as ssim_lib
 from jaxgen.families.vqvae import networks as vq
 from jaxgen.families.vqvae.losses import vq_codebook_loss, vq_commitment_loss
 from jaxgen.models import quantizer
 from jaxgen.families.base import OneOptimizerTrainer, optimizer_step
+from jaxgen.families.discrete_autoencoder import DiscreteAutoencoderPictures
 from jaxgen.stages import Autoencoder
 
 CODEBOOKS = ("ema", "loss")
 
 
-class VQVAETrainer(OneOptimizerTrainer, Autoencoder):
+class VQVAETrainer(DiscreteAutoencoderPictures, OneOptimizerTrainer,
+                   Autoencoder):
   # The encoder and decoder go through the policy; the codebook distances, the
   # quantisation and the losses stay float32.
 
@@ -242,26 +244,6 @@ class VQVAETrainer(OneOptimizerTrainer, Autoencoder):
             "bits_per_dim": float(losses.bits_per_dim(latent_nats + recon_nats,
                                                       self.num_dims, bin_width)),
             "latent_bits_per_dim": latent_nats / (self.num_dims * math.log(2))}
-
-  # --- pictures -------------------------------------------------------------------
-  def sample(self, params, rng, num: int, inputs=None, frozen=None):
-    """Decoded codes drawn from the uniform prior this stage is trained under (a
-    learned prior over the codes is a later family's job)."""
-    codes = jax.random.randint(rng, (num, *self.grid), 0, self.num_codes)
-    return self.decode(params, codes)
-
-  def visualize(self, state, rng, batch, frozen=None):
-    encode, decode = self.compiled(self.encode), self.compiled(self.decode)
-    generate = self.compiled(self.generate, static_argnums=2)
-    params, n = self.stage_params(state), self.config.train.num_samples
-    x = batch["image"][:16]
-    codes = encode(params, x)
-    recon = np.asarray(decode(params, codes))
-    pairs = np.stack([np.asarray(x), recon], 1).reshape(-1, *x.shape[1:])
-    return {"samples": viz.grid(viz.to_uint8(generate(state, rng, n))),
-            "reconstructions": viz.grid(viz.to_uint8(pairs), rows=4),
-            "code_map": viz.code_map(np.asarray(codes), self.num_codes),
-            "code_histogram": viz.usage_histogram(np.asarray(codes), self.num_codes)}
 
 
 def ema_update(extra, codes, flat, decay, epsilon, num_codes):
