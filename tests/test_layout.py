@@ -25,7 +25,10 @@ LAYERS = [
     ("families", ["jaxgen.families", "jaxgen.weights.stylegan2",
                   "jaxgen.weights.dvae_openai"]),
     ("the loop", ["jaxgen.build", "jaxgen.loop_config", "jaxgen.train",
-                  "jaxgen.benchmarking"]),
+                  "jaxgen.benchmarking",
+                  # evaluators that load a named stage (build.load_stage)
+                  "jaxgen.evaluators.clip_stage", "jaxgen.evaluators.clip_score",
+                  "jaxgen.evaluators.clip_r_precision"]),
     ("command lines", ["jaxgen.main", "jaxgen.score", "jaxgen.translate",
                        "jaxgen.train_mnist_classifier",
                        "jaxgen.families.pixelcnn.complete", "jaxgen.data.prepare"]),

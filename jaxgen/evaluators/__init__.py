@@ -9,7 +9,15 @@
   digit_classes.py  how many digit classes the samples cover (mode collapse);
   paired.py         l1, psnr, ssim of each sample against the ground-truth ``target``
                     of the eval example it was generated from;
-  clip_score.py     CLIPScore of each sample against the caption it was generated from;
+  clip_score.py     CLIPScore of each sample against the caption it was generated from,
+                    in the CLIP port or the CLIP stage ``eval.clip_stage`` names;
+  clip_r_precision.py  whether a CLIP stage ranks each sample's own caption first among
+                    it and 99 other captions of the split (and the real images' ceiling);
+                    clip_stage.py loads that stage for both (these three modules sit in
+                    the loop's layer: they call ``build.load_stage``);
+  caption_accuracy.py  each caption attribute (digit, size, thickness, slant, position;
+                    two digits and their order) re-measured on its sample, as the
+                    captions of mnist5k_captions(2) were measured; the real ceiling;
   families/cyclegan/evaluators.py   styles (CycleGAN's un-styled digit class).
 Samples come from the family's pure ``generate``, jit-compiled once, in batches of
 ``eval.sample_batch_size``. Conditional families (``trainer.conditioning_keys``) get

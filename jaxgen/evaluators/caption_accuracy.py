@@ -1,0 +1,248 @@
+"""caption_accuracy: does a sample show what the caption it was generated from says?
+
+For ``mnist5k_captions`` / ``mnist5k_captions2`` (``jaxgen/data/mnist5k_derived.py``).
+Each sample is measured with the measurement that wrote the captions
+(``mnist5k_derived.measure``, named by the same train-set tertiles, slant threshold and
+3 x 3 grid), and its digit is read by the shipped MNIST classifier. The ground truth is
+the caption itself: the eval example's ``text`` tokens, decoded by the dataset's
+tokenizer and parsed back by ``CAPTION_GRAMMAR`` into the attribute classes that the
+caption's words name (a caption is a function of those classes, so parsing recovers
+them exactly; ``parse`` refuses a caption outside the grammar).
+
+Reported, per attribute (the share of samples whose measurement names the caption's
+word; "medium" / "middle third" where the caption has no size or thickness word):
+  one digit    caption_accuracy_{digit, size, thickness, slant, position, all};
+  two digits   caption_accuracy_{digit_1, size_1, thickness_1, digit_2, size_2,
+               thickness_2}: each named digit measured in the half of the canvas the
+               relation puts it in (the data draws each digit in its own 32 x 32 half;
+               "a 3 left of a 7": the 3 in the left half); ``digits``: the two halves
+               hold the two named digits, on either side; ``order``: each on its named
+               side (``digit_1`` and ``digit_2`` both right; ``digits - order`` is the
+               share drawn swapped); ``all``: every attribute right.
+The same numbers of the real images of ``eval.split`` (all of them, with their own
+captions) are the ceiling, ``caption_accuracy_real_*``: the check that the measurement
+reads real canvases right (exactly 1 for the measured attributes, the classifier's
+accuracy for the digits).
+
+The classifier sees each digit as MNIST was made (``to_mnist``): the ink's bounding
+box (grey > ``mnist5k_derived.INK``) scaled to fit a 20 x 20 box (aspect kept), with
+its centre of mass at the centre of a 28 x 28 field; a two-digit canvas gives one such
+digit per half. A canvas without ink has no digit (counted wrong).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from jaxgen import data
+from jaxgen.data import mnist5k_derived as derived
+from jaxgen.evaluators import Evaluator, register
+from jaxgen.evaluators.features import feature_net, real_images
+
+MNIST_SIZE, MNIST_BOX = 28, 20  # MNIST: a 20 x 20 box, centred by mass in 28 x 28
+LEVELS = {"size": ("small", "", "large"), "thickness": ("thin", "", "thick")}
+SLANTS = ("slanted left", "upright", "slanted right")
+POSITIONS = tuple(p for row in derived.POSITIONS for p in row)  # row-major, 3 x 3
+ONE = ("digit", "size", "thickness", "slant", "position")
+TWO = ("digit_1", "size_1", "thickness_1", "digit_2", "size_2", "thickness_2",
+       "digits", "order")
+
+
+# --- the canvas as the classifier's input ---------------------------------------------
+def _filter(q, n_src, width):
+  """Triangle-filter weights (N, S, n_src) of source coordinates q (N, S), half-width
+  ``width`` (N,) source pixels (1 to enlarge: bilinear; 1/scale to shrink)."""
+  d = np.abs(q[..., None] - np.arange(n_src, dtype=np.float32)) / width[:, None, None]
+  return np.maximum(0, 1 - d) / width[:, None, None]
+
+
+def to_mnist(canvases) -> tuple:
+  """uint8 canvases (N, H, W[, 1]) of one digit each -> (float32 (N, 28, 28, 1) in
+  [0, 1], bool (N,) has ink): each digit as MNIST's were made. Its ink box (rows and
+  columns with grey > INK) is scaled so that its longer side is 20 pixels, and the
+  grey-weighted centre of mass of the box moved to the field's centre; resampled with
+  a triangle filter (bilinear, widened when shrinking). The image is drawn as the
+  matrix product rows (N, 28, H) @ canvas @ columns (N, W, 28)."""
+  x = np.asarray(canvases)
+  x = x[..., 0] if x.ndim == 4 else x
+  n, h, w = x.shape
+  ink = x > derived.INK
+  rows, cols = ink.any(2), ink.any(1)
+  has_ink = rows.any(1)
+  top, bottom = rows.argmax(1), h - 1 - rows[:, ::-1].argmax(1)
+  left, right = cols.argmax(1), w - 1 - cols[:, ::-1].argmax(1)
+  extent = np.maximum(bottom - top, right - left) + 1
+  scale = np.where(has_ink, MNIST_BOX / np.maximum(extent, 1), 1.0).astype(np.float32)
+  g = x.astype(np.float32) / 255
+  r, c = np.arange(h)[None, :, None], np.arange(w)[None, None, :]
+  box = ((r >= top[:, None, None]) & (r <= bottom[:, None, None])
+         & (c >= left[:, None, None]) & (c <= right[:, None, None]))
+  gb = g * box
+  mass = np.maximum(gb.sum((1, 2)), 1e-6)
+  cy, cx = (gb * r).sum((1, 2)) / mass, (gb * c).sum((1, 2)) / mass
+  grid = np.arange(MNIST_SIZE, dtype=np.float32) - (MNIST_SIZE - 1) / 2
+  width = np.maximum(1.0, 1 / scale)
+  wr = _filter(cy[:, None] + grid / scale[:, None], h, width)
+  wc = _filter(cx[:, None] + grid / scale[:, None], w, width)
+  out = np.clip(wr @ g @ wc.transpose(0, 2, 1), 0, 1)
+  out[~has_ink] = 0
+  return out[..., None].astype(np.float32), has_ink
+
+
+# --- captions -> attribute classes -------------------------------------------------------
+def _digit_phrase(words, i, caption):
+  """(attributes of one digit phrase "a [thin|thick] [small|large] D", next index)."""
+  def fail(what):
+    raise ValueError(f"caption_accuracy cannot read {caption!r}: {what} at word "
+                     f"{i + 1} (the grammar: mnist5k_derived.CAPTION_GRAMMAR).")
+  if i >= len(words) or words[i] not in ("a", "an"):
+    fail("expected 'a' or 'an'")
+  i += 1
+  out = {}
+  for name, levels in (("thickness", LEVELS["thickness"]), ("size", LEVELS["size"])):
+    out[name] = 1
+    if i < len(words) and words[i] in (levels[0], levels[2]):
+      out[name] = levels.index(words[i])
+      i += 1
+  if i >= len(words) or words[i] not in [str(d) for d in range(10)]:
+    fail("expected a digit")
+  out["digit"] = int(words[i])
+  return out, i + 1
+
+
+def _phrase(words, i, phrases, caption, what):
+  for k, p in enumerate(phrases):
+    p = p.split()
+    if words[i:i + len(p)] == p:
+      return k, i + len(p)
+  raise ValueError(f"caption_accuracy cannot read {caption!r}: expected {what} at word "
+                   f"{i + 1} (the grammar: mnist5k_derived.CAPTION_GRAMMAR).")
+
+
+def parse(caption: str, two_digits: bool) -> dict:
+  """The attribute classes a caption names: ``digit``, ``size`` and ``thickness``
+  (0, 1, 2: small / medium / large, thin / medium / thick), and for one digit
+  ``slant`` (0 left, 1 upright, 2 right) and ``position`` (3 x 3 cell, row-major);
+  for two digits each digit's with suffix _1 / _2 and ``first_left``."""
+  words = caption.split()
+  first, i = _digit_phrase(words, 0, caption)
+  if two_digits:
+    relation, i = _phrase(words, i, ("left of", "right of"), caption, "a relation")
+    second, i = _digit_phrase(words, i, caption)
+    out = {**{f"{k}_1": v for k, v in first.items()},
+           **{f"{k}_2": v for k, v in second.items()}, "first_left": relation == 0}
+  else:
+    slant, i = _phrase(words, i, SLANTS, caption, "a slant")
+    position, i = _phrase(words, i, POSITIONS, caption, "a position")
+    out = {**first, "slant": slant, "position": position}
+  if i != len(words):
+    raise ValueError(f"caption_accuracy cannot read {caption!r}: words left over after "
+                     f"word {i} (the grammar: mnist5k_derived.CAPTION_GRAMMAR).")
+  return out
+
+
+# --- measurements -> attribute classes ---------------------------------------------------
+def _level(values, tertiles):
+  """0 in the lowest third (<= the first tertile), 2 in the highest (> the second),
+  else 1: how the captions name sizes and thicknesses."""
+  return np.where(values <= tertiles[0], 0, np.where(values > tertiles[1], 2, 1))
+
+
+def measured(canvases, size_q, thick_q) -> dict:
+  """The attribute classes of uint8 one-digit canvases (N, H, W[, 1]) by
+  ``mnist5k_derived.measure``, as the captions name them (without the digit)."""
+  m = derived.measure(canvases)
+  slant = np.where(np.abs(m["slant"]) <= derived.SLANT_THRESHOLD, 1,
+                   np.where(m["slant"] > 0, 2, 0))
+  cell = np.clip((m["centre"] * 3 // derived.CANVAS).astype(int), 0, 2)
+  return {"size": _level(m["height"], size_q),
+          "thickness": _level(m["thickness"], thick_q), "slant": slant,
+          "position": cell[:, 0] * 3 + cell[:, 1]}
+
+
+class Scorer:
+  """Right / wrong per attribute of uint8 canvases against their captions."""
+
+  def __init__(self, classifier, two_digits: bool, size_q, thick_q):
+    self.classifier, self.two_digits = classifier, two_digits
+    self.size_q, self.thick_q = size_q, thick_q
+
+  def digits(self, canvases):
+    """The classifier's digit of each one-digit canvas; -1 where there is no ink."""
+    x, has_ink = to_mnist(canvases)
+    predicted = self.classifier(x, progress=False)["logits"].argmax(-1)
+    return np.where(has_ink, predicted, -1)
+
+  def __call__(self, canvases, captions) -> dict:
+    truth = [parse(c, self.two_digits) for c in captions]
+    want = {k: np.asarray([t[k] for t in truth]) for k in truth[0]}
+    if not self.two_digits:
+      got = {**measured(canvases, self.size_q, self.thick_q),
+             "digit": self.digits(canvases)}
+      right = {k: got[k] == want[k] for k in ONE}
+    else:
+      half = derived.CANVAS
+      halves = (canvases[:, :, :half], canvases[:, :, half:])
+      got = [{**measured(x, self.size_q, self.thick_q), "digit": self.digits(x)}
+             for x in halves]  # left half, right half
+      first_left = want["first_left"]
+      right = {}
+      for k, side in (("1", first_left), ("2", ~first_left)):
+        for a in ("digit", "size", "thickness"):
+          right[f"{a}_{k}"] = np.where(side, got[0][a], got[1][a]) == want[f"{a}_{k}"]
+      pair = np.sort(np.stack([got[0]["digit"], got[1]["digit"]]), 0)
+      named = np.sort(np.stack([want["digit_1"], want["digit_2"]]), 0)
+      right["digits"] = (pair == named).all(0)
+      right["order"] = right["digit_1"] & right["digit_2"]
+    right["all"] = np.all(list(right.values()), 0)
+    return right
+
+
+@register("caption_accuracy")
+class CaptionAccuracy(Evaluator):
+  """Each attribute of the caption, re-measured on its sample; the real ceiling."""
+  needs = ("text",)
+
+  def __init__(self, config, mesh, nets):
+    super().__init__(config, mesh, nets)
+    dataset = data.get_dataset(config.data)
+    if not isinstance(dataset, derived.MNIST5kCaptions):
+      raise ValueError(f"caption_accuracy measures samples against their captions, and "
+                       f"{config.data.name!r} has none: use mnist5k_captions or "
+                       f"mnist5k_captions2, or drop it from config.eval.metrics.")
+    self.shape = tuple(dataset.image_shape)
+    self.tokenizer = dataset.tokenizer()
+    train = derived.caption_data("train", derived.derived_seed(config.data),
+                                 dataset.two_digits)
+    self.net = nets.setdefault("mnist_classifier",
+                               feature_net(config, mesh, "mnist_classifier"))
+    self.score = Scorer(self.net, dataset.two_digits, train["size_tertiles"],
+                        train["thickness_tertiles"])
+    self.right = {}
+
+  def canvases(self, images):
+    """Float [0, 1] images of the dataset's canvas -> uint8, as the data's were."""
+    if tuple(images.shape[1:]) != self.shape:
+      raise ValueError(f"caption_accuracy measures {self.shape} canvases of "
+                       f"{self.config.data.name!r}; these samples are "
+                       f"{tuple(images.shape[1:])} (a resize in config.data?).")
+    return np.round(np.clip(images, 0, 1) * 255).astype(np.uint8)
+
+  def update(self, samples, examples):
+    right = self.score(self.canvases(samples),
+                       self.tokenizer.decode_batch(examples["text"]))
+    for k, v in right.items():
+      self.right.setdefault(k, []).append(v)
+
+  def real(self) -> dict:
+    """The same numbers for every real image of ``eval.split`` and its caption."""
+    split = self.config.eval.split
+    images, _ = real_images(self.config.data, split)
+    right = self.score(self.canvases(np.concatenate(list(images))),
+                       derived.captions(self.config.data, split))
+    return {k: float(v.mean()) for k, v in right.items()}
+
+  def result(self):
+    out = {f"caption_accuracy_{k}": float(np.concatenate(v).mean())
+           for k, v in self.right.items()}
+    out.update({f"caption_accuracy_real_{k}": v for k, v in self.real().items()})
+    return {**out, "caption_accuracy_net": self.net.name}
