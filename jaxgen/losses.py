@@ -1,6 +1,7 @@
 """Losses and log-likelihoods that several families share: Gaussian and KL terms,
 decoder likelihoods, the ELBO and the IWAE bound, bits per dimension, the diffusion
-objective, the GAN losses and R1, and the statistics of discrete codes. A loss that
+objective, the GAN losses and R1, the statistics of discrete codes and CLIP's
+contrastive loss. A loss that
 one family uses lives in that family's package (``jaxgen/families/<name>/``).
 
 Conventions: functions return per-example values (summed over all non-batch axes);
@@ -224,3 +225,34 @@ def code_perplexity(counts):
 def code_used_fraction(counts):
   """The fraction of the K codes that occur at least once in ``counts`` (K,)."""
   return jnp.mean((counts > 0).astype(jnp.float32))
+
+
+# ----------------------------------------------------------------------------------
+# Contrastive learning (CLIP).
+
+def equal_rows(tokens):
+  """(N, N) bool: rows i and j of ``tokens`` (N, L) are the same sequence."""
+  return jnp.all(tokens[:, None, :] == tokens[None, :, :], axis=-1)
+
+
+def contrastive_loss(logits, positives=None):
+  """The symmetric InfoNCE loss of CLIP (Radford et al. 2021) per example, (N,):
+  ``logits`` (N, N) scores image i against text j; the loss of example i is the mean
+  of its image-to-texts loss (row i) and its text-to-images loss (column i).
+
+  ``positives`` (N, N) bool, symmetric with a true diagonal, marks the pairs that
+  match (equal captions: ``equal_rows(tokens)``), and each side's loss is
+  -log of the softmax probability of its positives together (MIL-NCE, Miech et al.
+  2020): logsumexp of the row minus logsumexp of its positives. Its gradient lowers
+  no positive's logit, so two examples with the same caption are never pushed apart.
+  ``None``: the diagonal alone, CLIP's one-hot target (the cross-entropy).
+  Under ``jit`` with the batch sharded over a mesh the logits are the global batch's.
+  """
+  if positives is None:
+    positives = jnp.eye(logits.shape[0], dtype=bool)
+
+  def one_side(l):
+    return (jax.nn.logsumexp(l, axis=-1)
+            - jax.nn.logsumexp(jnp.where(positives, l, -jnp.inf), axis=-1))
+
+  return 0.5 * (one_side(logits) + one_side(logits.T))

@@ -137,6 +137,23 @@ DEVICES = textwrap.dedent("""
     except ValueError as e:
       assert "not divisible by the number of devices (4)" in str(e), e
 
+    if not getattr(trainer, "generates", True):
+      # A family that generates nothing (CLIP: generates = False) is checked for its
+      # stage embeddings instead: 4 eval examples sharded over the mesh embed as on
+      # one device, finite and of unit norm.
+      ex = data.spread_batch(data.get_source(c.data, c.eval.split), c.data, 4, c.seed)
+      put = sharding.put_batch({k: ex[k] for k in ("image", "text")}, mesh)
+      one = jax.devices()[0]
+      single = jax.device_put(jax.device_get(state.params), one)
+      for fn, key in ((trainer.embed_image, "image"), (trainer.embed_text, "text")):
+        e4 = np.asarray(jax.jit(fn)(state.params, put[key]))
+        e1 = np.asarray(jax.jit(fn)(single, jax.device_put(ex[key], one)))
+        assert e4.shape[0] == 4 and np.all(np.isfinite(e4)), e4.shape
+        np.testing.assert_allclose(np.linalg.norm(e4, axis=-1), 1.0, rtol=1e-5)
+        np.testing.assert_allclose(e4, e1, rtol=1e-4, atol=1e-5)
+      print("OK embeddings", e4.shape)
+      sys.exit(0)
+
     # generate: images in [0, 1] of the data's shape, for the conditioning it takes.
     spec = data.example_spec(c.data)
     images = {k: tuple(v.shape) for k, v in spec.items() if len(v.shape) == 3}

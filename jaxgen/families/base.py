@@ -72,15 +72,33 @@ def learning_rate_schedule(cfg, num_steps: int) -> optax.Schedule:
       [optax.linear_schedule(0.0, lr, warmup), decay], boundaries=[warmup])
 
 
+WEIGHT_DECAY_MASKS = ("all", "matrices")
+
+
+def decays_matrices(params):
+  """open_clip's rule (``open_clip_train/main.py``: no decay where ``p.ndim < 2``, on
+  biases, norms and the logit scale): True for the parameters of 2 or more
+  dimensions (kernels, embeddings); False for biases, norm scales, CLIP's class
+  embedding and temperature."""
+  return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
+
+
 def make_optimizer(cfg, num_steps: int) -> optax.GradientTransformation:
   """Adam or AdamW with an optional global-norm clip, from ``config.optim`` (or a
-  player's block of it); each field it reads is set in the config."""
+  player's block of it); each field it reads is set in the config. AdamW decays every
+  parameter, or with ``weight_decay_mask="matrices"`` (a field only the configs that
+  use it set) only those of ``decays_matrices``."""
   schedule = learning_rate_schedule(cfg, num_steps)
   name, b1, b2, eps = cfg.name, cfg.b1, cfg.b2, cfg.eps
+  mask = cfg.get("weight_decay_mask", "all")
+  if mask not in WEIGHT_DECAY_MASKS:
+    raise ValueError(f"config.optim.weight_decay_mask={mask!r}; use one of "
+                     f"{WEIGHT_DECAY_MASKS}.")
   if name == "adam":
     opt = optax.adam(schedule, b1=b1, b2=b2, eps=eps)
   elif name == "adamw":
-    opt = optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=cfg.weight_decay)
+    opt = optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=cfg.weight_decay,
+                      mask=decays_matrices if mask == "matrices" else None)
   else:
     raise ValueError(f"config.optim.name={name!r}; use adam or adamw.")
   clip = cfg.grad_clip_norm

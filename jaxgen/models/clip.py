@@ -31,9 +31,16 @@ OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 @dataclasses.dataclass(frozen=True)
 class CLIPConfig:
-  """Dimensions of a ViT CLIP; the defaults are OpenAI's ViT-B/32."""
+  """Dimensions of a ViT CLIP; the defaults are OpenAI's ViT-B/32.
+
+  ``image_size`` is the side of square images, or (height, width); ``image_channels``
+  the channels the patch embedding reads. ``end_of_text`` is where the text tower
+  pools: ``argmax`` (OpenAI: the largest token id, CLIP's end token 49407) or
+  ``length`` (the last non-padding token, padding id 0: jaxgen's word tokenizer,
+  whose end token 2 is not its largest id). Neither changes the parameter tree.
+  """
   embed_dim: int = 512
-  image_size: int = 224
+  image_size: int | tuple = 224
   patch_size: int = 32
   vision_width: int = 768
   vision_layers: int = 12
@@ -43,17 +50,34 @@ class CLIPConfig:
   text_width: int = 512
   text_layers: int = 12
   text_heads: int = 8
+  image_channels: int = 3
+  end_of_text: str = "argmax"
 
   def __post_init__(self):
-    if self.image_size % self.patch_size:
+    if any(side % self.patch_size for side in self.image_hw):
       raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size "
                        f"{self.patch_size}.")
+    if self.end_of_text not in END_OF_TEXT:
+      raise ValueError(f"end_of_text={self.end_of_text!r}; use one of {END_OF_TEXT}.")
     for width, heads, tower in ((self.vision_width, self.vision_heads, "vision"),
                                 (self.text_width, self.text_heads, "text")):
       if width % heads:
         raise ValueError(f"{tower}_width {width} is not divisible by {tower}_heads {heads}.")
 
 
+  @property
+  def image_hw(self) -> tuple:
+    """(height, width) of the image tower's input."""
+    s = self.image_size
+    return (int(s), int(s)) if isinstance(s, (int, np.integer)) else tuple(map(int, s))
+
+  @property
+  def image_shape(self) -> tuple:
+    """(height, width, channels) of one input image."""
+    return (*self.image_hw, self.image_channels)
+
+
+END_OF_TEXT = ("argmax", "length")
 VIT_B_32 = CLIPConfig()
 
 
@@ -165,10 +189,13 @@ class TextEmbeddings(nn.Module):
     return x + positions(jnp.arange(tokens.shape[1]))
 
 
-def end_positions(tokens):
-  """The end-of-text position of each row of token ids (N, L): the largest id (OpenAI's
-  argmax; CLIP's end token 49407 is the largest id of its vocabulary), so rows must
-  hold one."""
+def end_positions(tokens, rule: str = "argmax"):
+  """The end-of-text position of each row of token ids (N, L). ``argmax``: the largest
+  id (OpenAI's; CLIP's end token 49407 is the largest id of its vocabulary), so rows
+  must hold one. ``length``: the last token that is not padding (id 0), for
+  tokenizers that pad with 0 after their end token (jaxgen's word tokenizer)."""
+  if rule == "length":
+    return jnp.maximum((tokens != 0).sum(-1) - 1, 0)
   return jnp.argmax(tokens, axis=-1)
 
 
@@ -185,7 +212,7 @@ class TextTransformer(nn.Module):
     x = _layer_norm("final_layer_norm")(x)
     if all_states:
       return x
-    return x[jnp.arange(x.shape[0]), end_positions(tokens)]
+    return x[jnp.arange(x.shape[0]), end_positions(tokens, c.end_of_text)]
 
 
 def _normalize(x):
@@ -212,10 +239,11 @@ class CLIP(nn.Module):
                                   ())
 
   def encode_image(self, pixels):
-    s = self.config.image_size
-    if pixels.ndim != 4 or pixels.shape[1:] != (s, s, 3):
-      raise ValueError(f"CLIP expects normalised images of shape (N, {s}, {s}, 3), got "
-                       f"{pixels.shape}; preprocess(images, {s}) makes them.")
+    shape = self.config.image_shape
+    if pixels.ndim != 4 or tuple(pixels.shape[1:]) != shape:
+      raise ValueError(f"CLIP expects normalised images of shape (N, "
+                       f"{', '.join(map(str, shape))}), got {pixels.shape}; "
+                       f"preprocess(images, {self.config.image_size}) makes them.")
     return self.visual_projection(self.vision_model(pixels))
 
   def encode_text(self, tokens):
@@ -229,7 +257,8 @@ class CLIP(nn.Module):
     and the mask (N, L) of the positions up to the end of text (the causal tower's
     states there have seen no padding)."""
     states = self.text_model(tokens, all_states=True)
-    mask = jnp.arange(tokens.shape[1])[None, :] <= end_positions(tokens)[:, None]
+    end = end_positions(tokens, self.config.end_of_text)
+    mask = jnp.arange(tokens.shape[1])[None, :] <= end[:, None]
     return states, mask
 
   def __call__(self, pixels, tokens):
@@ -239,7 +268,7 @@ class CLIP(nn.Module):
 
 def param_shapes(config: CLIPConfig = VIT_B_32) -> dict:
   """The shapes of CLIP(config)'s parameters, without computing them."""
-  pixels = jax.ShapeDtypeStruct((1, config.image_size, config.image_size, 3), jnp.float32)
+  pixels = jax.ShapeDtypeStruct((1, *config.image_shape), jnp.float32)
   tokens = jax.ShapeDtypeStruct((1, config.context_length), jnp.int32)
   return jax.eval_shape(CLIP(config).init, jax.random.key(0), pixels, tokens)["params"]
 
