@@ -70,7 +70,7 @@ def test_real_images_read_as_captioned_and_shuffled_captions_near_chance(two_dig
   # Each sample the real image of another example: attributes agree by chance.
   shuffle = np.random.default_rng(0).permutation(500)
   bad = evaluators.compute(RealOfCaption(c, shuffle), None, c, mesh, jax.random.key(0))
-  truth = [caption_accuracy.parse(t, two_digits)
+  truth = [derived.parse_caption(t, two_digits)
            for t in derived.captions(c.data, "test")]
   for a in (*attributes, "digit_1" if two_digits else "digit"):
     expected = chance([t[a] for t in truth])
@@ -89,7 +89,7 @@ def test_captions_parse_to_the_attributes_they_were_written_from():
     size_q, thick_q = d["size_tertiles"], d["thickness_tertiles"]
     level = lambda v, q: 0 if v <= q[0] else 2 if v > q[1] else 1
     for i in range(0, 500, 7):
-      t = caption_accuracy.parse(str(d["caption"][i]), two)
+      t = derived.parse_caption(str(d["caption"][i]), two)
       if two:
         assert (t["digit_1"], t["digit_2"]) == (d["label"][i], d["label2"][i])
         assert t["size_2"] == level(d["height_2"][i], size_q)
@@ -101,14 +101,14 @@ def test_captions_parse_to_the_attributes_they_were_written_from():
         assert t["thickness"] == level(d["thickness"][i], thick_q)
         row, col = np.clip((d["centre"][i] * 3 // 32).astype(int), 0, 2)
         assert t["position"] == row * 3 + col
-  assert caption_accuracy.parse("an 8 slanted left at the top", False) == {
+  assert derived.parse_caption("an 8 slanted left at the top", False) == {
       "digit": 8, "size": 1, "thickness": 1, "slant": 0, "position": 1}
-  assert caption_accuracy.parse("a thick 3 right of a small 7", True)["first_left"] is \
+  assert derived.parse_caption("a thick 3 right of a small 7", True)["first_left"] is \
       False
   for bad in ("a 3 upright", "a 3 sideways in the centre", "a huge 3 upright at the top",
               "a 3 upright at the top now"):
     with pytest.raises(ValueError, match="cannot read"):
-      caption_accuracy.parse(bad, False)
+      derived.parse_caption(bad, False)
 
 
 def test_canvases_reach_the_classifier_as_mnist_digits():

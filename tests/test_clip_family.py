@@ -154,7 +154,8 @@ def test_every_caption_parses_and_is_one_of_its_attribute_variants(split):
       assert variants[i] == caption and len(variants) == len(values)
   prompts = zero_shot.digit_prompts()
   assert len(prompts) == 10 and len(prompts[3]) == 3 * 3 * 3 * 9
-  assert prompts[8][0] == "an 8 upright in the top left"
+  assert "an 8 upright in the top left" in prompts[8]
+  assert prompts[8][0] == "a thin small 8 slanted left in the top left"
 
 
 def test_an_out_of_vocabulary_prompt_word_is_a_clear_error(tiny):

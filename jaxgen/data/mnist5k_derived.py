@@ -212,26 +212,106 @@ def _tertiles(values):
   return tuple(float(q) for q in np.quantile(values, [1 / 3, 2 / 3]))
 
 
+# The grammar's words by attribute class, the one place they are written and read: the
+# captions (``captions_one``, ``_captions_two``), their parser (``parse_caption``, for
+# evaluators) and the zero-shot prompts of the clip family all go through these.
+THICKNESS_WORDS = ("thin", "", "thick")   # classes 0, 1, 2 ("" says nothing)
+SIZE_WORDS = ("small", "", "large")
+SLANT_WORDS = ("slanted left", "upright", "slanted right")
+POSITION_WORDS = tuple(p for row in POSITIONS for p in row)  # the 3 x 3 cell, row-major
+RELATION_WORDS = ("left of", "right of")
+
+
+def level(values, tertiles):
+  """0 in the train set's lowest third (<= the first tertile), 2 in its highest (>
+  the second), else 1: the class that names a size or a thickness."""
+  values = np.asarray(values)
+  return np.where(values <= tertiles[0], 0, np.where(values > tertiles[1], 2, 1))
+
+
+def slant_class(slant):
+  """0 slanted left, 1 upright (|shear| <= SLANT_THRESHOLD), 2 slanted right."""
+  slant = np.asarray(slant)
+  return np.where(np.abs(slant) <= SLANT_THRESHOLD, 1, np.where(slant > 0, 2, 0))
+
+
+def position_class(centre):
+  """The 3 x 3 cell (row-major, 0..8) of the canvas that holds ``centre`` (..., 2)."""
+  cell = np.clip((np.asarray(centre) * 3 // CANVAS).astype(int), 0, 2)
+  return cell[..., 0] * 3 + cell[..., 1]
+
+
+def noun_phrase(digit, thickness: int = 1, size: int = 1) -> list:
+  """The words "a [thin|thick] [small|large] D" of one digit (attribute classes)."""
+  head = [w for w in (THICKNESS_WORDS[thickness], SIZE_WORDS[size]) if w] + [str(digit)]
+  return ["an" if head[0] == "8" else "a", *head]
+
+
+def caption_words(digit, thickness: int = 1, size: int = 1, slant: int | None = None,
+                  position: int | None = None) -> list:
+  """A digit's caption words: its noun phrase[, slant, position] (attribute classes)."""
+  words = noun_phrase(digit, thickness, size)
+  if slant is not None:
+    words.append(SLANT_WORDS[slant])
+  if position is not None:
+    words.append(POSITION_WORDS[position])
+  return words
+
+
+def parse_caption(caption: str, two_digits: bool = False) -> dict:
+  """The attribute classes a caption names: ``digit``, ``thickness`` and ``size`` (0, 1,
+  2), and for one digit ``slant`` (0, 1, 2) and ``position`` (0..8); for two digits each
+  digit's with the suffix _1 / _2 and ``first_left``. Text outside the grammar is an
+  error naming the word."""
+  words = caption.split()
+
+  def fail(what, i):
+    raise ValueError(f"cannot read the caption {caption!r}: {what} at word {i + 1} "
+                     f"(the grammar: mnist5k_derived.CAPTION_GRAMMAR).")
+
+  def phrase(i, options, what):
+    for k, p in enumerate(options):
+      p = p.split()
+      if p and words[i:i + len(p)] == p:
+        return k, i + len(p)
+    fail(f"expected {what}", i)
+
+  def digit_phrase(i):
+    if i >= len(words) or words[i] not in ("a", "an"):
+      fail("expected 'a' or 'an'", i)
+    i += 1
+    out = {}
+    for name, options in (("thickness", THICKNESS_WORDS), ("size", SIZE_WORDS)):
+      out[name] = 1
+      if i < len(words) and words[i] in (options[0], options[2]):
+        out[name] = options.index(words[i])
+        i += 1
+    if i >= len(words) or words[i] not in [str(d) for d in range(10)]:
+      fail("expected a digit", i)
+    out["digit"] = int(words[i])
+    return out, i + 1
+
+  first, i = digit_phrase(0)
+  if two_digits:
+    relation, i = phrase(i, RELATION_WORDS, "a relation")
+    second, i = digit_phrase(i)
+    out = {**{f"{k}_1": v for k, v in first.items()},
+           **{f"{k}_2": v for k, v in second.items()}, "first_left": relation == 0}
+  else:
+    slant, i = phrase(i, SLANT_WORDS, "a slant")
+    position, i = phrase(i, POSITION_WORDS, "a position")
+    out = {**first, "slant": slant, "position": position}
+  if i != len(words):
+    fail("words left over", i)
+  return out
+
+
 def _words(label, height, thickness, size_q, thick_q, slant=None, centre=None):
   """Caption words of one digit: article, adjectives, digit[, slant, position]."""
-  adjectives = []
-  if thickness <= thick_q[0]:
-    adjectives.append("thin")
-  elif thickness > thick_q[1]:
-    adjectives.append("thick")
-  if height <= size_q[0]:
-    adjectives.append("small")
-  elif height > size_q[1]:
-    adjectives.append("large")
-  head = [*adjectives, str(label)]
-  words = ["an" if head[0] == "8" else "a", *head]
-  if slant is not None:
-    words.append("upright" if abs(slant) <= SLANT_THRESHOLD else
-                 "slanted right" if slant > 0 else "slanted left")
-  if centre is not None:
-    cell = np.clip((centre * 3 // CANVAS).astype(int), 0, 2)
-    words.append(POSITIONS[cell[0]][cell[1]])
-  return words
+  return caption_words(
+      label, int(level(thickness, thick_q)), int(level(height, size_q)),
+      None if slant is None else int(slant_class(slant)),
+      None if centre is None else int(position_class(centre)))
 
 
 @functools.cache
@@ -276,7 +356,7 @@ def _captions_two(split: str, seed: int) -> dict:
   else:
     t = _captions_two("train", seed)
     size_q, thick_q = t["size_tertiles"], t["thickness_tertiles"]
-  relation = np.where(ma["centre"][:, 1] < mb["centre"][:, 1], "left of", "right of")
+  relation = np.where(ma["centre"][:, 1] < mb["centre"][:, 1], *RELATION_WORDS)
   captions = np.asarray([" ".join([
       *_words(labels[i], ma["height"][i], ma["thickness"][i], size_q, thick_q),
       relation[i],

@@ -39,9 +39,6 @@ from jaxgen.evaluators import Evaluator, register
 from jaxgen.evaluators.features import feature_net, real_images
 
 MNIST_SIZE, MNIST_BOX = 28, 20  # MNIST: a 20 x 20 box, centred by mass in 28 x 28
-LEVELS = {"size": ("small", "", "large"), "thickness": ("thin", "", "thick")}
-SLANTS = ("slanted left", "upright", "slanted right")
-POSITIONS = tuple(p for row in derived.POSITIONS for p in row)  # row-major, 3 x 3
 ONE = ("digit", "size", "thickness", "slant", "position")
 TWO = ("digit_1", "size_1", "thickness_1", "digit_2", "size_2", "thickness_2",
        "digits", "order")
@@ -88,75 +85,15 @@ def to_mnist(canvases) -> tuple:
   return out[..., None].astype(np.float32), has_ink
 
 
-# --- captions -> attribute classes -------------------------------------------------------
-def _digit_phrase(words, i, caption):
-  """(attributes of one digit phrase "a [thin|thick] [small|large] D", next index)."""
-  def fail(what):
-    raise ValueError(f"caption_accuracy cannot read {caption!r}: {what} at word "
-                     f"{i + 1} (the grammar: mnist5k_derived.CAPTION_GRAMMAR).")
-  if i >= len(words) or words[i] not in ("a", "an"):
-    fail("expected 'a' or 'an'")
-  i += 1
-  out = {}
-  for name, levels in (("thickness", LEVELS["thickness"]), ("size", LEVELS["size"])):
-    out[name] = 1
-    if i < len(words) and words[i] in (levels[0], levels[2]):
-      out[name] = levels.index(words[i])
-      i += 1
-  if i >= len(words) or words[i] not in [str(d) for d in range(10)]:
-    fail("expected a digit")
-  out["digit"] = int(words[i])
-  return out, i + 1
-
-
-def _phrase(words, i, phrases, caption, what):
-  for k, p in enumerate(phrases):
-    p = p.split()
-    if words[i:i + len(p)] == p:
-      return k, i + len(p)
-  raise ValueError(f"caption_accuracy cannot read {caption!r}: expected {what} at word "
-                   f"{i + 1} (the grammar: mnist5k_derived.CAPTION_GRAMMAR).")
-
-
-def parse(caption: str, two_digits: bool) -> dict:
-  """The attribute classes a caption names: ``digit``, ``size`` and ``thickness``
-  (0, 1, 2: small / medium / large, thin / medium / thick), and for one digit
-  ``slant`` (0 left, 1 upright, 2 right) and ``position`` (3 x 3 cell, row-major);
-  for two digits each digit's with suffix _1 / _2 and ``first_left``."""
-  words = caption.split()
-  first, i = _digit_phrase(words, 0, caption)
-  if two_digits:
-    relation, i = _phrase(words, i, ("left of", "right of"), caption, "a relation")
-    second, i = _digit_phrase(words, i, caption)
-    out = {**{f"{k}_1": v for k, v in first.items()},
-           **{f"{k}_2": v for k, v in second.items()}, "first_left": relation == 0}
-  else:
-    slant, i = _phrase(words, i, SLANTS, caption, "a slant")
-    position, i = _phrase(words, i, POSITIONS, caption, "a position")
-    out = {**first, "slant": slant, "position": position}
-  if i != len(words):
-    raise ValueError(f"caption_accuracy cannot read {caption!r}: words left over after "
-                     f"word {i} (the grammar: mnist5k_derived.CAPTION_GRAMMAR).")
-  return out
-
-
 # --- measurements -> attribute classes ---------------------------------------------------
-def _level(values, tertiles):
-  """0 in the lowest third (<= the first tertile), 2 in the highest (> the second),
-  else 1: how the captions name sizes and thicknesses."""
-  return np.where(values <= tertiles[0], 0, np.where(values > tertiles[1], 2, 1))
-
-
 def measured(canvases, size_q, thick_q) -> dict:
   """The attribute classes of uint8 one-digit canvases (N, H, W[, 1]) by
   ``mnist5k_derived.measure``, as the captions name them (without the digit)."""
   m = derived.measure(canvases)
-  slant = np.where(np.abs(m["slant"]) <= derived.SLANT_THRESHOLD, 1,
-                   np.where(m["slant"] > 0, 2, 0))
-  cell = np.clip((m["centre"] * 3 // derived.CANVAS).astype(int), 0, 2)
-  return {"size": _level(m["height"], size_q),
-          "thickness": _level(m["thickness"], thick_q), "slant": slant,
-          "position": cell[:, 0] * 3 + cell[:, 1]}
+  return {"size": derived.level(m["height"], size_q),
+          "thickness": derived.level(m["thickness"], thick_q),
+          "slant": derived.slant_class(m["slant"]),
+          "position": derived.position_class(m["centre"])}
 
 
 class Scorer:
@@ -173,7 +110,7 @@ class Scorer:
     return np.where(has_ink, predicted, -1)
 
   def __call__(self, canvases, captions) -> dict:
-    truth = [parse(c, self.two_digits) for c in captions]
+    truth = [derived.parse_caption(c, self.two_digits) for c in captions]
     want = {k: np.asarray([t[k] for t in truth]) for k in truth[0]}
     if not self.two_digits:
       got = {**measured(canvases, self.size_q, self.thick_q),

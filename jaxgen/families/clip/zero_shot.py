@@ -19,61 +19,46 @@ from jaxgen.data import mnist5k_derived, text
 from jaxgen.errors import ConfigError
 
 DIGITS = tuple(str(d) for d in range(10))
-THICKNESS = ("", "thin", "thick")
-SIZE = ("", "small", "large")
-SLANT = ("upright", "slanted left", "slanted right")
-POSITION = tuple(p for row in mnist5k_derived.POSITIONS for p in row)
-ATTRIBUTES = {"thickness": THICKNESS, "size": SIZE, "slant": SLANT, "position": POSITION}
+# Each attribute's words by class, as the captions were written (mnist5k_derived).
+ATTRIBUTES = {"thickness": mnist5k_derived.THICKNESS_WORDS,
+              "size": mnist5k_derived.SIZE_WORDS,
+              "slant": mnist5k_derived.SLANT_WORDS,
+              "position": mnist5k_derived.POSITION_WORDS}
 
 
-def noun_phrase(digit: str, thickness: str = "", size: str = "") -> list:
-  head = [w for w in (thickness, size) if w] + [digit]
-  return ["an" if head[0] == "8" else "a", *head]
-
-
-def caption(digit, thickness="", size="", slant="upright", position="in the centre"):
-  """A caption of the one-digit grammar."""
-  return " ".join([*noun_phrase(digit, thickness, size), slant, position])
+def caption(digit, thickness: int = 1, size: int = 1, slant: int = 1,
+            position: int = 4) -> str:
+  """A caption of the one-digit grammar from attribute classes (default: no
+  thickness or size word, upright, in the centre)."""
+  return " ".join(mnist5k_derived.caption_words(digit, thickness, size, slant,
+                                                position))
 
 
 def parse(caption_: str) -> dict:
-  """The attributes of a one-digit caption: thickness, size, digit, slant, position."""
-  words = caption_.split()
-  i, out = 1, {"thickness": "", "size": ""}
-  for attribute, values in (("thickness", THICKNESS), ("size", SIZE)):
-    if i < len(words) and words[i] in values[1:]:
-      out[attribute] = words[i]
-      i += 1
-  if i >= len(words) or words[i] not in DIGITS:
-    raise ValueError(f"{caption_!r} is not a caption of the one-digit grammar.")
-  out["digit"] = words[i]
-  n = 1 if words[i + 1:i + 2] == ["upright"] else 2
-  out["slant"] = " ".join(words[i + 1:i + 1 + n])
-  out["position"] = " ".join(words[i + 1 + n:])
-  if out["slant"] not in SLANT or out["position"] not in POSITION:
-    raise ValueError(f"{caption_!r} is not a caption of the one-digit grammar.")
-  return out
+  """The attribute classes of a one-digit caption: digit, thickness, size, slant,
+  position (``mnist5k_derived.parse_caption``)."""
+  return mnist5k_derived.parse_caption(caption_)
 
 
 def digit_prompts() -> list:
   """10 lists (digits 0-9) of the same templates: every caption with that digit."""
-  templates = list(itertools.product(THICKNESS, SIZE, SLANT, POSITION))
+  templates = list(itertools.product(*(range(len(v)) for v in ATTRIBUTES.values())))
   return [[caption(d, *t) for t in templates] for d in DIGITS]
 
 
 def attribute_variants(caption_: str, attribute: str) -> tuple[list, int]:
   """The captions that differ from ``caption_`` only in ``attribute`` (each of its
-  values, in ``ATTRIBUTES`` order), and the index of ``caption_``'s own value."""
+  classes in order), and the index of ``caption_``'s own class."""
   parts = parse(caption_)
-  values = ATTRIBUTES[attribute]
-  variants = [caption(**{**{k: v for k, v in parts.items()}, attribute: value})
-              for value in values]
-  return variants, values.index(parts[attribute])
+  variants = [caption(**{**parts, attribute: k})
+              for k in range(len(ATTRIBUTES[attribute]))]
+  return variants, parts[attribute]
 
 
 def pair_prompts(relation: str = "left of") -> list:
   """"a A left of a B" for A, B in 0-9 (index 10 A + B), adjectives left out."""
-  return [" ".join([*noun_phrase(a), relation, *noun_phrase(b)])
+  return [" ".join([*mnist5k_derived.noun_phrase(a), relation,
+                    *mnist5k_derived.noun_phrase(b)])
           for a in DIGITS for b in DIGITS]
 
 
