@@ -158,6 +158,22 @@ def load_file(name: str, path: str, mesh, role, spec: dict) -> Stage:
   return Stage(name, path, stage, params, 0, digest(params))
 
 
+def check_tokenizer(stage: Stage, tokenizer, who: str):
+  """A run that feeds token ids to a stage must tokenize its captions as the stage's
+  run did (``stage.tokenizer``, saved with that run); a StageError otherwise. ``who``
+  names the stage's user in the message. A stage without a tokenizer (a weights file)
+  reads text its own way and is not checked here."""
+  if stage.tokenizer is None or stage.tokenizer == tokenizer:
+    return
+  mine, theirs = set(stage.tokenizer.vocab), set(getattr(tokenizer, "vocab", ()))
+  raise StageError(
+      f"{who} reads captions with another tokenizer ({stage.tokenizer.vocab_size} ids) "
+      f"than its dataset ({getattr(tokenizer, 'vocab_size', '?')} ids; words only in "
+      f"the stage's: {sorted(mine - theirs)[:5]}, only in the dataset's: "
+      f"{sorted(theirs - mine)[:5]}, or the same words numbered differently): its "
+      f"token ids mean other words; train the {stage.name} stage on the same captions.")
+
+
 def check_same_data(mine, stage, path, fields=("name", "scale", "binarize", "resize",
                                               "center_crop")):
   """A model over a stage's latents must see the images as the stage's run did: the

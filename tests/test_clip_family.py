@@ -15,7 +15,7 @@ import pytest
 import safetensors.numpy
 
 from conftest import load_config, load_module
-from jaxgen import build, data, errors, losses, sharding, train
+from jaxgen import build, data, errors, losses, sharding, stages, train
 from jaxgen.families import base
 from jaxgen.families.clip import trainer as clip_trainer
 from jaxgen.families.clip import zero_shot
@@ -168,10 +168,12 @@ def test_an_out_of_vocabulary_prompt_word_is_a_clear_error(tiny):
 
 def test_a_stage_with_another_tokenizer_is_refused(tiny):
   _, tr, _, _ = tiny
-  tr.check_tokenizer(data.get_dataset(load_config("clip_mnist", "tiny").data).tokenizer())
+  stage = stages.Stage("clip", "run", tr, None, 0, "", tokenizer=tr.tokenizer)
+  stages.check_tokenizer(
+      stage, data.get_dataset(load_config("clip_mnist", "tiny").data).tokenizer(), "x")
   other = data.get_dataset(load_config("clip_mnist", "tiny,captions2").data).tokenizer()
-  with pytest.raises(errors.StageError, match="train the CLIP stage on the same"):
-    tr.check_tokenizer(other, "mnist5k_captions2")
+  with pytest.raises(errors.StageError, match="train the clip stage on the same"):
+    stages.check_tokenizer(stage, other, "a run on mnist5k_captions2")
 
 
 def test_clip_does_not_generate():

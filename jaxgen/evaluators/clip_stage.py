@@ -23,7 +23,7 @@ from typing import Callable
 import jax
 import numpy as np
 
-from jaxgen import build, data
+from jaxgen import build, data, stages
 from jaxgen.data.clip_tokenizer import CLIPTokenizer
 from jaxgen.errors import StageError
 from jaxgen.evaluators import option
@@ -89,12 +89,7 @@ def load(config, mesh, nets, who: str) -> ClipStage:
   stage = build.load_stage(ROLE, path, mesh, ConditioningEncoder,
                            data.example_spec(config.data))
   if stage.tokenizer is not None:
-    if stage.tokenizer != mine:
-      raise StageError(
-          f"{who}: eval.clip_stage={path} reads captions with another tokenizer "
-          f"({stage.tokenizer.vocab_size} words) than {config.data.name!r}'s "
-          f"({mine.vocab_size}): its token ids mean other words; use a clip run "
-          f"trained on {config.data.name}.")
+    stages.check_tokenizer(stage, mine, f"{who}: eval.clip_stage={path}")
     run_data = getattr(getattr(stage.trainer, "config", None), "data", None)
     spec = data.example_spec(run_data) if run_data is not None else {}
     length = (spec["text"].shape[0] if "text" in spec

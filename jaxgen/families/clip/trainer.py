@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from jaxgen import data, losses, viz, weights
-from jaxgen.errors import ConfigError, StageError
+from jaxgen.errors import ConfigError
 from jaxgen.families.base import OneOptimizerTrainer
 from jaxgen.families.clip import zero_shot
 from jaxgen.models import clip
@@ -142,19 +142,6 @@ class CLIPTrainer(OneOptimizerTrainer, ConditioningEncoder):
 
   def text_states(self, params, tokens):
     return self._apply(params, tokens, method=clip.CLIP.text_states)
-
-  def check_tokenizer(self, tokenizer, where: str = "the dataset"):
-    """A later run that reads this stage's text embeddings must tokenize its captions
-    with the same vocabulary; a StageError otherwise."""
-    if tokenizer != self.tokenizer:
-      mine = set(self.tokenizer.vocab)
-      theirs = set(getattr(tokenizer, "vocab", ()))
-      raise StageError(
-          f"The CLIP stage was trained with a tokenizer of {self.tokenizer.vocab_size} "
-          f"ids, {where} has one of {getattr(tokenizer, 'vocab_size', '?')} ids "
-          f"(words only in the stage's: {sorted(mine - theirs)[:5]}, only in "
-          f"{where}'s: {sorted(theirs - mine)[:5]}, or the same words numbered "
-          f"differently): train the CLIP stage on the same captions.")
 
   # --- training ---------------------------------------------------------------------
   def logits(self, params, images, tokens):
