@@ -31,7 +31,8 @@ LAYERS = [
                   "jaxgen.evaluators.clip_r_precision"]),
     ("command lines", ["jaxgen.main", "jaxgen.score", "jaxgen.translate",
                        "jaxgen.train_mnist_classifier",
-                       "jaxgen.families.pixelcnn.complete", "jaxgen.data.prepare"]),
+                       "jaxgen.families.pixelcnn.complete", "jaxgen.data.prepare",
+                       "jaxgen.evaluators.ceiling"]),
 ]
 PREFIXES = sorted(((p, i) for i, (_, ps) in enumerate(LAYERS) for p in ps),
                   key=lambda x: -len(x[0]))

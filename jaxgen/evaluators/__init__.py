@@ -19,6 +19,8 @@
                     two digits and their order) re-measured on its sample, as the
                     captions of mnist5k_captions(2) were measured; the real ceiling;
   families/cyclegan/evaluators.py   styles (CycleGAN's un-styled digit class).
+``python -m jaxgen.evaluators.ceiling`` (ceiling.py) runs them on the real images of
+``eval.split`` in place of samples: each metric's ceiling.
 Samples come from the family's pure ``generate``, jit-compiled once, in batches of
 ``eval.sample_batch_size``. Conditional families (``trainer.conditioning_keys``) get
 the conditioning of ``eval.num_samples`` examples of ``eval.split``, in a fixed

@@ -24,10 +24,11 @@ captions) are the ceiling, ``caption_accuracy_real_*``: the check that the measu
 reads real canvases right (exactly 1 for the measured attributes, the classifier's
 accuracy for the digits).
 
-The classifier sees each digit as MNIST was made (``to_mnist``): the ink's bounding
-box (grey > ``mnist5k_derived.INK``) scaled to fit a 20 x 20 box (aspect kept), with
-its centre of mass at the centre of a 28 x 28 field; a two-digit canvas gives one such
-digit per half. A canvas without ink has no digit (counted wrong).
+The classifier sees each digit as MNIST was made (``mnist_classifier.to_mnist``): the
+ink's bounding box (grey > ``mnist_classifier.INK``) scaled to fit a 20 x 20 box
+(aspect kept), with its centre of mass at the centre of a 28 x 28 field; a two-digit
+canvas gives one such digit per half. A canvas without ink has no digit (counted
+wrong).
 """
 from __future__ import annotations
 
@@ -37,52 +38,11 @@ from jaxgen import data
 from jaxgen.data import mnist5k_derived as derived
 from jaxgen.evaluators import Evaluator, register
 from jaxgen.evaluators.features import feature_net, real_images
+from jaxgen.metrics.mnist_classifier import to_mnist
 
-MNIST_SIZE, MNIST_BOX = 28, 20  # MNIST: a 20 x 20 box, centred by mass in 28 x 28
 ONE = ("digit", "size", "thickness", "slant", "position")
 TWO = ("digit_1", "size_1", "thickness_1", "digit_2", "size_2", "thickness_2",
        "digits", "order")
-
-
-# --- the canvas as the classifier's input ---------------------------------------------
-def _filter(q, n_src, width):
-  """Triangle-filter weights (N, S, n_src) of source coordinates q (N, S), half-width
-  ``width`` (N,) source pixels (1 to enlarge: bilinear; 1/scale to shrink)."""
-  d = np.abs(q[..., None] - np.arange(n_src, dtype=np.float32)) / width[:, None, None]
-  return np.maximum(0, 1 - d) / width[:, None, None]
-
-
-def to_mnist(canvases) -> tuple:
-  """uint8 canvases (N, H, W[, 1]) of one digit each -> (float32 (N, 28, 28, 1) in
-  [0, 1], bool (N,) has ink): each digit as MNIST's were made. Its ink box (rows and
-  columns with grey > INK) is scaled so that its longer side is 20 pixels, and the
-  grey-weighted centre of mass of the box moved to the field's centre; resampled with
-  a triangle filter (bilinear, widened when shrinking). The image is drawn as the
-  matrix product rows (N, 28, H) @ canvas @ columns (N, W, 28)."""
-  x = np.asarray(canvases)
-  x = x[..., 0] if x.ndim == 4 else x
-  n, h, w = x.shape
-  ink = x > derived.INK
-  rows, cols = ink.any(2), ink.any(1)
-  has_ink = rows.any(1)
-  top, bottom = rows.argmax(1), h - 1 - rows[:, ::-1].argmax(1)
-  left, right = cols.argmax(1), w - 1 - cols[:, ::-1].argmax(1)
-  extent = np.maximum(bottom - top, right - left) + 1
-  scale = np.where(has_ink, MNIST_BOX / np.maximum(extent, 1), 1.0).astype(np.float32)
-  g = x.astype(np.float32) / 255
-  r, c = np.arange(h)[None, :, None], np.arange(w)[None, None, :]
-  box = ((r >= top[:, None, None]) & (r <= bottom[:, None, None])
-         & (c >= left[:, None, None]) & (c <= right[:, None, None]))
-  gb = g * box
-  mass = np.maximum(gb.sum((1, 2)), 1e-6)
-  cy, cx = (gb * r).sum((1, 2)) / mass, (gb * c).sum((1, 2)) / mass
-  grid = np.arange(MNIST_SIZE, dtype=np.float32) - (MNIST_SIZE - 1) / 2
-  width = np.maximum(1.0, 1 / scale)
-  wr = _filter(cy[:, None] + grid / scale[:, None], h, width)
-  wc = _filter(cx[:, None] + grid / scale[:, None], w, width)
-  out = np.clip(wr @ g @ wc.transpose(0, 2, 1), 0, 1)
-  out[~has_ink] = 0
-  return out[..., None].astype(np.float32), has_ink
 
 
 # --- measurements -> attribute classes ---------------------------------------------------

@@ -28,13 +28,21 @@ def feature_net(config, mesh=None, name=None) -> features.FeatureNet:
                       batch_size=config.eval.sample_batch_size, mesh=mesh)
 
 
-def real_images(data_config, split: str, batch_size: int = 500, key: str = "image"):
-  """The split's images ``key`` in [0, 1] at the model's resolution (resize applied;
-  no binarisation, dequantisation, jitter or flips), in batches; and their number."""
+def real_data(data_config) -> ml_collections.ConfigDict:
+  """A copy of ``config.data`` that gives the real images as the metrics see them: in
+  [0, 1] at the model's resolution (resize applied; no binarisation, dequantisation,
+  jitter or flips)."""
   cfg = ml_collections.ConfigDict(data_config.to_dict())
   cfg.update(binarize="", dequantize=False, random_flip=False, scale="unit")
   if "jitter_resize" in cfg:
     cfg.jitter_resize = ()
+  return cfg
+
+
+def real_images(data_config, split: str, batch_size: int = 500, key: str = "image"):
+  """The split's images ``key`` as ``real_data`` gives them, in batches; and their
+  number."""
+  cfg = real_data(data_config)
   source = data.get_source(cfg, split)
   n = len(source)
 

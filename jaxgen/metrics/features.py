@@ -9,9 +9,11 @@ produced it, since numbers from different networks are not comparable.
 
 This module is the one registry of feature networks: the network modules
 (``mnist_classifier``, ``inception``, ``clip_score``) define their networks and feature
-functions and never import it. ``get("clip")`` gives CLIP ViT-B/32 image embeddings
-(``features`` only, no ``logits``: FID in CLIP space); ``clip_embedder`` gives both
-towers, for the CLIP score.
+functions and never import it. ``get("mnist_classifier")`` reads 28 x 28 digits and
+canvases of digits side by side (``mnist_classifier.prepare`` says how: features
+joined over the digits, logits of their joint label). ``get("clip")`` gives CLIP
+ViT-B/32 image embeddings (``features`` only, no ``logits``: FID in CLIP space);
+``clip_embedder`` gives both towers, for the CLIP score.
 """
 from __future__ import annotations
 
@@ -107,9 +109,10 @@ class FeatureNet:
     if not parts:
       if not hasattr(images, "shape"):
         raise ValueError("No images to compute features of.")
+      prepared = self.prepare(images)
       shapes = jax.eval_shape(self._apply, self.variables,
-                              jax.ShapeDtypeStruct((1, *images.shape[1:]),
-                                                   self.prepare(images).dtype))
+                              jax.ShapeDtypeStruct((1, *prepared.shape[1:]),
+                                                   prepared.dtype))
       return {k: np.zeros((0, *v.shape[1:]), v.dtype) for k, v in shapes.items()}
     return {key: np.concatenate(value) for key, value in parts.items()}
 
@@ -121,7 +124,7 @@ def get(name: str, *, weights=None, mode: str = "tf", batch_size: int = 100,
   if name == "mnist_classifier":
     params = mnist_classifier.load_params(weights or mnist_classifier.WEIGHTS)
     return FeatureNet(mnist_classifier.NAME, mnist_classifier.features_and_logits, params,
-                      mnist_classifier.check_digits, batch_size, mesh)
+                      mnist_classifier.prepare, batch_size, mesh)
   if name == "inception":
     inception.net_name(mode)  # checks the mode before any file is read
     path = weights_lib.resolve("inception", weights)

@@ -1,4 +1,4 @@
-"""A small MNIST digit classifier: the feature network for FID and IS on 28x28 digits.
+"""A small MNIST digit classifier: the feature network for FID and IS on digits.
 
 Inception features say little about 28x28 grey digits, so sample quality on MNIST-5k
 is measured with this network's penultimate activations (128-d, "FID (MNIST
@@ -7,6 +7,17 @@ weights are trained by ``train`` below, run on the MNIST-5k train split with a f
 seed by ``python -m jaxgen.train_mnist_classifier``, and shipped with the package;
 numbers computed with them are comparable only with numbers computed with the same
 file, which its SHA-256 (printed by that command) identifies.
+
+The feature network (``prepare`` then ``features_and_logits``) also reads canvases
+with digits drawn on them (``mnist5k_captions``: one digit on 32 x 32;
+``mnist5k_captions2``: two on 32 x 64, one per 32 x 32 half). A grey image that is not
+28 x 28, of height H and width k * H, is k square H x H pieces side by side, one digit
+each; each piece reaches the classifier as MNIST's digits were made (``to_mnist``:
+the ink's box scaled into 20 x 20, centred by mass in 28 x 28). The image's features
+are its pieces' features joined left to right (k * 128); its logits are those of the
+joint label (the pieces' digits, left to right, 10 ** k classes): the sum of the
+pieces' log-probabilities (for one piece, its logits). 28 x 28 images go in as they
+are.
 """
 from __future__ import annotations
 
@@ -23,6 +34,9 @@ import optax
 WEIGHTS = pathlib.Path(__file__).parent / "assets" / "mnist_classifier.npz"
 NAME = "mnist-classifier"
 FEATURE_DIM = 128
+NUM_CLASSES = 10
+MNIST_SIZE, MNIST_BOX = 28, 20  # MNIST: a 20 x 20 box, centred by mass in 28 x 28
+INK = 127  # a pixel of a uint8 image is ink when its grey level exceeds this
 
 
 class MNISTClassifier(nn.Module):
@@ -37,13 +51,29 @@ class MNISTClassifier(nn.Module):
     x = nn.relu(nn.Conv(64, (3, 3), padding="VALID")(x))  # 7 -> 5
     x = nn.avg_pool(x, (2, 2), (2, 2))  # 5 -> 2
     features = nn.relu(nn.Dense(FEATURE_DIM)(x.reshape(x.shape[0], -1)))
-    return features, nn.Dense(10)(features)
+    return features, nn.Dense(NUM_CLASSES)(features)
 
 
 def features_and_logits(params, images) -> dict[str, jax.Array]:
-  """The 128-d penultimate ``features`` and the 10 ``logits`` of a ``check_digits`` batch."""
-  features, logits = MNISTClassifier().apply({"params": params}, images)
-  return {"features": features, "logits": logits}
+  """The penultimate ``features`` and the ``logits`` of a ``prepare`` batch: of
+  digits (N, 28, 28, 1), 128 features and 10 logits each; of canvases of k digits
+  (N, k, 28, 28, 1), the pieces' features joined (N, k * 128) and the logits of the
+  joint label (N, 10 ** k), digit of the first piece most significant: the sum of the
+  pieces' log-probabilities (for k = 1 the piece's own logits)."""
+  if images.ndim == 4:
+    features, logits = MNISTClassifier().apply({"params": params}, images)
+    return {"features": features, "logits": logits}
+  n, k = images.shape[:2]
+  features, logits = MNISTClassifier().apply({"params": params},
+                                             images.reshape(n * k, *images.shape[2:]))
+  features, logits = features.reshape(n, k * FEATURE_DIM), logits.reshape(n, k, -1)
+  if k == 1:
+    return {"features": features, "logits": logits[:, 0]}
+  log_p = jax.nn.log_softmax(logits, -1)
+  joint = log_p[:, 0]
+  for i in range(1, k):
+    joint = (joint[:, :, None] + log_p[:, i, None, :]).reshape(n, -1)
+  return {"features": features, "logits": joint}
 
 
 def save_params(params, path) -> None:
@@ -67,6 +97,21 @@ def load_params(path=WEIGHTS):
         f"jaxgen.train_mnist_classifier (jaxgen/train_mnist_classifier.py)") from None
 
 
+def _unit_float(images: np.ndarray) -> np.ndarray:
+  """uint8 images / 255, or float images checked to lie in [0, 1], as float32."""
+  if images.dtype == np.uint8:
+    return images.astype(np.float32) / 255.0
+  if not np.issubdtype(images.dtype, np.floating):
+    raise ValueError(f"Images must be uint8 or float in [0, 1], got dtype {images.dtype}.")
+  if images.size:
+    low, high = float(images.min()), float(images.max())
+    if low < -1e-3 or high > 1 + 1e-3:
+      raise ValueError(
+          f"Float images must lie in [0, 1], got values in [{low:.3g}, {high:.3g}]; map "
+          "[-1, 1] images with (x + 1) / 2 first.")
+  return np.clip(images, 0.0, 1.0).astype(np.float32)
+
+
 def check_digits(images) -> np.ndarray:
   """Float32 images in [0, 1] of shape (N, 28, 28, 1), or a ValueError saying why not.
 
@@ -75,20 +120,77 @@ def check_digits(images) -> np.ndarray:
   images = np.asarray(images)
   if images.ndim == 3:
     images = images[..., None]
-  if images.ndim != 4 or images.shape[1:] != (28, 28, 1):
+  if images.ndim != 4 or images.shape[1:] != (MNIST_SIZE, MNIST_SIZE, 1):
     raise ValueError(
         f"The MNIST classifier takes 28x28 grey images (N, 28, 28, 1), got shape "
         f"{images.shape}; use the Inception feature network for other images.")
-  if images.dtype == np.uint8:
-    return images.astype(np.float32) / 255.0
-  if not np.issubdtype(images.dtype, np.floating):
-    raise ValueError(f"Images must be uint8 or float in [0, 1], got dtype {images.dtype}.")
-  low, high = float(images.min()), float(images.max())
-  if low < -1e-3 or high > 1 + 1e-3:
+  return _unit_float(images)
+
+
+def prepare(images) -> np.ndarray:
+  """The feature network's input (host numpy): 28 x 28 grey images as
+  ``check_digits`` gives them, (N, 28, 28, 1); grey canvases (N, H, k * H[, 1]) of
+  another size as (N, k, 28, 28, 1), piece j the H x H square at columns j * H ..
+  (j + 1) * H - 1 drawn by ``to_mnist`` (float canvases are first rounded to uint8, as
+  the data's canvases are stored). A piece without ink is an empty (all-zero) digit.
+  A ValueError says why other images are not taken."""
+  images = np.asarray(images)
+  if images.ndim == 3:
+    images = images[..., None]
+  if images.ndim == 4 and images.shape[1:] == (MNIST_SIZE, MNIST_SIZE, 1):
+    return check_digits(images)
+  if images.ndim != 4 or images.shape[3] != 1 or images.shape[2] % images.shape[1]:
     raise ValueError(
-        f"Float images must lie in [0, 1], got values in [{low:.3g}, {high:.3g}]; map "
-        "[-1, 1] images with (x + 1) / 2 first.")
-  return np.clip(images, 0.0, 1.0).astype(np.float32)
+        f"The MNIST classifier takes 28x28 grey digits (N, 28, 28, 1) or grey canvases "
+        f"of k digits side by side, each in an H x H square (N, H, k * H, 1); got shape "
+        f"{images.shape}. Use the Inception feature network for other images.")
+  n, h, w = images.shape[:3]
+  k = w // h
+  canvases = np.round(_unit_float(images) * 255).astype(np.uint8)
+  pieces = canvases[..., 0].reshape(n, h, k, h).transpose(0, 2, 1, 3).reshape(n * k, h, h)
+  digits, _ = to_mnist(pieces)
+  return digits.reshape(n, k, MNIST_SIZE, MNIST_SIZE, 1)
+
+
+def _filter(q, n_src, width):
+  """Triangle-filter weights (N, S, n_src) of source coordinates q (N, S), half-width
+  ``width`` (N,) source pixels (1 to enlarge: bilinear; 1/scale to shrink)."""
+  d = np.abs(q[..., None] - np.arange(n_src, dtype=np.float32)) / width[:, None, None]
+  return np.maximum(0, 1 - d) / width[:, None, None]
+
+
+def to_mnist(canvases) -> tuple:
+  """uint8 canvases (N, H, W[, 1]) of one digit each -> (float32 (N, 28, 28, 1) in
+  [0, 1], bool (N,) has ink): each digit as MNIST's were made. Its ink box (rows and
+  columns with grey > INK) is scaled so that its longer side is 20 pixels, and the
+  grey-weighted centre of mass of the box moved to the field's centre; resampled with
+  a triangle filter (bilinear, widened when shrinking). The image is drawn as the
+  matrix product rows (N, 28, H) @ canvas @ columns (N, W, 28). A canvas without ink
+  gives an all-zero digit."""
+  x = np.asarray(canvases)
+  x = x[..., 0] if x.ndim == 4 else x
+  n, h, w = x.shape
+  ink = x > INK
+  rows, cols = ink.any(2), ink.any(1)
+  has_ink = rows.any(1)
+  top, bottom = rows.argmax(1), h - 1 - rows[:, ::-1].argmax(1)
+  left, right = cols.argmax(1), w - 1 - cols[:, ::-1].argmax(1)
+  extent = np.maximum(bottom - top, right - left) + 1
+  scale = np.where(has_ink, MNIST_BOX / np.maximum(extent, 1), 1.0).astype(np.float32)
+  g = x.astype(np.float32) / 255
+  r, c = np.arange(h)[None, :, None], np.arange(w)[None, None, :]
+  box = ((r >= top[:, None, None]) & (r <= bottom[:, None, None])
+         & (c >= left[:, None, None]) & (c <= right[:, None, None]))
+  gb = g * box
+  mass = np.maximum(gb.sum((1, 2)), 1e-6)
+  cy, cx = (gb * r).sum((1, 2)) / mass, (gb * c).sum((1, 2)) / mass
+  grid = np.arange(MNIST_SIZE, dtype=np.float32) - (MNIST_SIZE - 1) / 2
+  width = np.maximum(1.0, 1 / scale)
+  wr = _filter(cy[:, None] + grid / scale[:, None], h, width)
+  wc = _filter(cx[:, None] + grid / scale[:, None], w, width)
+  out = np.clip(wr @ g @ wc.transpose(0, 2, 1), 0, 1)
+  out[~has_ink] = 0
+  return out[..., None].astype(np.float32), has_ink
 
 
 # --- training -------------------------------------------------------------------------
