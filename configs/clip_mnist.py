@@ -29,7 +29,7 @@ def get_config(arg=None):
   c = common.config(
       "clip",
       data=common.image_data("mnist5k_captions2" if two else "mnist5k_captions",
-                             context_length=16, derived_seed=0),
+                             context_length=16, derived_seed=0, layouts=1),
       model=ml_collections.ConfigDict(dict(
           embed_dim=96, image_size=(32, 64) if two else (32, 32), image_channels=1,
           patch_size=4, vision_width=96, vision_layers=3, vision_heads=4,

@@ -273,7 +273,7 @@ def test_styles_restyle_is_invertible_and_only_test_is_aligned():
 
 def test_deterministic_from_the_seed():
   # Rebuilt without the cache: the same arrays.
-  again = derived.captions_one.__wrapped__("test", 0)
+  again = derived.build_caption_data("test", 0, False, 1)
   cached = derived.caption_data("test", 0)
   np.testing.assert_array_equal(again["image"], cached["image"])
   assert again["caption"].tolist() == cached["caption"].tolist()
@@ -292,6 +292,46 @@ def test_deterministic_from_the_seed():
   np.testing.assert_array_equal(
       data.get_source(_cfg("mnist5k_edges"), "test").arrays["source"],
       data.get_source(_cfg("mnist5k_edges", derived_seed=1), "test").arrays["source"])
+
+
+@pytest.mark.parametrize("two", [False, True])
+def test_layouts_extend_the_train_split(two):
+  """layouts=3: the first layout is the layouts=1 split, each further layout places
+  the same digits anew with its own measured captions; test split and tokenizer are
+  unchanged."""
+  name = "mnist5k_captions2" if two else "mnist5k_captions"
+  one = data.get_source(_cfg(name), "train").arrays
+  three = data.get_source(_cfg(name, layouts=3), "train").arrays
+  n = len(one["label"])
+  assert len(three["label"]) == 3 * n
+  for key in one:
+    np.testing.assert_array_equal(three[key][:n], one[key])
+  np.testing.assert_array_equal(three["label"], np.tile(one["label"], 3))
+  for k in (1, 2):  # new canvases of the same digits, not copies
+    layout = three["image"][k * n:(k + 1) * n]
+    assert np.mean(np.any(layout != one["image"], axis=(1, 2, 3))) > 0.99
+  # The captions of a later layout name what its own canvases show.
+  d = derived.caption_data("train", 0, two, 3)
+  later = slice(2 * n, 3 * n)
+  tok = data.get_dataset(_cfg(name, layouts=3)).tokenizer()
+  assert tok == data.get_dataset(_cfg(name)).tokenizer()
+  assert tok.decode_batch(three["text"][later]) == d["caption"][later].tolist()
+  for i in range(2 * n, 3 * n, 97):
+    im = d["image"][i, ..., 0]
+    words = d["caption"][i].split()
+    if two:
+      assert _digit_words(d["caption"][i]) == [d["label"][i], d["label2"][i]]
+    else:
+      assert _digit_words(d["caption"][i]) == [d["label"][i]]
+      cy, cx = ndimage.center_of_mass(im.astype(float))
+      phrase = POSITION_PHRASES[int(cy * 3 // 32) * 3 + int(cx * 3 // 32)]
+      assert " ".join(words).endswith(" " + phrase), (d["caption"][i], phrase)
+  for key in ("image", "text"):
+    np.testing.assert_array_equal(
+        data.get_source(_cfg(name, layouts=3), "test").arrays[key],
+        data.get_source(_cfg(name), "test").arrays[key])
+  with pytest.raises(ValueError, match="layouts=0"):
+    data.get_source(_cfg(name, layouts=0), "train")
 
 
 def test_too_long_caption_is_a_clear_error():

@@ -11,6 +11,10 @@ and kept in memory.
     ``label``; ``text`` int32 (context_length,) token ids of its caption, padded with 0;
     ``text_length`` (tokens with <bos> and <eos>). The caption is measured from the
     image: "a thick small 3 slanted left in the top right" (grammar: CAPTION_GRAMMAR).
+    ``config.data.layouts`` (default 1): the train split lays each digit out that many
+    times (a new scale, position, partner and caption each time; example i comes from
+    digit i mod 4,500), for models that would otherwise memorise 4,500 canvases; the
+    test split and the words' tertiles come from the first layout alone.
 ``mnist5k_captions2``  two digits side by side on a 32 x 64 canvas, each in its own
     half: "a small 3 left of a thick 7". ``label`` is digit i (the first one named),
     ``label2`` its partner (another digit of the split, a fixed seeded derangement).
@@ -40,13 +44,14 @@ from scipy import ndimage
 from jaxgen.data import text
 from jaxgen.data.sources import (LABEL, ArraySource, Dataset, get_dataset, image_spec,
                                  mnist5k_arrays, register)
+# A pixel is ink when its grey level exceeds INK: one threshold for the captions'
+# measurements and for the MNIST classifier's reading of a canvas (to_mnist).
+from jaxgen.metrics.mnist_classifier import INK
 
 SPLIT_CODES = {"train": 0, "test": 1}
 # Distinct random streams per derived set: default_rng([seed, split, set]).
 _CAPTIONS, _CAPTIONS2, _STYLES = 101, 102, 103
 DEFAULT_CONTEXT_LENGTH = 16
-
-INK = 127  # a pixel is ink when its grey level exceeds this
 
 
 def derived_seed(data_config) -> int:
@@ -213,7 +218,7 @@ def _tertiles(values):
 
 
 # The grammar's words by attribute class, the one place they are written and read: the
-# captions (``captions_one``, ``_captions_two``), their parser (``parse_caption``, for
+# captions (``_caption_strings``), their parser (``parse_caption``, for
 # evaluators) and the zero-shot prompts of the clip family all go through these.
 THICKNESS_WORDS = ("thin", "", "thick")   # classes 0, 1, 2 ("" says nothing)
 SIZE_WORDS = ("small", "", "large")
@@ -314,69 +319,99 @@ def _words(label, height, thickness, size_q, thick_q, slant=None, centre=None):
       None if centre is None else int(position_class(centre)))
 
 
+def _layout_rng(seed: int, split: str, stream: int, layout: int):
+  """Layout 0 draws from the set's stream, as a single layout always has; layout k > 0
+  from its own, so more layouts extend the split without changing the first."""
+  if layout == 0:
+    return _rng(seed, split, stream)
+  return np.random.default_rng([seed, SPLIT_CODES[split], stream, layout])
+
+
 @functools.cache
-def captions_one(split: str, seed: int) -> dict:
+def _layout_one_digit(split: str, seed: int, layout: int) -> dict:
+  """Layout ``layout`` of a split's digits: canvases and their measurements."""
   d = mnist5k_arrays(split)
-  image = _layout_one(d["image"][..., 0], _rng(seed, split, _CAPTIONS))
-  m = measure(image)
-  if split == "train":
-    size_q, thick_q = _tertiles(m["height"]), _tertiles(m["thickness"])
-  else:
-    t = captions_one("train", seed)
-    size_q, thick_q = t["size_tertiles"], t["thickness_tertiles"]
-  captions = np.asarray([" ".join(_words(
-      d["label"][i], m["height"][i], m["thickness"][i], size_q, thick_q,
-      m["slant"][i], m["centre"][i])) for i in range(len(image))])
-  return _readonly({"image": image[..., None], "label": d["label"],
-                    "caption": captions, "size_tertiles": size_q,
-                    "thickness_tertiles": thick_q, **m})
+  image = _layout_one(d["image"][..., 0], _layout_rng(seed, split, _CAPTIONS, layout))
+  return {"image": image, "label": d["label"], **measure(image)}
 
 
 @functools.cache
-def _captions_two(split: str, seed: int) -> dict:
+def _layout_two_digits(split: str, seed: int, layout: int) -> dict:
+  """Layout ``layout`` of a split's digit pairs: digit i with a partner (a seeded
+  derangement), on the left or the right, each in its own half; canvases and each
+  digit's measurements (suffix _1: digit i, _2: its partner)."""
   d = mnist5k_arrays(split)
   digits, labels, n = d["image"][..., 0], d["label"], len(d["label"])
-  rng = _rng(seed, split, _CAPTIONS2)
+  rng = _layout_rng(seed, split, _CAPTIONS2, layout)
   partner = derangement(n, rng)
   first_left = rng.uniform(size=n) < 0.5
   halves = _layout_half(np.concatenate([digits, digits[partner]]), rng)
   a, b = halves[:n], halves[n:]  # digit i, its partner
   left = np.where(first_left[:, None, None], a, b)
   right = np.where(first_left[:, None, None], b, a)
-  image = np.concatenate([left, right], axis=2)
   ml, mr = measure(left), measure(right)
   mr["centre"] = mr["centre"] + np.float32([0, CANVAS])
   ma = {k: np.where(first_left.reshape(-1, *[1] * (v.ndim - 1)), v, mr[k])
         for k, v in ml.items()}
   mb = {k: np.where(first_left.reshape(-1, *[1] * (v.ndim - 1)), mr[k], v)
         for k, v in ml.items()}
-  if split == "train":
-    size_q = _tertiles(np.concatenate([ma["height"], mb["height"]]))
-    thick_q = _tertiles(np.concatenate([ma["thickness"], mb["thickness"]]))
-  else:
-    t = _captions_two("train", seed)
-    size_q, thick_q = t["size_tertiles"], t["thickness_tertiles"]
-  relation = np.where(ma["centre"][:, 1] < mb["centre"][:, 1], *RELATION_WORDS)
-  captions = np.asarray([" ".join([
-      *_words(labels[i], ma["height"][i], ma["thickness"][i], size_q, thick_q),
+  return {"image": np.concatenate([left, right], axis=2), "label": labels,
+          "label2": labels[partner], "partner": partner,
+          **{f"{k}_1": v for k, v in ma.items()}, **{f"{k}_2": v for k, v in mb.items()}}
+
+
+def _tertiles_of(seed: int, two_digits: bool):
+  """The (size, thickness) tertiles that name "small"/"large" and "thin"/"thick": of
+  the train split's first layout, so that neither the test split's captions nor the
+  tokenizer depend on ``layouts``."""
+  if not two_digits:
+    m = _layout_one_digit("train", seed, 0)
+    return _tertiles(m["height"]), _tertiles(m["thickness"])
+  m = _layout_two_digits("train", seed, 0)
+  return (_tertiles(np.concatenate([m["height_1"], m["height_2"]])),
+          _tertiles(np.concatenate([m["thickness_1"], m["thickness_2"]])))
+
+
+def _caption_strings(m: dict, two_digits: bool, size_q, thick_q) -> np.ndarray:
+  if not two_digits:
+    return np.asarray([" ".join(_words(
+        m["label"][i], m["height"][i], m["thickness"][i], size_q, thick_q,
+        m["slant"][i], m["centre"][i])) for i in range(len(m["label"]))])
+  relation = np.where(m["centre_1"][:, 1] < m["centre_2"][:, 1], *RELATION_WORDS)
+  return np.asarray([" ".join([
+      *_words(m["label"][i], m["height_1"][i], m["thickness_1"][i], size_q, thick_q),
       relation[i],
-      *_words(labels[partner[i]], mb["height"][i], mb["thickness"][i], size_q, thick_q)])
-      for i in range(n)])
-  return _readonly({"image": image[..., None], "label": labels,
-                    "label2": labels[partner], "partner": partner,
-                    "caption": captions, "size_tertiles": size_q,
-                    "thickness_tertiles": thick_q,
-                    **{f"{k}_1": v for k, v in ma.items()},
-                    **{f"{k}_2": v for k, v in mb.items()}})
+      *_words(m["label2"][i], m["height_2"][i], m["thickness_2"][i], size_q, thick_q)])
+      for i in range(len(m["label"]))])
 
 
-def caption_data(split: str, seed: int = 0, two_digits: bool = False) -> dict:
+def build_caption_data(split: str, seed: int, two_digits: bool, layouts: int) -> dict:
+  """``caption_data`` built afresh (no cache)."""
+  layout = _layout_two_digits if two_digits else _layout_one_digit
+  parts = [layout(split, seed, k) for k in range(layouts if split == "train" else 1)]
+  m = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+  size_q, thick_q = _tertiles_of(seed, two_digits)
+  m["caption"] = _caption_strings(m, two_digits, size_q, thick_q)
+  m["image"] = m["image"][..., None]
+  return _readonly({**m, "size_tertiles": size_q, "thickness_tertiles": thick_q})
+
+
+def caption_data(split: str, seed: int = 0, two_digits: bool = False,
+                 layouts: int = 1) -> dict:
   """Everything behind a caption split: ``image``, ``label`` (``label2``, ``partner``),
   the caption strings ``caption``, the measured attributes the captions were made from
-  and the train-set tertiles that name them. Cached per (split, seed); read-only."""
+  and the train-set tertiles that name them. The train split holds ``layouts`` layouts
+  of each digit (example i comes from digit i mod 4,500); the test split one. Cached per
+  (split, seed, two_digits, layouts); read-only."""
   if split not in SPLIT_CODES:
     raise ValueError(f"Unknown split {split!r}; this dataset has {tuple(SPLIT_CODES)}.")
-  return (_captions_two if two_digits else captions_one)(split, int(seed))
+  if int(layouts) < 1:
+    raise ValueError(f"config.data.layouts={layouts}: the number of layouts of each "
+                     f"training digit must be at least 1.")
+  return _cached_caption_data(split, int(seed), bool(two_digits), int(layouts))
+
+
+_cached_caption_data = functools.cache(build_caption_data)
 
 
 @register("mnist5k_captions")
@@ -401,8 +436,13 @@ class MNIST5kCaptions(Dataset):
     out["text_length"] = LABEL
     return out
 
+  @property
+  def layouts(self) -> int:
+    return int(self.cfg.get("layouts", 1))
+
   def data(self, split: str) -> dict:
-    return caption_data(self.check_split(split), derived_seed(self.cfg), self.two_digits)
+    return caption_data(self.check_split(split), derived_seed(self.cfg), self.two_digits,
+                        self.layouts)
 
   def captions(self, split: str) -> list:
     """The caption strings of a split, in example order."""
@@ -414,7 +454,8 @@ class MNIST5kCaptions(Dataset):
 
   def split(self, split):
     d = self.data(split)
-    tokens = _tokens(split, derived_seed(self.cfg), self.two_digits, self.context_length)
+    tokens = _tokens(split, derived_seed(self.cfg), self.two_digits, self.layouts,
+                     self.context_length)
     keys = ("image", "label", "label2") if self.two_digits else ("image", "label")
     return ArraySource({**{k: d[k] for k in keys}, "text": tokens,
                         "text_length": (tokens != text.PAD).sum(1).astype(np.int32)})
@@ -432,8 +473,8 @@ def _tokenizer(seed: int, two_digits: bool) -> text.Tokenizer:
 
 
 @functools.cache
-def _tokens(split: str, seed: int, two_digits: bool, context_length: int):
-  caps = caption_data(split, seed, two_digits)["caption"].tolist()
+def _tokens(split: str, seed: int, two_digits: bool, layouts: int, context_length: int):
+  caps = caption_data(split, seed, two_digits, layouts)["caption"].tolist()
   tokens = _tokenizer(seed, two_digits).encode(caps, context_length)
   tokens.setflags(write=False)
   return tokens
