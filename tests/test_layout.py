@@ -18,7 +18,7 @@ LAYERS = [
               "jaxgen.checkpoint", "jaxgen.weights.torch_pickle", "jaxgen.weights"]),
     ("parts", ["jaxgen.data", "jaxgen.diffusion", "jaxgen.metrics", "jaxgen.models",
                "jaxgen.losses", "jaxgen.stages", "jaxgen.weights.clip",
-               "jaxgen.weights.junyanz"]),
+               "jaxgen.weights.junyanz", "jaxgen.weights.ldm"]),
     ("shared family code", ["jaxgen.families.base", "jaxgen.families.adversarial",
                             "jaxgen.families.image_to_image",
                             "jaxgen.families.discrete_autoencoder", "jaxgen.evaluators"]),
