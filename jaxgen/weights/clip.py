@@ -20,6 +20,7 @@ from flax import traverse_util
 from jaxgen import weights
 from jaxgen.models import clip
 from jaxgen.stages import ConditioningEncoder
+from jaxgen.weights import torch_layout
 
 
 # ---------------------------------------------------------------------------------------
@@ -34,23 +35,6 @@ def _hf_key(path: tuple[str, ...]) -> str:
   modules = [m.replace("layers_", "layers.") if m.startswith("layers_") else m
              for m in modules]
   return ".".join([*modules, _LEAF_NAMES.get(leaf, leaf)])
-
-
-def _from_torch_layout(path: tuple[str, ...], value: np.ndarray) -> np.ndarray:
-  if path[-1] == "kernel" and value.ndim == 2:  # Linear (out, in) -> Dense (in, out)
-    return value.T
-  if path[-1] == "kernel" and value.ndim == 4:  # Conv2d (out, in, kh, kw) -> (kh, kw, in, out)
-    return value.transpose(2, 3, 1, 0)
-  return value
-
-
-def _torch_shape(path: tuple[str, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
-  """The shape in the checkpoint of the Flax parameter at ``path`` of shape ``shape``."""
-  if path[-1] == "kernel" and len(shape) == 2:
-    return shape[::-1]
-  if path[-1] == "kernel" and len(shape) == 4:
-    return (shape[3], shape[2], shape[0], shape[1])
-  return tuple(shape)
 
 
 def load_hf_checkpoint(path, config: clip.CLIPConfig = clip.VIT_B_32) -> dict:
@@ -68,11 +52,12 @@ def load_hf_checkpoint(path, config: clip.CLIPConfig = clip.VIT_B_32) -> dict:
   params, wrong = {}, []
   for key in sorted(by_key.keys() & present):
     flax_path = by_key[key]
-    needed = _torch_shape(flax_path, expected[flax_path].shape)
+    needed = torch_layout.torch_shape(flax_path[-1], expected[flax_path].shape)
     if state[key].shape != needed:
       wrong.append(f"{key} is {tuple(state[key].shape)}, the model needs {needed}")
     else:
-      params[flax_path] = _from_torch_layout(flax_path, np.asarray(state[key], np.float32))
+      params[flax_path] = torch_layout.from_torch(flax_path[-1],
+                                                 np.asarray(state[key], np.float32))
   if missing or unexpected or wrong:
     def listing(name, items):
       more = f" and {len(items) - 8} more" if len(items) > 8 else ""

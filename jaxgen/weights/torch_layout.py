@@ -17,7 +17,7 @@ def from_torch(leaf: str, value) -> np.ndarray:
   value = np.asarray(value)
   if leaf == "kernel" and value.ndim >= 2:  # (O, I, *k) -> (*k, I, O); (O, I) -> (I, O)
     value = value.transpose(*range(2, value.ndim), 1, 0)
-  return np.ascontiguousarray(value)
+  return np.asarray(value, order="C")  # (ascontiguousarray would make a scalar 1-d)
 
 
 def torch_shape(leaf: str, shape) -> tuple[int, ...]:
