@@ -36,7 +36,9 @@ def get_config(arg=None):
           text_width=96, text_layers=3, text_heads=4,
           context_length=0,  # 0: the captions' (config.data.context_length)
           vocab_size=0,  # 0: the caption tokenizer's
-          init="")),  # "", "openai" or a Hugging Face model.safetensors
+          init="",  # "", "openai" or a Hugging Face model.safetensors
+          conv_stem=(),  # channels of 3x3 stride-2 convs before a 1x1 patch conv
+          short_caption_rate=0.0)),  # training captions cut after the digit
       optim=common.optim(name="adamw", learning_rate=5e-4, b2=0.98, eps=1e-6,
                          weight_decay=0.1, weight_decay_mask="matrices",
                          warmup_steps=100),

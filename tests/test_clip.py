@@ -7,6 +7,7 @@ Reference outputs come from transformers' CLIPModel, OpenAI's tokenizer (open_cl
 transformers' CLIPTokenizer and torchvision's transform, recorded by
 tests/fixtures/make_clip_fixture.py (run it with the reference environment to refresh them).
 """
+import dataclasses
 import gzip
 import importlib.util
 import json
@@ -80,6 +81,29 @@ def hf_variables(tmp_path_factory):
 def test_vit_b32_parameter_count_is_openais():
   shapes = clip.param_shapes(clip.VIT_B_32)
   assert sum(x.size for x in jax.tree.leaves(shapes)) == 151_277_313
+
+
+def test_a_conv_stem_replaces_the_patch_convolution_and_sees_shifts_alike():
+  base = clip.CLIPConfig(embed_dim=8, image_size=16, patch_size=4, vision_width=16,
+                         vision_layers=1, vision_heads=2, context_length=8,
+                         vocab_size=20, text_width=8, text_layers=1, text_heads=2,
+                         image_channels=1)
+  stem = dataclasses.replace(base, conv_stem=(4, 6))
+  count = lambda c: sum(x.size for x in jax.tree.leaves(clip.param_shapes(c)))
+  # The 4x4x1x16 patch kernel becomes 3x3x1x4 + 4 and 3x3x4x6 + 6 convs and a 1x1x6x16.
+  assert count(stem) - count(base) == (9 * 4 + 4) + (9 * 4 * 6 + 6) + 6 * 16 - 16 * 16
+  # Each stride-2 3x3 conv reads a pixel's 3x3 neighbourhood: a dot moved by one
+  # patch (4 pixels) gives the embedding grid moved by one cell.
+  embed = clip.VisionEmbeddings(4, 16, (4, 6))
+  dot = np.zeros((2, 16, 16, 1), np.float32)
+  dot[0, 5, 5], dot[1, 9, 5] = 1, 1
+  variables = embed.init(jax.random.key(0), dot)
+  pos = variables["params"]["position_embedding"]["embedding"]
+  grid = np.asarray(embed.apply(variables, dot) - pos[None])[:, 1:].reshape(2, 4, 4, 16)
+  assert np.abs(grid[0, 1:3]).max() > 1e-3
+  np.testing.assert_allclose(grid[0, 1:3], grid[1, 2:4], atol=1e-6)
+  with pytest.raises(ValueError, match="patch_size must be 4, not 8"):
+    dataclasses.replace(base, patch_size=8, conv_stem=(4, 6))
 
 
 def test_matches_transformers_clip_model_on_hf_weights(tmp_path):

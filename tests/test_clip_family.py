@@ -141,6 +141,29 @@ def test_the_temperature_starts_at_1_over_007_and_is_clamped_after_each_step(tin
     assert np.isfinite(float(metrics["loss"]))
 
 
+@pytest.mark.parametrize("variant", ["tiny", "tiny,captions2"])
+def test_short_captions_end_after_the_first_digit_at_their_rate(variant):
+  c = load_config("clip_mnist", variant)
+  c.model.short_caption_rate = 0.3
+  tr = build.make_trainer(c)
+  tokens = data.get_source(c.data, "train").arrays["text"][:2000]
+  full = tr.tokenizer.decode_batch(tokens)
+  out = tr.tokenizer.decode_batch(np.asarray(
+      jax.jit(tr.short_captions)(jnp.asarray(tokens), jax.random.key(3))))
+  cut = 0
+  for before, after in zip(full, out):
+    words = before.split()
+    first_digit = next(i for i, w in enumerate(words) if w.isdigit())
+    if after != before:
+      cut += 1
+      assert after == " ".join(words[:first_digit + 1])  # "a thick small 3"
+  assert cut / len(full) == pytest.approx(0.3, abs=0.04)  # 2000 draws: sd 0.01
+  c.model.short_caption_rate = 1.5
+  with pytest.raises(errors.ConfigError, match="short_caption_rate=1.5 is a "
+                                               "probability"):
+    build.make_trainer(c)
+
+
 # ---------------------------------------------------------------------------------
 # Zero-shot prompts and errors.
 

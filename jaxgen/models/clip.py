@@ -38,6 +38,10 @@ class CLIPConfig:
   pools: ``argmax`` (OpenAI: the largest token id, CLIP's end token 49407) or
   ``length`` (the last non-padding token, padding id 0: jaxgen's word tokenizer,
   whose end token 2 is not its largest id). Neither changes the parameter tree.
+  ``conv_stem``: the channels of 3 x 3 stride-2 convolutions (GELU after each) that
+  replace the stride-p patch convolution with a 1 x 1 one on their output, as Xiao et
+  al. 2021 ("Early convolutions help transformers see better") do; 2 ** len(conv_stem)
+  must equal patch_size. Empty (OpenAI's CLIP): the patch convolution.
   """
   embed_dim: int = 512
   image_size: int | tuple = 224
@@ -52,8 +56,13 @@ class CLIPConfig:
   text_heads: int = 8
   image_channels: int = 3
   end_of_text: str = "argmax"
+  conv_stem: tuple = ()
 
   def __post_init__(self):
+    if self.conv_stem and 2 ** len(self.conv_stem) != self.patch_size:
+      raise ValueError(f"conv_stem {tuple(self.conv_stem)} halves the image "
+                       f"{len(self.conv_stem)} times, so patch_size must be "
+                       f"{2 ** len(self.conv_stem)}, not {self.patch_size}.")
     if any(side % self.patch_size for side in self.image_hw):
       raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size "
                        f"{self.patch_size}.")
@@ -147,15 +156,23 @@ class Encoder(nn.Module):
 
 
 class VisionEmbeddings(nn.Module):
-  """Patches (a stride-p convolution without bias), a class token, learned positions."""
+  """Patches (a stride-p convolution without bias, or a convolutional stem and a 1 x 1
+  one), a class token, learned positions."""
   patch_size: int
   width: int
+  conv_stem: tuple = ()
 
   @nn.compact
   def __call__(self, pixels):
     p = self.patch_size
+    x = pixels
+    for i, channels in enumerate(self.conv_stem):
+      x = nn.gelu(nn.Conv(channels, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
+                          precision=HIGHEST, name=f"stem_{i}")(x))
+    if self.conv_stem:
+      p = 1
     x = nn.Conv(self.width, (p, p), strides=(p, p), padding="VALID", use_bias=False,
-                precision=HIGHEST, name="patch_embedding")(pixels)
+                precision=HIGHEST, name="patch_embedding")(x)
     n = x.shape[0]
     x = x.reshape(n, -1, self.width)  # row-major patches, as torch's flatten(2)
     cls = self.param("class_embedding", nn.initializers.normal(self.width ** -0.5),
@@ -172,7 +189,8 @@ class VisionTransformer(nn.Module):
   @nn.compact
   def __call__(self, pixels):
     c = self.config
-    x = VisionEmbeddings(c.patch_size, c.vision_width, name="embeddings")(pixels)
+    x = VisionEmbeddings(c.patch_size, c.vision_width, tuple(c.conv_stem),
+                         name="embeddings")(pixels)
     x = _layer_norm("pre_layrnorm")(x)
     x = Encoder(c.vision_width, c.vision_layers, c.vision_heads, False, name="encoder")(x)
     return _layer_norm("post_layernorm")(x[:, 0])

@@ -8,6 +8,12 @@ images (``mnist5k_captions``, ``mnist5k_captions2``), as open_clip trains CLIP.
 * Loss: ``losses.contrastive_loss`` over the global batch (under ``jit`` with the
   batch sharded over the mesh, the logits are the whole batch's), with the examples
   of equal captions as positives of each other (``losses.equal_rows``).
+* Short captions (``config.model.short_caption_rate``): that share of the training
+  captions is cut after its first digit ("a thick small 3 slanted left in the top
+  right" -> "a thick small 3"). A batch of 128 full captions rarely holds two that
+  differ only in the digit, so the loss barely asks the image tower for the digit
+  once position, size, thickness and slant separate the batch; a short caption
+  matches every image of its digit and noun phrase (equal captions are positives).
 * The log-temperature ``logit_scale`` starts at log(1/0.07) and is clamped to
   [0, log 100] after each step (open_clip ``train.py``); AdamW decays only the
   matrices (``config.optim.weight_decay_mask="matrices"``).
@@ -31,6 +37,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from jaxgen import data, losses, viz, weights
+from jaxgen.data import text
 from jaxgen.errors import ConfigError
 from jaxgen.families.base import OneOptimizerTrainer
 from jaxgen.families.clip import zero_shot
@@ -74,13 +81,20 @@ class CLIPTrainer(OneOptimizerTrainer, ConditioningEncoder):
         vision_layers=m.vision_layers, vision_heads=m.vision_heads,
         context_length=context, vocab_size=vocab, text_width=m.text_width,
         text_layers=m.text_layers, text_heads=m.text_heads,
-        image_channels=m.image_channels, end_of_text="length")
+        image_channels=m.image_channels, end_of_text="length",
+        conv_stem=tuple(m.get("conv_stem", ())))
     channels = self.example_shape[-1]
     if channels not in (1, m.image_channels):
       raise ConfigError(f"config.model.image_channels={m.image_channels}, but the "
                         f"images have {channels} channels.")
     self.net = clip.CLIP(self.clip_config)
     self.init_from = m.init
+    self.short_caption_rate = float(m.get("short_caption_rate", 0.0))
+    if not 0 <= self.short_caption_rate <= 1:
+      raise ConfigError(f"config.model.short_caption_rate={self.short_caption_rate} "
+                        f"is a probability: give a value in [0, 1].")
+    self.digit_ids = np.asarray([self.tokenizer.vocab.index(str(d)) for d in range(10)
+                                 if str(d) in self.tokenizer.vocab], np.int32)
     self.scale = config.data.scale
 
   # --- networks ---------------------------------------------------------------------
@@ -151,8 +165,20 @@ class CLIPTrainer(OneOptimizerTrainer, ConditioningEncoder):
                       precision=clip.HIGHEST)
     return scale * sims, scale
 
+  def short_captions(self, tokens, rng):
+    """Each caption, with probability ``short_caption_rate``, cut after its first
+    digit word: <bos> a thick small 3 <eos>, padded."""
+    is_digit = jnp.isin(tokens, jnp.asarray(self.digit_ids))
+    cut = jnp.argmax(is_digit, -1)[:, None]  # the first digit's position
+    pos = jnp.arange(tokens.shape[1])[None]
+    short = jnp.where(pos <= cut, tokens, jnp.where(pos == cut + 1, text.EOS, text.PAD))
+    pick = (jax.random.uniform(rng, (tokens.shape[0], 1)) < self.short_caption_rate)
+    return jnp.where(pick & is_digit.any(-1, keepdims=True), short, tokens)
+
   def loss(self, params, batch, rng, frozen=None):
     tokens = batch["text"]
+    if self.short_caption_rate:
+      tokens = self.short_captions(tokens, rng)
     logits, scale = self.logits(params, batch["image"], tokens)
     positives = losses.equal_rows(tokens)
     loss = losses.contrastive_loss(logits, positives).mean()
