@@ -1,7 +1,7 @@
 """The ddpm family's fields and their defaults: the MNIST-5k default of
 configs/ddpm_mnist.py (T = 1000 linear betas, epsilon prediction, a 16-channel
 U-Net, DDIM-50 samples). Not a runnable config: ``base()`` is what the family's
-configs start from (configs/latent_ddpm_mnist.py's too: the same diffusion over a
+configs start from (configs/ldm_vae_mnist.py's too: the same diffusion over a
 VAE's latents); ``tiny(c)`` is what their ``tiny`` variants share."""
 import ml_collections
 
@@ -19,9 +19,10 @@ def diffusion() -> ml_collections.ConfigDict:
 
 
 def sample() -> ml_collections.ConfigDict:
-  """``config.sample``: DDIM with 50 steps, deterministic (eta 0), unguided."""
+  """``config.sample``: DDIM with 50 steps, deterministic (eta 0), unguided
+  (guidance scale 1: the conditional model alone; samplers.guided)."""
   return ml_collections.ConfigDict(dict(
-      sampler="ddim", num_steps=50, eta=0.0, guidance_scale=0.0))
+      sampler="ddim", num_steps=50, eta=0.0, guidance_scale=1.0))
 
 
 def base() -> ml_collections.ConfigDict:
@@ -41,7 +42,7 @@ def base() -> ml_collections.ConfigDict:
 
 def tiny(c: ml_collections.ConfigDict, **train) -> None:
   """Shrinks ``c``'s diffusion, training and sampling to seconds, for tests: T = 100,
-  ``common.tiny_train(**train)``, DDIM-5 samples (configs/latent_ddpm_mnist.py uses it
+  ``common.tiny_train(**train)``, DDIM-5 samples (configs/ldm_vae_mnist.py uses it
   too); each config shrinks its own network and evaluation."""
   c.diffusion.num_steps = 100
   c.optim.warmup_steps = 1

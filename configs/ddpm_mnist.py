@@ -6,7 +6,8 @@ Variants (comma-separated after the colon):
   (default) unconditional; T = 1000 linear betas, epsilon prediction, EMA 0.999;
             a 16-channel U-Net, batch 32, 7,000 steps (docs/results.md, "Training
             runs", ddpm_mnist).
-  cond      class-conditional with label dropout 0.1 and classifier-free guidance 2.
+  cond      class-conditional with label dropout 0.1 and classifier-free guidance
+            scale 3 (Ho & Salimans' w = 2).
   tiny      seconds: for tests.
 """
 from jaxgen import config_file
@@ -20,7 +21,7 @@ def get_config(arg=None):
   c = ddpm.base()
   if "cond" in variants:
     c.model.num_classes = 10
-    c.sample.guidance_scale = 2.0
+    c.sample.guidance_scale = 3.0
     c.eval.metrics = ("fid", "is", "class_accuracy")
     c.train.num_samples = 100
   if "tiny" in variants:

@@ -23,10 +23,11 @@ def make_trainer(config, mesh=None):
   family = registry.family_class(config.get("family"))
   spec = data.example_spec(config.data)
   loaded = {}
-  if family.stage_roles or config.get("stages"):
+  roles = family.roles(config)
+  if roles or config.get("stages"):
     mesh = mesh or sharding.make_mesh()
-    named = stages.check_named(config, family.stage_roles)
-    loaded = {name: load_stage(name, path, mesh, family.stage_roles[name], spec)
+    named = stages.check_named(config, roles)
+    loaded = {name: load_stage(name, path, mesh, roles[name], spec)
               for name, path in named.items()}
   try:
     return family(config, spec, loaded)

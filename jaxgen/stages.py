@@ -63,6 +63,10 @@ class Autoencoder:
     """Latents (or token ids) -> images in [0, 1], (N, H, W, C)."""
     raise NotImplementedError
 
+  # A discrete autoencoder that a latent diffusion can run on (before quantisation,
+  # as LDM's VQ first stages) also provides ``encode_latents(params, images)`` ->
+  # float vectors and ``decode_latents(params, vectors)`` -> images (quantising).
+
 
 class ConditioningEncoder:
   """The stage protocol of conditioning encoders (CLIP): pooled, L2-normalised

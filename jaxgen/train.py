@@ -141,7 +141,9 @@ def restore_latest(trainer, config, workdir, mesh):
     if ckpt.latest_step() is None:
       raise missing
     # The stages first: a changed stage is named as such, not as a shape mismatch.
-    stages.check_record(trainer.stages, ckpt.restore_meta().get("stages"), workdir)
+    meta = ckpt.restore_meta()
+    stages.check_record(trainer.stages, meta.get("stages"), workdir)
+    _check_family_record(meta, trainer, workdir)
     return ckpt.restore(build.abstract_state(trainer, config, mesh))
   finally:
     ckpt.close()
@@ -226,7 +228,8 @@ def _loop(config, workdir, trainer, mesh, ckpt):
   keys = build.run_keys(config)
   repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
   run = {"batch_size": tc.batch_size, "seed": config.seed,
-         "prng_impl": trainer.policy.prng_impl, "stages": stages.record(trainer.stages)}
+         "prng_impl": trainer.policy.prng_impl, "stages": stages.record(trainer.stages),
+         "family": trainer.record()}
   if ckpt.latest_step() is not None:
     # The record first: a changed batch size, seed or stage is named as such, and
     # nothing is restored (or compiled) for a resume that is refused.
@@ -350,6 +353,20 @@ def _check_resume(meta, run, trainer, workdir):
           f"config has {run[key]}: resuming would reread the data and the random "
           f"streams differently. Use --config.{field}={meta[key]}, or another --workdir.")
   stages.check_record(trainer.stages, meta.get("stages"), workdir)
+  _check_family_record(meta, trainer, workdir)
+
+
+def _check_family_record(meta, trainer, workdir):
+  """Refuse checkpoints whose family record (``Trainer.record``: values fixed when the
+  run started, such as a latent scale factor) differs from this run's."""
+  recorded, now = meta.get("family") or {}, trainer.record()
+  for key in sorted(recorded.keys() & now.keys()):
+    if recorded[key] != now[key]:
+      raise errors.ConfigError(
+          f"The checkpoints in {workdir} were trained with {key}={recorded[key]!r}, "
+          f"this run has {now[key]!r}: the model would see its inputs scaled "
+          f"otherwise. Use --config.{key}={recorded[key]!r} (or the data and stages "
+          f"the run was trained on), or another --workdir.")
 
 
 def _json_line_step(line) -> float:

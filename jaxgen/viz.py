@@ -5,7 +5,7 @@ import math
 import os
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 
 def to_uint8(images, scale: str = "unit") -> np.ndarray:
@@ -66,3 +66,20 @@ def usage_histogram(codes, num_codes: int, height: int = 64) -> np.ndarray:
   rows = np.arange(height)[:, None]
   image[rows >= height - bars[None, :]] = 0
   return image
+
+
+def captioned_rows(captions, images, text_width: int = 330) -> np.ndarray:
+  """One row per caption: the caption written out, then its images (rows, k, H, W, 3
+  or 1) uint8 (a retrieval grid, or a caption's samples)."""
+  if images.shape[-1] == 1:
+    images = np.repeat(images, 3, -1)
+  rows, k, h, w, _ = images.shape
+  font = ImageFont.load_default()
+  pad = 2
+  canvas = Image.new("RGB", (text_width + k * (w + pad), rows * (h + pad)), (255,) * 3)
+  draw = ImageDraw.Draw(canvas)
+  for r, text_ in enumerate(captions):
+    draw.text((2, r * (h + pad) + h // 2 - 6), text_, fill=(0, 0, 0), font=font)
+    for j in range(k):
+      canvas.paste(Image.fromarray(images[r, j]), (text_width + j * (w + pad), r * (h + pad)))
+  return np.asarray(canvas)

@@ -15,7 +15,7 @@ import pytest
 import safetensors.numpy
 
 from conftest import load_config, load_module
-from jaxgen import build, data, errors, losses, sharding, stages, train
+from jaxgen import build, data, errors, losses, sharding, stages, train, viz
 from jaxgen.families import base
 from jaxgen.families.clip import trainer as clip_trainer
 from jaxgen.families.clip import zero_shot
@@ -303,5 +303,5 @@ def test_pictures_by_hand():
   assert out.shape == (6, 9, 3)
   assert out[2, 3, 0] == 255 and out[2, 6, 0] == 0 and out[4, 3, 0] == 128
   assert out[2, 0, 0] == 7 and out[0, 3, 0] == 7
-  grid = clip_trainer.retrieval_grid(["a 3", "a 4"], np.zeros((2, 5, 4, 4, 3), np.uint8))
+  grid = viz.captioned_rows(["a 3", "a 4"], np.zeros((2, 5, 4, 4, 3), np.uint8))
   assert grid.shape[0] == 2 * 6 and grid.dtype == np.uint8

@@ -38,6 +38,15 @@ def test_linear_schedule_is_hos_and_the_prior_term_vanishes():
   assert float(GaussianDiffusion.create("cosine", 1000).prior_bpd(x0).max()) < 1e-4
 
 
+def test_scaled_linear_is_latent_diffusions_schedule():
+  betas = schedules.scaled_linear(1000)
+  assert betas[0] == pytest.approx(0.00085) and betas[-1] == pytest.approx(0.012)
+  assert np.allclose(np.diff(np.sqrt(betas)), np.diff(np.sqrt(betas))[0])
+  # Lin et al. 2024 ("Common diffusion noise schedules and sample steps are flawed",
+  # section 3.1): Stable Diffusion's schedule ends at sqrt(alpha-bar_T) = 0.0683.
+  assert np.sqrt(np.prod(1 - betas)) == pytest.approx(0.0683, abs=5e-5)
+
+
 @pytest.mark.parametrize("t", [1, 10, 500, 999])
 def test_posterior_against_the_formula_and_bayes_rule(t):
   proc = GaussianDiffusion.create("linear", 1000)
@@ -192,7 +201,20 @@ def test_number_of_network_evaluations(sampler, steps, expected):
 
 
 def test_classifier_free_guidance_combines_the_two_predictions():
-  f = lambda x, t, y: x * 0 + y[:, None].astype(jnp.float32)
-  g = samplers.guided(f, jnp.array([2, 2]), null_label=10, scale=3.0)
-  np.testing.assert_allclose(g(jnp.zeros((2, 1)), jnp.zeros(2, jnp.int32)),
-                             (1 + 3) * 2 - 3 * 10)
+  calls = []
+
+  def f(x, t, c):
+    calls.append(len(x))
+    return x * 0 + c["y"][:, None].astype(jnp.float32)
+
+  cond, null = {"y": jnp.array([2, 2])}, {"y": jnp.array([10, 10])}
+  x, t = jnp.zeros((2, 1)), jnp.zeros(2, jnp.int32)
+  np.testing.assert_allclose(samplers.guided(f, cond, null, 4.0)(x, t), 10 + 4 * (2 - 10))
+  # Ho & Salimans' (1 + w) c - w u with w = scale - 1.
+  np.testing.assert_allclose(samplers.guided(f, cond, null, 4.0)(x, t), 4 * 2 - 3 * 10)
+  # One scale per example; scale 1 is the conditional prediction, in one call.
+  np.testing.assert_allclose(
+      samplers.guided(f, cond, null, jnp.array([1.0, 0.0]))(x, t)[:, 0], [2, 10])
+  calls.clear()
+  np.testing.assert_allclose(samplers.guided(f, cond, null, 1)(x, t), 2)
+  assert calls == [2]

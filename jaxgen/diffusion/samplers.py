@@ -122,14 +122,21 @@ def get(name: str):
   return SAMPLERS[name]
 
 
-def guided(model_fn: Callable, labels, null_label: int, scale: float) -> Callable:
-  """Classifier-free guidance (Ho & Salimans 2022): (1 + w) f(x, t, y) - w f(x, t, null),
-  from a ``model_fn(x, t, y)`` trained with label dropout to ``null_label``."""
+def guided(model_fn: Callable, cond, null_cond, scale) -> Callable:
+  """Classifier-free guidance (Ho & Salimans 2022) in the convention of CompVis and
+  diffusers: ``f(x, t, null) + scale (f(x, t, cond) - f(x, t, null))``, from a
+  ``model_fn(x, t, cond)`` trained with the conditioning dropped to ``null_cond``
+  (pytrees of per-example arrays: labels, token ids, context states). Scale 1 is the
+  conditional prediction alone (one call); Ho & Salimans' w is scale - 1. ``scale``
+  is a number or one per example (N,); a scale other than a literal 1 evaluates the
+  model once on the two halves of a doubled batch."""
   def fn(x, t):
-    if scale == 0:
-      return model_fn(x, t, labels)
+    if isinstance(scale, (int, float)) and scale == 1:
+      return model_fn(x, t, cond)
     both = model_fn(jnp.concatenate([x, x]), jnp.concatenate([t, t]),
-                    jnp.concatenate([labels, jnp.full_like(labels, null_label)]))
-    cond, uncond = jnp.split(both, 2)
-    return (1 + scale) * cond - scale * uncond
+                    jax.tree.map(lambda c, u: jnp.concatenate([c, u]), cond, null_cond))
+    c, u = jnp.split(both, 2)
+    s = jnp.asarray(scale, c.dtype)
+    s = s.reshape(s.shape + (1,) * (c.ndim - s.ndim)) if s.ndim else s
+    return u + s * (c - u)
   return fn

@@ -23,7 +23,15 @@ def cosine(num_steps: int, s: float = 0.008, max_beta: float = 0.999) -> np.ndar
                   np.float64)
 
 
-SCHEDULES = {"linear": linear, "cosine": cosine}
+def scaled_linear(num_steps: int, start: float = 0.00085, end: float = 0.012
+                  ) -> np.ndarray:
+  """Latent diffusion's schedule (CompVis ``make_beta_schedule("linear")`` with
+  ``linear_start=0.00085``, ``linear_end=0.012``; diffusers' "scaled_linear"): betas
+  whose square roots are linear from sqrt(start) to sqrt(end)."""
+  return np.linspace(start ** 0.5, end ** 0.5, num_steps, dtype=np.float64) ** 2
+
+
+SCHEDULES = {"linear": linear, "cosine": cosine, "scaled_linear": scaled_linear}
 
 
 def get(name: str, num_steps: int) -> np.ndarray:

@@ -100,13 +100,32 @@ def conditioning(trainer, config, num: int, needs: tuple):
 
 
 def compute(trainer, state, config, mesh, rng) -> dict:
-  """The metrics that ``config.eval.metrics`` lists for samples of ``state``."""
+  """The metrics that ``config.eval.metrics`` lists for samples of ``state``; with
+  ``config.eval.guidance_scales`` (families that sample with classifier-free guidance),
+  once per scale with the same seeds and conditioning, each number of the samples
+  named ``NAME_guidance_S`` (the real images' ceilings, ``*_real*``, once)."""
   e = config.eval
   names = tuple(e.metrics)
   if not names:
     return {}
   for name in names:
     EVALUATORS.get(name)  # an unknown name: the error lists the known ones
+  scales = tuple(float(s) for s in (e.get("guidance_scales") or ()))
+  if not scales:
+    return _compute(trainer, state, config, mesh, rng, names, None)
+  result = {"num_samples": e.num_samples, "guidance_scales": list(scales)}
+  for s in scales:
+    for k, v in _compute(trainer, state, config, mesh, rng, names, s).items():
+      # Numbers of the samples are per scale; those of real images are not.
+      if isinstance(v, (int, float)) and k != "num_samples" and "_real" not in k:
+        result[f"{k}_guidance_{s:g}"] = v
+      else:
+        result.setdefault(k, v)
+  return result
+
+
+def _compute(trainer, state, config, mesh, rng, names, guidance_scale) -> dict:
+  e = config.eval
   num, batch_size = e.num_samples, e.sample_batch_size
   sharding.check_batch_size(batch_size, mesh, "eval.sample_batch_size")
   nets = {}
@@ -119,9 +138,11 @@ def compute(trainer, state, config, mesh, rng) -> dict:
   frozen = stages.frozen_params(trainer.stages)
   for i in tqdm(range(-(-num // batch_size)), desc="samples", leave=False):
     batch = examples(i * batch_size, batch_size)
-    inputs = (sharding.put_global({k: batch[k] for k in cond_keys},
-                                  sharding.batch_sharding(mesh))
-              if cond_keys else None)
+    inputs = {k: batch[k] for k in cond_keys}
+    if guidance_scale is not None:
+      inputs["guidance_scale"] = np.full(batch_size, guidance_scale, np.float32)
+    inputs = (sharding.put_global(inputs, sharding.batch_sharding(mesh))
+              if inputs else None)
     x = sharding.to_host(gen(state, jax.random.fold_in(rng, i), batch_size, inputs,
                              frozen))
     keep = num - i * batch_size

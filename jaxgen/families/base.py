@@ -161,8 +161,20 @@ class Trainer:
   replicated, never donated, never part of the checkpointed state.
   """
   # The frozen stages a family needs: name in config.stages -> the protocol class
-  # (Autoencoder, ConditioningEncoder) that the stage's family must provide.
+  # (Autoencoder, ConditioningEncoder) that the stage's family must provide. A family
+  # whose stages depend on its config overrides ``roles``.
   stage_roles: dict = {}
+
+  def record(self) -> dict:
+    """Values the run fixes when it starts (config field name -> value; a latent
+    diffusion's scale factor computed from the data), stored with every checkpoint:
+    a resume or evaluation whose values differ is refused."""
+    return {}
+
+  @classmethod
+  def roles(cls, config) -> dict:
+    """The frozen stages ``config`` needs (name -> protocol): ``stage_roles``."""
+    return cls.stage_roles
 
   # The keys a family's examples must have, as alternatives: ("image",) for image
   # models, ("source", "target") for paired translation, ("domain_a", "domain_b") for

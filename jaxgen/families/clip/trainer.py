@@ -34,7 +34,6 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 
 from jaxgen import data, losses, viz, weights
 from jaxgen.data import text
@@ -347,7 +346,7 @@ class CLIPTrainer(OneOptimizerTrainer, ConditioningEncoder):
     rows = min(8, len(tokens))
     top, _ = self.compiled(self._retrieve, static_argnames="k")(params, tokens[:rows], k=k)
     u8 = lambda x: _rgb(viz.to_uint8(np.asarray(x), self.scale))
-    return {"samples": retrieval_grid(self.tokenizer.decode_batch(tokens[:rows]),
+    return {"samples": viz.captioned_rows(self.tokenizer.decode_batch(tokens[:rows]),
                                       u8(pool[np.asarray(top)].reshape(-1, *pool.shape[1:]))
                                       .reshape(rows, k, *pool.shape[1:3], 3)),
             "similarity": similarity_picture(sims, u8(images))}
@@ -368,21 +367,6 @@ def clamp_logit_scale(params):
 def _rgb(x):
   x = x if x.ndim == 4 else x[..., None]
   return np.repeat(x, 3, -1) if x.shape[-1] == 1 else x
-
-
-def retrieval_grid(captions, images, text_width: int = 330) -> np.ndarray:
-  """One row per caption: the caption written out, then its images (rows, k, H, W, 3)
-  uint8."""
-  rows, k, h, w, _ = images.shape
-  font = ImageFont.load_default()
-  pad = 2
-  canvas = Image.new("RGB", (text_width + k * (w + pad), rows * (h + pad)), (255,) * 3)
-  draw = ImageDraw.Draw(canvas)
-  for r, text_ in enumerate(captions):
-    draw.text((2, r * (h + pad) + h // 2 - 6), text_, fill=(0, 0, 0), font=font)
-    for j in range(k):
-      canvas.paste(Image.fromarray(images[r, j]), (text_width + j * (w + pad), r * (h + pad)))
-  return np.asarray(canvas)
 
 
 def similarity_picture(sims, images) -> np.ndarray:

@@ -3,7 +3,7 @@ variational bound in bits/dim on the test set, sample grids and process pictures
 
 Class-conditional models (``model.num_classes > 0``) train with label dropout
 (``model.label_dropout``) and sample with classifier-free guidance
-(``sample.guidance_scale``).
+(``sample.guidance_scale``: 1 is the conditional model, ``samplers.guided``).
 """
 from __future__ import annotations
 
@@ -80,11 +80,11 @@ class DDPMTrainer(OneOptimizerTrainer):
     pred = self.apply(params, xt, t, y, train=True, rng=k_drop)
     return losses.eps_mse(target, pred).mean(), {}
 
-  def _model_fn(self, params, labels=None, guidance=0.0):
+  def _model_fn(self, params, labels=None, guidance=1.0):
     if not self.num_classes:
       return lambda x, t: self.apply(params, x, t)
     return samplers.guided(lambda x, t, y: self.apply(params, x, t, y), labels,
-                           self.num_classes, guidance)
+                           jnp.full_like(labels, self.num_classes), guidance)
 
   def eval_step(self, state, batch, rng, frozen=None):
     """Masked sums of the bound's terms (bits/dim) over the batch: all T timesteps."""

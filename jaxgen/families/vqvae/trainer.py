@@ -154,6 +154,18 @@ class VQVAETrainer(DiscreteAutoencoderPictures, OneOptimizerTrainer,
     z = quantizer.lookup(codes, self._codebook(params))
     return jnp.clip(self._decode_vectors(params, z), 0.0, 1.0)
 
+  # --- continuous latents, for a latent diffusion (as LDM's VQ first stages) ---------
+  def encode_latents(self, params, images):
+    """The encoder's vectors (N, h, w, D) before quantisation."""
+    self._check_images(images)
+    return self.encode_vectors(params, images)
+
+  def decode_latents(self, params, z):
+    """Vectors (N, h, w, D) quantised to their nearest codes, then decoded."""
+    codebook = self._codebook(params)
+    codes = quantizer.nearest(z, codebook)
+    return self.decode(params, codes)
+
   def stage_params(self, state):
     return state.ema_params
 
