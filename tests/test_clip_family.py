@@ -236,7 +236,8 @@ def test_a_tiny_clip_started_from_a_hugging_face_file_embeds_as_the_port(tmp_pat
                  vision_layers=d["vision_layers"], vision_heads=d["vision_heads"],
                  text_width=d["text_width"], text_layers=d["text_layers"],
                  text_heads=d["text_heads"], context_length=d["context_length"],
-                 vocab_size=d["vocab_size"], init=str(path))
+                 vocab_size=d["vocab_size"], init=str(path),
+                 conv_stem=())  # OpenAI's layout: the stride-p patch conv
   tr = build.make_trainer(c)
   params = jax.jit(tr.init_state)(jax.random.key(0)).params
   port = clip_weights.CLIPEncoder(clip.CLIPConfig(**d))
