@@ -60,8 +60,8 @@ def test_float32_is_the_plain_apply_and_bfloat16_computes_in_bfloat16():
 # Each family that computes in the policy's dtype, by a tiny config; a config's frozen
 # stages (its STAGE_CONFIGS) get parameters that are shapes only: no stage run is trained.
 FAMILIES = ["pix2pix_mnist", "cyclegan_mnist", "pixelcnn_mnist", "pixelcnnpp_mnist",
-            "vqvae_mnist", "dvae_mnist", "stylegan2_mnist", "latent_ddpm_mnist",
-            "pixelcnn_prior_mnist"]
+            "vqvae_mnist", "dvae_mnist", "stylegan2_mnist", "ldm_vae_mnist",
+            "pixelcnn_prior_mnist", "autoencoder_kl_mnist"]
 
 
 @pytest.mark.parametrize("name", FAMILIES)

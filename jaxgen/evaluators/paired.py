@@ -1,11 +1,12 @@
-"""l1, psnr and ssim: each sample against the ground-truth ``target`` of the eval
-example it was generated from (paired translation)."""
+"""l1, psnr, ssim and lpips: each sample against the ground-truth ``target`` of the
+eval example it was generated from (paired translation)."""
 from __future__ import annotations
 
+import jax
 import numpy as np
 
-from jaxgen.evaluators import Evaluator, register
-from jaxgen.metrics import ssim
+from jaxgen.evaluators import Evaluator, option, register
+from jaxgen.metrics import lpips, ssim
 
 
 class Paired(Evaluator):
@@ -52,3 +53,24 @@ class SSIM(Paired):
   def per_sample(self, x, y):
     return np.asarray(ssim.ssim(x.astype(np.float32), y.astype(np.float32),
                                 max_val=1.0))
+
+
+@register("lpips")
+class LPIPS(Paired):
+  """LPIPS v0.1 on VGG16 (jaxgen/metrics/lpips.py; grey images as RGB), from
+  torchvision's and lpips' weights files (``eval.lpips_vgg_weights``,
+  ``eval.lpips_heads_weights``; "": the known files in the weights cache)."""
+  name = "lpips"
+  options = {"lpips_vgg_weights": "", "lpips_heads_weights": ""}
+
+  def __init__(self, config, mesh, nets):
+    super().__init__(config, mesh, nets)
+    if "lpips" not in nets:
+      nets["lpips"] = lpips.load_params(option(config, "lpips_vgg_weights") or None,
+                                        option(config, "lpips_heads_weights") or None)
+    self.params = nets["lpips"]
+    self.distance = jax.jit(lpips.distance)
+
+  def per_sample(self, x, y):
+    to_sym = lambda v: (2.0 * v - 1.0).astype(np.float32)
+    return np.asarray(self.distance(self.params, to_sym(x), to_sym(y)), np.float64)
