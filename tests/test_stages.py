@@ -1,6 +1,6 @@
 """Frozen stages end to end: a latent DDPM over a frozen tiny VAE refused when its
 stage changes, weights files as stages, and clear errors for stages that cannot
-serve (the latent DDPM's own record of its stage: test_latent_ddpm.py)."""
+serve (the latent diffusion's own record of its stage: test_ldm.py)."""
 import json
 import os
 import shutil
@@ -22,7 +22,7 @@ def vae_stage(tiny_runs):
 
 
 def _latent(stage, **train_fields):
-  c = load_config("latent_ddpm_mnist", "tiny")
+  c = load_config("ldm_vae_mnist", "tiny")
   c.stages.autoencoder = stage
   c.eval.metrics = ()
   c.train.update(sample_every=0, **train_fields)
@@ -40,8 +40,8 @@ def _restore(workdir, trainer, config, mesh):
 def test_a_swapped_stage_is_refused_and_sample_mode_decodes(tmp_path, tiny_runs,
                                                             vae_stage):
   wd = str(tmp_path / "ldm")
-  shutil.copytree(tiny_runs("latent_ddpm_mnist"), wd)
-  flags = ["--config=configs/latent_ddpm_mnist.py:tiny", f"--workdir={wd}",
+  shutil.copytree(tiny_runs("ldm_vae_mnist"), wd)
+  flags = ["--config=configs/ldm_vae_mnist.py:tiny", f"--workdir={wd}",
            f"--config.stages.autoencoder={vae_stage}", "--config.eval.metrics=()"]
   os.remove(os.path.join(wd, "samples", "step_4.png"))
   proc = run_main(*flags, "--mode=sample")
@@ -73,7 +73,7 @@ def test_a_stage_of_another_latent_size_is_named_as_a_changed_stage(tmp_path,
   the changed stage, in one line with nothing after it, not a shape mismatch of the
   restore (the stage record is checked before the state is restored)."""
   wd = str(tmp_path / "ldm")
-  shutil.copytree(tiny_runs("latent_ddpm_mnist"), wd)
+  shutil.copytree(tiny_runs("ldm_vae_mnist"), wd)
   stage = str(tmp_path / "vae8")
   v = load_config("vae_mnist", "tiny")
   v.model.latent_dim = 8
@@ -86,7 +86,7 @@ def test_a_stage_of_another_latent_size_is_named_as_a_changed_stage(tmp_path,
     train.train(c, wd)
   with pytest.raises(errors.StageError, match="The autoencoder stage changed since"):
     train.restore_latest(build.make_trainer(c, mesh), c, wd, mesh)
-  proc = run_main("--config=configs/latent_ddpm_mnist.py:tiny", f"--workdir={wd}",
+  proc = run_main("--config=configs/ldm_vae_mnist.py:tiny", f"--workdir={wd}",
                   f"--config.stages.autoencoder={stage}", "--config.eval.metrics=()",
                   "--mode=eval", check=False)
   assert proc.returncode == 2

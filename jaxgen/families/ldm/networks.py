@@ -1,8 +1,13 @@
-"""A residual MLP noise predictor for vector data (the latents of a VAE stage).
+"""The latent diffusion family's own networks: the residual MLP noise predictor of
+vector latents (a dense VAE's), and the class embedder that makes a label one token of
+cross-attention context (CompVis ``ClassEmbedder``). The U-Net is shared
+(``jaxgen.models.ldm_unet``), and so is the jointly trained text encoder
+(``jaxgen.models.ldm_text``).
 
-eps_theta(x_t, t[, y]) with the signature of the U-Net: (N, D) in, (N, D) out. Each
-block is LayerNorm -> swish -> Dense -> (+ Dense(swish(temb))) -> LayerNorm -> swish
--> dropout -> Dense, plus the input, as the U-Net's ResBlock with dense layers.
+``MLPDenoiser``: eps_theta(x_t, t[, y]) with the signature of the U-Net: (N, D) in,
+(N, D) out. Each block is LayerNorm -> swish -> Dense -> (+ Dense(swish(temb))) ->
+LayerNorm -> swish -> dropout -> Dense, plus the input, as the U-Net's ResBlock with
+dense layers.
 """
 from __future__ import annotations
 
@@ -37,3 +42,15 @@ class MLPDenoiser(nn.Module):
                        name=f"block{i}_dense1")(r)
     h = nn.swish(nn.LayerNorm(name="norm_out")(h))
     return nn.Dense(self.out_dim, kernel_init=default_init(0.0), name="dense_out")(h)
+
+
+class ClassEmbedder(nn.Module):
+  """Labels (N,) -> one context token each (N, 1, width); row ``num_classes`` is the
+  null class of classifier-free guidance (CompVis ``ClassEmbedder`` has no null row:
+  its class-conditional models were trained without dropout)."""
+  num_classes: int
+  width: int
+
+  @nn.compact
+  def __call__(self, labels):
+    return nn.Embed(self.num_classes + 1, self.width, name="embedding")(labels)[:, None]

@@ -1,0 +1,54 @@
+"""The ldm family's fields and their defaults (not a runnable config): ``base()`` is
+what configs/ldm_*.py start from, ``tiny(c)`` what their ``tiny`` variants share.
+``model.unet`` holds CompVis' ``unet_config.params`` under their names (in/out
+channels and ``context_dim`` come from the stage and the text encoder; 0 takes them);
+``model.text`` the jointly trained text encoder (LDM's transformer, small)."""
+import ml_collections
+
+from jaxgen import config_file
+
+common = config_file.module_beside(__file__, "common")
+ddpm = config_file.module_beside(__file__, "ddpm_base")
+
+
+def unet(**changes) -> ml_collections.ConfigDict:
+  """A small CompVis U-Net for 8 x 8 latents: 64 channels, (1, 2) levels, two ResNet
+  blocks each, a SpatialTransformer (when conditioned) at both levels."""
+  return ml_collections.ConfigDict(dict(dict(
+      model_channels=64, channel_mult=(1, 2), num_res_blocks=2,
+      attention_resolutions=(1, 2), num_heads=-1, num_head_channels=32,
+      transformer_depth=1, dropout=0.0, context_dim=0), **changes))
+
+
+def base() -> ml_collections.ConfigDict:
+  c = ddpm.base()
+  c.family = "ldm"
+  c.stages = ml_collections.ConfigDict(dict(autoencoder=""))
+  c.latent = ml_collections.ConfigDict(dict(scale_factor=0.0, scale_examples=1000))
+  c.diffusion.schedule = "scaled_linear"
+  c.model = ml_collections.ConfigDict(dict(
+      network="unet", conditioning="text", text_encoder="joint", p_uncond=0.1,
+      num_classes=10, class_width=64, unet=unet(),
+      text=ml_collections.ConfigDict(dict(width=64, layers=2, heads=4)),
+      width=256, depth=4, dropout=0.0))  # the MLP denoiser (network="mlp")
+  c.optim.update(learning_rate=2e-4, warmup_steps=200, grad_clip_norm=1.0,
+                 ema_decay=0.999)
+  c.train.update(batch_size=64, num_steps=3000, sample_every=1000, num_samples=16)
+  c.sample.update(guidance_scale=1.0)
+  c.eval = common.mnist_classifier_eval(
+      batch_size=100, num_examples=500, metrics=("fid", "caption_accuracy"),
+      num_samples=500, sample_batch_size=100, reference_split="test",
+      guidance_scales=(1.0, 2.0, 4.0, 8.0))
+  return c
+
+
+def tiny(c: ml_collections.ConfigDict) -> None:
+  # CompVis' GroupNorm has 32 groups: 32 channels is the narrowest U-Net.
+  c.model.unet.update(model_channels=32, channel_mult=(1,), num_res_blocks=1,
+                      attention_resolutions=(1,), num_head_channels=16)
+  c.model.update(class_width=16, width=16, depth=1)
+  c.model.text.update(width=16, layers=1, heads=2)
+  c.latent.scale_examples = 64
+  ddpm.tiny(c)
+  c.eval.update(batch_size=8, num_examples=16, num_samples=16, sample_batch_size=8,
+                guidance_scales=(1.0, 3.0))
