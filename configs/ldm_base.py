@@ -12,10 +12,11 @@ ddpm = config_file.module_beside(__file__, "ddpm_base")
 
 
 def unet(**changes) -> ml_collections.ConfigDict:
-  """A small CompVis U-Net for 8 x 8 latents: 64 channels, (1, 2) levels, two ResNet
-  blocks each, a SpatialTransformer (when conditioned) at both levels."""
+  """A small CompVis U-Net for 8 x 8 latents: 32 channels (CompVis' GroupNorm has 32
+  groups: the narrowest), levels (1, 2), one ResNet block each, a SpatialTransformer
+  (when conditioned) at both levels."""
   return ml_collections.ConfigDict(dict(dict(
-      model_channels=64, channel_mult=(1, 2), num_res_blocks=2,
+      model_channels=32, channel_mult=(1, 2), num_res_blocks=1,
       attention_resolutions=(1, 2), num_heads=-1, num_head_channels=32,
       transformer_depth=1, dropout=0.0, context_dim=0), **changes))
 
