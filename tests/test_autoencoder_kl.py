@@ -10,11 +10,9 @@ tests/fixtures/first_stage_random_weights.py, regenerated here with numpy).
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pathlib
-import sys
 
 import flax
 import jax
@@ -22,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import load_config
+from conftest import load_config, load_module
 from jaxgen import build, data
 from jaxgen.families.adversarial import STATS
 from jaxgen.families.autoencoder_kl import losses as kl_losses
@@ -32,16 +30,7 @@ from jaxgen.models import autoencoder_kl as aekl
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 
 
-def _fixture_helper():
-  spec = importlib.util.spec_from_file_location(
-      "first_stage_random_weights", FIXTURES / "first_stage_random_weights.py")
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module
-  spec.loader.exec_module(module)
-  return module
-
-
-rw = _fixture_helper()
+rw = load_module("tests/fixtures/first_stage_random_weights.py")
 
 
 def test_paper_counts_are_exact():

@@ -10,15 +10,14 @@ package's own trained heads file (lpips_vgg.pth).
 """
 from __future__ import annotations
 
-import importlib.util
 import pathlib
-import sys
 
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
 
+from conftest import load_module
 from jaxgen import weights
 from jaxgen.evaluators import EVALUATORS
 from jaxgen.metrics import lpips
@@ -28,16 +27,7 @@ from jaxgen.weights import torch_pickle
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 
 
-def _fixture_helper():
-  spec = importlib.util.spec_from_file_location(
-      "first_stage_random_weights", FIXTURES / "first_stage_random_weights.py")
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module
-  spec.loader.exec_module(module)
-  return module
-
-
-rw = _fixture_helper()
+rw = load_module("tests/fixtures/first_stage_random_weights.py")
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,8 @@ import os
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import safetensors
 import safetensors.numpy
-from flax import traverse_util
 
 from jaxgen import weights
 from jaxgen.models import clip
@@ -45,29 +43,12 @@ def load_hf_checkpoint(path, config: clip.CLIPConfig = clip.VIT_B_32) -> dict:
   unexpected or of the wrong shape.
   """
   state = safetensors.numpy.load_file(str(path))
-  expected = traverse_util.flatten_dict(clip.param_shapes(config))
-  by_key = {_hf_key(p): p for p in expected}
-  present = {k for k in state if not k.endswith(".position_ids")}
-  missing, unexpected = sorted(by_key.keys() - present), sorted(present - by_key.keys())
-  params, wrong = {}, []
-  for key in sorted(by_key.keys() & present):
-    flax_path = by_key[key]
-    needed = torch_layout.torch_shape(flax_path[-1], expected[flax_path].shape)
-    if state[key].shape != needed:
-      wrong.append(f"{key} is {tuple(state[key].shape)}, the model needs {needed}")
-    else:
-      params[flax_path] = torch_layout.from_torch(flax_path[-1],
-                                                 np.asarray(state[key], np.float32))
-  if missing or unexpected or wrong:
-    def listing(name, items):
-      more = f" and {len(items) - 8} more" if len(items) > 8 else ""
-      return f"\n  {len(items)} {name}: {', '.join(items[:8])}{more}" if items else ""
-    raise ValueError(
-        f"{path} is not a Hugging Face CLIPModel checkpoint of {config}:"
-        f"{listing('missing keys', missing)}{listing('unexpected keys', unexpected)}"
-        f"{listing('shape mismatches', wrong)}\nUse the model.safetensors of "
-        "openai/clip-vit-base-patch32 for VIT_B_32, or a config with the file's dimensions.")
-  return {"params": traverse_util.unflatten_dict(params)}
+  return torch_layout.state_dict_params(
+      state, clip.param_shapes(config), _hf_key,
+      skip=lambda k: k.endswith(".position_ids"),
+      header=f"{path} is not a Hugging Face CLIPModel checkpoint of {config}",
+      hint="\nUse the model.safetensors of openai/clip-vit-base-patch32 for VIT_B_32, "
+           "or a config with the file's dimensions.")
 
 
 def config_from_hf(path) -> clip.CLIPConfig:

@@ -23,11 +23,8 @@ from __future__ import annotations
 import re
 from typing import Mapping
 
-import numpy as np
-from flax import traverse_util
-
 from jaxgen.models import ldm_text, ldm_unet
-from jaxgen.weights.torch_layout import TORCH_LEAF, from_torch, torch_shape
+from jaxgen.weights.torch_layout import TORCH_LEAF, state_dict_params
 
 _INDEX = re.compile(r"_(\d+)(?=_\d|$)")
 
@@ -43,34 +40,13 @@ def torch_key(path: tuple[str, ...]) -> str:
 
 def convert(state: Mapping, shapes: dict, prefix: str = "", what: str = "the model",
             ignore: tuple[str, ...] = ()) -> dict:
-  """Variables ``{"params": ...}`` of the parameter tree ``shapes`` (shapes or arrays)
-  from the torch state dict ``state``, reading the keys under ``prefix``; keys that
-  start with a string of ``ignore`` (after the prefix) are skipped."""
-  expected = traverse_util.flatten_dict(shapes)
-  by_key = {torch_key(p): p for p in expected}
-  present = {k[len(prefix):]: k for k in state if k.startswith(prefix)}
-  present = {k: v for k, v in present.items() if not k.startswith(ignore)}
-  missing = sorted(by_key.keys() - present.keys())
-  unexpected = sorted(present.keys() - by_key.keys())
-  params, wrong = {}, []
-  for key in sorted(by_key.keys() & present.keys()):
-    path = by_key[key]
-    value = np.asarray(state[present[key]], np.float32)
-    needed = torch_shape(path[-1], np.shape(expected[path]))
-    if value.shape != needed:
-      wrong.append(f"{prefix}{key} is {value.shape}, the model needs {needed}")
-    else:
-      params[path] = from_torch(path[-1], value)
-  if missing or unexpected or wrong:
-    def listing(name, items):
-      more = f" and {len(items) - 8} more" if len(items) > 8 else ""
-      return f"\n  {len(items)} {name}: {', '.join(items[:8])}{more}" if items else ""
-    raise ValueError(
-        f"The state dict (keys under {prefix!r}) does not fit {what}:"
-        f"{listing('missing keys', [prefix + k for k in missing])}"
-        f"{listing('unexpected keys', [prefix + k for k in unexpected])}"
-        f"{listing('shape mismatches', wrong)}")
-  return {"params": traverse_util.unflatten_dict(params)}
+  """Variables ``{"params": ...}`` of the parameter tree ``shapes`` from the torch
+  state dict ``state``, reading the keys under ``prefix``; keys that start with a
+  string of ``ignore`` (after the prefix) are skipped."""
+  return state_dict_params(state, shapes, torch_key, prefix=prefix,
+                           skip=lambda k: k.startswith(ignore),
+                           header=f"The state dict (keys under {prefix!r}) does not fit "
+                                  f"{what}")
 
 
 def unet_params(state: Mapping, config: ldm_unet.UNetConfig, prefix: str = "") -> dict:

@@ -32,7 +32,6 @@ conditioning through cross-attention.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 import jax
@@ -40,7 +39,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen import data, losses, viz
-from jaxgen.data import text
 from jaxgen.diffusion import samplers
 from jaxgen.diffusion.process import GaussianDiffusion
 from jaxgen.errors import ConfigError, StageError
