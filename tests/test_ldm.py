@@ -174,3 +174,14 @@ def test_a_resume_with_another_scale_factor_is_refused(ldm, tmp_path):
                   check=False)
   assert proc.returncode != 0
   assert "latent.scale_factor" in proc.stderr and "0.5" in proc.stderr
+
+
+def test_sampling_does_not_clip_latents_to_the_image_range(ldm):
+  """CompVis' U-Net starts with a zero output layer: eps = 0, so deterministic DDIM
+  maps x_T to x_T / sqrt(alpha-bar_T), far outside [-1, 1]; clipping the predicted x0
+  to the image range (as pixel-space DDPM does) would bound it by 1."""
+  _, c, trainer, _, frozen = ldm
+  params = trainer.init_params(jax.random.key(0))
+  tokens = jnp.asarray(data.get_source(c.data, "test").arrays["text"][:2])
+  z, _ = trainer.run_sampler(params, jax.random.key(1), 2, {"text": tokens}, 1.0, frozen)
+  assert float(jnp.abs(z).max()) > 3.0

@@ -336,10 +336,12 @@ class LDMTrainer(OneOptimizerTrainer):
     scale = s.guidance_scale if scale is None else scale
     kwargs = ({"num_steps": s.num_steps, "eta": s.eta} if s.sampler == "ddim"
               else {"variance": self.config.diffusion.variance})
+    # Latents are not bounded as images are: no clipping of the predicted x0 (as
+    # CompVis' samplers in latent space).
     return samplers.get(s.sampler)(
         self.model_fn(params, frozen, cond, scale), self.process,
         (num, *self.example_shape), rng, parameterization=self.param,
-        num_frames=num_frames, **kwargs)
+        num_frames=num_frames, clip_x0=False, **kwargs)
 
   def default_conditioning(self, num: int):
     if self.conditioning == "class":
