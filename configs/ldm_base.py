@@ -32,8 +32,9 @@ def base() -> ml_collections.ConfigDict:
       num_classes=10, class_width=64, unet=unet(),
       text=ml_collections.ConfigDict(dict(width=64, layers=2, heads=4)),
       width=256, depth=4, dropout=0.0))  # the MLP denoiser (network="mlp")
+  # CompVis' LitEma: decay 0.9999, warmed up as min(decay, (1 + n) / (10 + n)).
   c.optim.update(learning_rate=2e-4, warmup_steps=200, grad_clip_norm=1.0,
-                 ema_decay=0.999)
+                 ema_decay=0.9999, ema_warmup=True)
   c.train.update(batch_size=64, num_steps=3000, sample_every=1000, num_samples=16)
   c.sample.update(guidance_scale=1.0)
   c.eval = common.mnist_classifier_eval(

@@ -294,3 +294,15 @@ def test_the_prefetcher_keeps_order_raises_where_the_error_is_and_stops():
   assert not slow._thread.is_alive()
   with pytest.raises(StopIteration):
     next(slow)
+
+
+def test_the_ema_warmup_is_compvis_litema():
+  """LitEma (CompVis ldm/modules/ema.py): decay = min(decay, (1 + n) / (10 + n)) with n
+  the number of updates so far; without ema_warmup the decay is constant."""
+  import ml_collections
+  from jaxgen.families.base import ema_decay_at
+  optim = ml_collections.ConfigDict(dict(ema_decay=0.9999, ema_warmup=True))
+  for n, want in ((0, 0.1), (90, 0.91), (10**6, 0.9999)):
+    assert float(ema_decay_at(optim, n)) == pytest.approx(want, rel=1e-6)
+  optim.ema_warmup = False
+  assert ema_decay_at(optim, 0) == 0.9999

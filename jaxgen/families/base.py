@@ -111,6 +111,16 @@ def optimizer_step(tx: optax.GradientTransformation, grads, opt_state, params):
   return optax.apply_updates(params, updates), opt_state
 
 
+def ema_decay_at(optim, step):
+  """``optim.ema_decay``, or with ``optim.ema_warmup`` the decay of CompVis' ``LitEma``:
+  min(decay, (1 + step) / (10 + step)), so that the average forgets the initial
+  parameters within the first hundreds of steps."""
+  decay = optim.ema_decay
+  if not optim.get("ema_warmup", False):
+    return decay
+  return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+
+
 def apply_gradients(state: TrainState, grads, tx: optax.GradientTransformation,
                     ema_decay: float, **replace):
   """One optimiser step of the whole state plus the EMA update, ``step`` + 1; returns
@@ -338,7 +348,7 @@ class OneOptimizerTrainer(Trainer):
     (loss, metrics), grads = jax.value_and_grad(self.loss, has_aux=True)(
         state.params, batch, rng, frozen)
     state, grad_norm = apply_gradients(state, grads, self.tx,
-                                       self.config.optim.ema_decay)
+                                       ema_decay_at(self.config.optim, state.step))
     return state, {"loss": loss, **metrics, "grad_norm": grad_norm}
 
   def generate(self, state, rng, num: int, inputs=None, frozen=None):
