@@ -121,3 +121,27 @@ def test_what_the_feature_network_takes(net):
       mnist_classifier.prepare(np.zeros(shape, np.uint8))
   with pytest.raises(ValueError, match="must lie in"):
     mnist_classifier.prepare(np.full((1, 32, 32, 1), 2.0, np.float32))
+
+
+def test_reference_statistics_are_cached_per_data_config(monkeypatch, tmp_path):
+  """A cached reference must not serve another data config of the same dataset:
+  more layouts (or another derived seed) are other images."""
+  import ml_collections
+  from jaxgen.evaluators import features as ev_features
+  monkeypatch.setenv("JAXGEN_CACHE", str(tmp_path))
+  calls = []
+  real = ev_features.real_images
+
+  def counted(cfg, split, *a, **k):
+    calls.append((cfg.get("layouts"), cfg.get("derived_seed")))
+    images, _ = real(cfg, split, *a, **k)
+    return iter([next(images)[:20]]), 20
+
+  monkeypatch.setattr(ev_features, "real_images", counted)
+  net = features.get("mnist_classifier", batch_size=20)
+  base = dict(name="mnist5k_captions", scale="unit", binarize="", dequantize=False,
+              resize=(), random_flip=False, tfds_data_dir="", context_length=16,
+              derived_seed=0, layouts=1)
+  for changes in ({}, {}, {"layouts": 2}, {"derived_seed": 1}, {"workers": 2}):
+    ev_features.reference(net, ml_collections.ConfigDict({**base, **changes}), "train")
+  assert calls == [(1, 0), (2, 0), (1, 1)]  # a repeat and another loader: cache hits

@@ -20,6 +20,7 @@ from test_clip_r_precision import OneHotByCaption, with_stage
 def clip_config(metrics, variant="tiny"):
   c = load_config("clip_mnist", variant)
   c.eval.metrics = metrics
+  c.data.layouts = 1  # the FID reference: the 4,500 training canvases of one layout
   return c
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 
 import jax
@@ -73,11 +74,13 @@ def _weights_digest(net: features.FeatureNet) -> str:
 def reference(net: features.FeatureNet, data_config, split: str,
               key: str = "image") -> Reference:
   """Feature statistics of a dataset split's images ``key``, computed once and cached
-  (keyed by the network, its weights, the dataset, its resolution and the split)."""
-  digest = hashlib.sha256(repr((net.name, _weights_digest(net), data_config.name,
-                                data_config.get("distribution"),
-                                tuple(data_config.get("resize") or ()),
-                                data_config.get("center_crop", False), split,
+  (keyed by the network, its weights, the data config's fields and the split)."""
+  # Every field that shapes the images (a derived set's seed and layouts too), as the
+  # metrics read them; not the loader's (workers, where tfds keeps its files).
+  fields = {k: v for k, v in real_data(data_config).to_dict().items()
+            if k not in ("workers", "tfds_data_dir")}
+  digest = hashlib.sha256(repr((net.name, _weights_digest(net),
+                                json.dumps(fields, sort_keys=True, default=str), split,
                                 key)).encode())
   path = (weights.cache_dir() / "stats" /
           f"{data_config.name.replace('/', '_')}-{split}-{digest.hexdigest()[:12]}.npz")
