@@ -40,7 +40,7 @@ def test_resume_restores_the_data_position(tmp_path, tiny_vae):
                          step=2)
   ckpt.close()
   assert meta == {"step": 2, "data_position": 2, "batch_size": 8, "seed": 0,
-                  "stages": {}, "prng_impl": "threefry2x32"}
+                  "stages": {}, "prng_impl": "threefry2x32", "family": {}}
 
 
 def test_a_finished_run_loads_read_only_as_a_frozen_stage(tmp_path, tiny_vae):
