@@ -45,7 +45,8 @@ from jaxgen.errors import ConfigError, StageError
 from jaxgen.families.base import OneOptimizerTrainer
 from jaxgen.families.ldm.networks import ClassEmbedder, MLPDenoiser
 from jaxgen.models import ldm_text, ldm_unet
-from jaxgen.stages import Autoencoder, ConditioningEncoder, check_same_data
+from jaxgen.stages import (Autoencoder, ConditioningEncoder, check_same_data,
+                           check_tokenizer)
 
 log = logging.getLogger("jaxgen")
 CONDITIONING = ("none", "class", "text")
@@ -130,9 +131,8 @@ class LDMTrainer(OneOptimizerTrainer):
     self.null_tokens = np.asarray(self.tokenizer.encode([""], length)[0], np.int32)
     m = config.model
     if self.text_encoder == "clip":
-      from jaxgen import stages as stages_lib
       clip = stages["clip"]
-      stages_lib.check_tokenizer(clip, self.tokenizer, f"latent diffusion on "
+      check_tokenizer(clip, self.tokenizer, f"latent diffusion on "
                                  f"{config.data.name}")
       states = jax.eval_shape(lambda p, t: clip.trainer.text_states(p, t)[0],
                               clip.params, jnp.zeros((1, length), jnp.int32))
