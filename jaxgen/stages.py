@@ -63,9 +63,21 @@ class Autoencoder:
     """Latents (or token ids) -> images in [0, 1], (N, H, W, C)."""
     raise NotImplementedError
 
-  # A discrete autoencoder that a latent diffusion can run on (before quantisation,
-  # as LDM's VQ first stages) also provides ``encode_latents(params, images)`` ->
-  # float vectors and ``decode_latents(params, vectors)`` -> images (quantising).
+  def encode_latents(self, params, images):
+    """Continuous latents for a latent diffusion: a continuous autoencoder's
+    ``encode``. A discrete one that has vectors before quantisation (LDM's VQ first
+    stages) overrides this and ``decode_latents``; the others have none."""
+    if self.num_codes:
+      raise StageError(f"{type(self).__name__} gives integer codes, not continuous "
+                       f"latents.")
+    return self.encode(params, images)
+
+  def decode_latents(self, params, latents):
+    """Images in [0, 1] from ``encode_latents``' latents."""
+    if self.num_codes:
+      raise StageError(f"{type(self).__name__} decodes integer codes, not continuous "
+                       f"latents.")
+    return self.decode(params, latents)
 
 
 class ConditioningEncoder:

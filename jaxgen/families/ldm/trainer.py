@@ -76,8 +76,8 @@ class LDMTrainer(OneOptimizerTrainer):
     ae = stages["autoencoder"]
     self.autoencoder = ae.trainer
     check_same_data(config.data, ae.trainer.config.data, ae.path, DATA_FIELDS)
-    if getattr(self.autoencoder, "num_codes", 0) and not hasattr(
-        self.autoencoder, "encode_latents"):
+    if self.autoencoder.num_codes and (type(self.autoencoder).encode_latents
+                                       is Autoencoder.encode_latents):
       raise StageError(
           f"The autoencoder stage {ae.path} ({ae.trainer.config.family}) gives integer "
           f"codes, and latent diffusion needs continuous latents: use a KL autoencoder "
@@ -198,13 +198,10 @@ class LDMTrainer(OneOptimizerTrainer):
   # --- the first stage ------------------------------------------------------------------
   def encode_latents(self, ae_params, images):
     """Unscaled continuous latents of images in the data's scale."""
-    ae = self.autoencoder
-    fn = getattr(ae, "encode_latents", ae.encode)
-    return fn(ae_params, self.to_unit(images))
+    return self.autoencoder.encode_latents(ae_params, self.to_unit(images))
 
   def decode_latents(self, ae_params, z):
-    ae = self.autoencoder
-    return getattr(ae, "decode_latents", ae.decode)(ae_params, z)
+    return self.autoencoder.decode_latents(ae_params, z)
 
   def find_scale_factor(self, config, ae) -> float:
     """``config.latent.scale_factor``, or (0) 1 / the standard deviation of the latents
