@@ -82,9 +82,10 @@ def tiny_train(**changes) -> dict:
 
 def evaluation(**changes) -> ml_collections.ConfigDict:
   """``config.eval`` without sample metrics: the whole test split (``num_examples``
-  0) in batches of 100."""
-  return _block(dict(split="test", batch_size=100, num_examples=0, metrics=()),
-                changes)
+  0) in batches of 100; ``shuffled_baseline``: sample metrics also for samples
+  conditioned on other examples' inputs (conditional families; jaxgen/evaluators)."""
+  return _block(dict(split="test", batch_size=100, num_examples=0, metrics=(),
+                     shuffled_baseline=False), changes)
 
 
 def mnist_classifier_eval(**changes) -> ml_collections.ConfigDict:

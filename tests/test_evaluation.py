@@ -57,6 +57,26 @@ def test_class_accuracy_counts_agreement_with_the_conditioning_label():
   assert expected < 0.2  # shifted labels are wrong, and the metric says so
 
 
+def test_shuffled_baseline_conditions_each_sample_on_another_examples_inputs():
+  """eval.shuffled_baseline: sample i drawn for the label of the example half the
+  split away, scored against its own; a perfect conditional model falls to the
+  agreement of two labels of the split, computed here from the labels alone."""
+  c, table, mesh = _config(("class_accuracy",)), _table(), sharding.make_mesh()
+  c.eval.shuffled_baseline = True
+  predicted = features.get("mnist_classifier")(table)["logits"].argmax(-1)
+  order = np.random.default_rng([c.seed, 17]).permutation(500)
+  labels = data.get_source(c.data, "test")[np.arange(500)]["label"][order]
+  own, other = labels[:60], labels[(np.arange(60) + 251) % 500]
+  got = evaluators.compute(_Lookup(c, table), None, c, mesh, jax.random.key(0))
+  assert got["class_accuracy"] == pytest.approx(np.mean(predicted[own] == own))
+  assert got["class_accuracy_shuffled"] == pytest.approx(np.mean(predicted[other] == own))
+  assert got["class_accuracy_shuffled"] < 0.3 < got["class_accuracy"]
+  c.eval.guidance_scales = (1.0, 2.0)  # one pass per scale and per order
+  got = evaluators.compute(_Lookup(c, table), None, c, mesh, jax.random.key(0))
+  assert {"class_accuracy_guidance_2", "class_accuracy_shuffled_guidance_1",
+          "class_accuracy_shuffled_guidance_2"} <= set(got)
+
+
 def test_samples_are_conditioned_on_every_eval_example_in_a_fixed_shuffle():
   """The 500 test digits are sorted by class; the conditioning visits each once per
   cycle, shuffled (IS over consecutive chunks would otherwise see two classes)."""

@@ -34,6 +34,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxgen import data, registry, sharding, stages
+from jaxgen.errors import ConfigError
 
 EVALUATORS = registry.Registry("evaluator", lambda: [
     *registry.package_modules(__name__), *registry.family_modules("evaluators")])
@@ -103,28 +104,40 @@ def compute(trainer, state, config, mesh, rng) -> dict:
   """The metrics that ``config.eval.metrics`` lists for samples of ``state``; with
   ``config.eval.guidance_scales`` (families that sample with classifier-free guidance),
   once per scale with the same seeds and conditioning, each number of the samples
-  named ``NAME_guidance_S`` (the real images' ceilings, ``*_real*``, once)."""
+  named ``NAME_guidance_S`` (the real images' ceilings, ``*_real*``, once). With
+  ``config.eval.shuffled_baseline`` (conditional families), once more per scale with
+  each sample conditioned on another example's inputs while the metrics read its own
+  (``NAME_shuffled[_guidance_S]``): what the metrics give a model that ignores its
+  conditioning but draws from the data's marginal, the floor beside the ceiling."""
   e = config.eval
   names = tuple(e.metrics)
   if not names:
     return {}
   for name in names:
     EVALUATORS.get(name)  # an unknown name: the error lists the known ones
-  scales = tuple(float(s) for s in (e.get("guidance_scales") or ()))
-  if not scales:
-    return _compute(trainer, state, config, mesh, rng, names, None)
-  result = {"num_samples": e.num_samples, "guidance_scales": list(scales)}
-  for s in scales:
-    for k, v in _compute(trainer, state, config, mesh, rng, names, s).items():
-      # Numbers of the samples are per scale; those of real images are not.
-      if isinstance(v, (int, float)) and k != "num_samples" and "_real" not in k:
-        result[f"{k}_guidance_{s:g}"] = v
-      else:
-        result.setdefault(k, v)
+  shuffled = bool(e.get("shuffled_baseline", False))
+  if shuffled and not trainer.conditioning_keys:
+    raise ConfigError(f"config.eval.shuffled_baseline conditions samples on shuffled "
+                      f"inputs, and the {config.family} family samples unconditionally: "
+                      f"set it False.")
+  scales = tuple(float(s) for s in (e.get("guidance_scales") or ())) or (None,)
+  result = {"num_samples": e.num_samples}
+  if scales != (None,):
+    result["guidance_scales"] = list(scales)
+  for shuffle in (False, True) if shuffled else (False,):
+    for s in scales:
+      suffix = ("_shuffled" if shuffle else "") + (f"_guidance_{s:g}" if s is not None
+                                                   else "")
+      for k, v in _compute(trainer, state, config, mesh, rng, names, s, shuffle).items():
+        # Numbers of the samples are per pass; those of real images are not.
+        if isinstance(v, (int, float)) and k != "num_samples" and "_real" not in k:
+          result[k + suffix] = v
+        else:
+          result.setdefault(k, v)
   return result
 
 
-def _compute(trainer, state, config, mesh, rng, names, guidance_scale) -> dict:
+def _compute(trainer, state, config, mesh, rng, names, guidance_scale, shuffle) -> dict:
   e = config.eval
   num, batch_size = e.num_samples, e.sample_batch_size
   sharding.check_batch_size(batch_size, mesh, "eval.sample_batch_size")
@@ -136,9 +149,12 @@ def _compute(trainer, state, config, mesh, rng, names, guidance_scale) -> dict:
   gen = trainer.compiled(trainer.generate, static_argnums=2,
                          out_shardings=sharding.batch_sharding(mesh))
   frozen = stages.frozen_params(trainer.stages)
+  # The shuffled baseline: each sample conditioned on the example half the split away.
+  shift = len(data.get_source(config.data, e.split)) // 2 + 1 if shuffle else 0
   for i in tqdm(range(-(-num // batch_size)), desc="samples", leave=False):
     batch = examples(i * batch_size, batch_size)
-    inputs = {k: batch[k] for k in cond_keys}
+    given = examples(i * batch_size + shift, batch_size) if shift else batch
+    inputs = {k: given[k] for k in cond_keys}
     if guidance_scale is not None:
       inputs["guidance_scale"] = np.full(batch_size, guidance_scale, np.float32)
     inputs = (sharding.put_global(inputs, sharding.batch_sharding(mesh))

@@ -17,7 +17,9 @@ thus the split (test) against ``eval.reference_split`` (train): the distance tha
 sampling noise and the split's own difference leave. Evaluator options that the
 config lacks (``eval.clip_stage``, ``eval.feature_net``, ...) may be given on the
 command line as ``--config.eval.NAME=VALUE``; ``--config.eval.metrics`` takes
-``fid,kid`` (or ``"('fid', 'kid')"``).
+``fid,kid`` (or ``"('fid', 'kid')"``). ``--config.eval.shuffled_baseline=True`` adds
+the floor: each real image scored against another example's caption (``*_shuffled``),
+what a model that draws from the data but ignores its conditioning would get.
 
 The result (printed as the last line, and written atomically to ``--out``) is
 ``compute``'s, with ``ceiling`` naming the images it was computed from. Wrong input (an
@@ -56,7 +58,7 @@ def define_flags():
 
 
 # eval fields a config may lack that the ceiling (and compute) read
-OWN_FIELDS = ("metrics", "num_samples", "sample_batch_size")
+OWN_FIELDS = ("metrics", "num_samples", "sample_batch_size", "shuffled_baseline")
 
 
 class RealImages:
