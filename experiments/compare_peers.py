@@ -23,6 +23,12 @@ Rows (images per iteration in brackets):
   clip_image_tower    CLIP ViT-B/32's image tower with its projection, random weights,
                       on 16 normalised 224x224 images [16]. Peer: transformers
                       CLIPVisionModelWithProjection with ViT-B/32's sizes.
+  sd_unet_step        one Stable Diffusion 1.x denoising step: the U-Net
+                      (ldm_unet.SD_V1, 859.5M parameters, random weights) on a
+                      guidance batch of 2 (cond + uncond) 64x64x4 latents with 77x768
+                      text states, as one step of a 512x512 image [1]. Peer: diffusers
+                      UNet2DConditionModel in SD 1.x's configuration, inference mode
+                      (its default attention, scaled_dot_product_attention).
 
 The jaxgen side runs in this process; the PyTorch side in a child process of
 --peer_python (default: this python), so that torch may live in another venv; the
@@ -49,21 +55,23 @@ import traceback
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROWS = ("ddpm_unet_train", "ddpm_unet_forward", "dcgan_train", "inception_features",
-        "clip_image_tower")
+        "clip_image_tower", "sd_unet_step")
 IMAGES_PER_ITER = {"ddpm_unet_train": 8, "ddpm_unet_forward": 8, "dcgan_train": 64,
-                   "inception_features": 64, "clip_image_tower": 16}
+                   "inception_features": 64, "clip_image_tower": 16, "sd_unet_step": 1}
 DEFAULT_ITERS = {"ddpm_unet_train": 5, "ddpm_unet_forward": 10, "dcgan_train": 5,
-                 "inception_features": 1, "clip_image_tower": 3}
+                 "inception_features": 1, "clip_image_tower": 3, "sd_unet_step": 1}
 # What the peer process imports for each row.
 PEER_MODULES = {"ddpm_unet_train": ("torch", "diffusers"),
                 "ddpm_unet_forward": ("torch", "diffusers"),
                 "dcgan_train": ("torch",),
                 "inception_features": ("torch", "torchvision", "pytorch_fid"),
-                "clip_image_tower": ("torch", "transformers")}
+                "clip_image_tower": ("torch", "transformers"),
+                "sd_unet_step": ("torch", "diffusers")}
 INSTALL_HINT = ("install them with pip install -e '.[peers]' (from the repository root, "
                 "into that python's environment) or point --peer_python at a venv that "
                 "has them")
 DDPM_BATCH, DCGAN_BATCH, FEATURE_BATCH = 8, 64, 16
+SD_BATCH, SD_LATENT, SD_CONTEXT = 2, 64, (77, 768)  # one guided step of a 512x512 image
 NUM_INCEPTION_IMAGES, INCEPTION_IMAGE_SIZE = 64, 64
 PARAMS_TOLERANCE = 0.03  # parameter counts that differ by more are flagged
 
@@ -271,11 +279,47 @@ def jaxgen_clip_image_tower(ctx):
   return run, {"params": bm.count_params(tower), "compile_s": compile_s}
 
 
+def _sd_inputs():
+  import numpy as np
+  rng = np.random.default_rng(0)
+  return (rng.normal(size=(SD_BATCH, SD_LATENT, SD_LATENT, 4)).astype(np.float32),
+          np.full((SD_BATCH,), 500, np.int32),
+          rng.normal(size=(SD_BATCH, *SD_CONTEXT)).astype(np.float32))
+
+
+def jaxgen_sd_unet_step(ctx):
+  bm = _benchmarking()
+  import dataclasses
+  import jax
+  import numpy as np
+  from jaxgen.models import ldm_unet
+  config = dataclasses.replace(ldm_unet.SD_V1, use_checkpoint=False)  # inference
+  rng = np.random.default_rng(0)
+  params = jax.tree.map(lambda s: rng.normal(0, 0.02, s.shape).astype(np.float32),
+                        ldm_unet.param_shapes(config))
+  params = jax.device_put(params)
+  x, t, context = (jax.device_put(a) for a in _sd_inputs())
+  model = ldm_unet.UNetModel(config)
+  fwd = jax.jit(lambda p, x, t, c: model.apply({"params": p}, x, t, c))
+  start = time.perf_counter()
+  compiled = fwd.lower(params, x, t, context).compile()
+  compile_s = time.perf_counter() - start
+
+  def run(iters):
+    out = None
+    for _ in range(iters):
+      out = compiled(params, x, t, context)
+    jax.block_until_ready(out)
+
+  return run, {"params": bm.count_params(params), "compile_s": compile_s}
+
+
 JAXGEN = {"ddpm_unet_train": jaxgen_ddpm_unet_train,
           "ddpm_unet_forward": jaxgen_ddpm_unet_forward,
           "dcgan_train": jaxgen_dcgan_train,
           "inception_features": jaxgen_inception_features,
-          "clip_image_tower": jaxgen_clip_image_tower}
+          "clip_image_tower": jaxgen_clip_image_tower,
+          "sd_unet_step": jaxgen_sd_unet_step}
 
 
 def write_inception_weights(directory: str) -> str:
@@ -298,8 +342,21 @@ def _torch_count(*modules) -> int:
   return sum(p.numel() for m in modules for p in m.parameters())
 
 
+def _diffusers():
+  """diffusers, imported where torchvision is installed but does not load with this
+  torch (diffusers imports transformers, which imports torchvision when it is there;
+  these rows need neither)."""
+  import importlib
+  try:
+    importlib.import_module("torchvision")
+  except Exception:  # an operator registration error, not an ImportError
+    sys.modules["torchvision"] = None
+  import diffusers
+  return diffusers
+
+
 def _diffusers_unet():
-  from diffusers import UNet2DModel
+  UNet2DModel = _diffusers().UNet2DModel
   return UNet2DModel(
       sample_size=32, in_channels=3, out_channels=3, block_out_channels=(128, 256, 256, 256),
       layers_per_block=2,
@@ -451,11 +508,28 @@ def peer_clip_image_tower(ctx):
   return run, {"params": _torch_count(model)}
 
 
+def peer_sd_unet_step(ctx):
+  import torch
+  model = _diffusers().UNet2DConditionModel(
+      sample_size=SD_LATENT, cross_attention_dim=SD_CONTEXT[1], attention_head_dim=8).eval()
+  x, t, context = _sd_inputs()
+  x, t, context = (torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(),
+                   torch.from_numpy(t).long(), torch.from_numpy(context))
+
+  def run(iters):
+    with torch.inference_mode():
+      for _ in range(iters):
+        model(x, t, encoder_hidden_states=context).sample
+
+  return run, {"params": _torch_count(model)}
+
+
 PEER = {"ddpm_unet_train": peer_ddpm_unet_train,
         "ddpm_unet_forward": peer_ddpm_unet_forward,
         "dcgan_train": peer_dcgan_train,
         "inception_features": peer_inception_features,
-        "clip_image_tower": peer_clip_image_tower}
+        "clip_image_tower": peer_clip_image_tower,
+        "sd_unet_step": peer_sd_unet_step}
 
 
 # ---------------------------------------------------------------------------------------
@@ -555,7 +629,8 @@ def bench_row(row: str, jaxgen: Side, peer: Peer, ctx: dict, rounds: int, iters:
               warmup: int) -> dict:
   result = {"row": row, "batch": {"inception_features": FEATURE_BATCH,
                                   "clip_image_tower": FEATURE_BATCH,
-                                  "dcgan_train": DCGAN_BATCH}.get(row, DDPM_BATCH),
+                                  "dcgan_train": DCGAN_BATCH,
+                                  "sd_unet_step": SD_BATCH}.get(row, DDPM_BATCH),
             "images_per_iter": IMAGES_PER_ITER[row], "iters": iters, "rounds": rounds,
             "warmup_iters": warmup}
   setup = {"op": "setup", "row": row, "warmup": warmup, "ctx": ctx}

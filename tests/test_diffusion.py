@@ -184,7 +184,8 @@ def test_ddim_with_eta_zero_is_deterministic_given_x_T():
 
 
 @pytest.mark.parametrize("sampler,steps,expected", [("ancestral", None, 64),
-                                                    ("ddim", 7, 7), ("ddim", 64, 64)])
+                                                    ("ddim", 7, 7), ("ddim", 64, 64),
+                                                    ("dpmpp_2m", 7, 7)])
 def test_number_of_network_evaluations(sampler, steps, expected):
   proc = GaussianDiffusion.create("linear", 64)
   calls = []
@@ -218,3 +219,76 @@ def test_classifier_free_guidance_combines_the_two_predictions():
   calls.clear()
   np.testing.assert_allclose(samplers.guided(f, cond, null, 1)(x, t), 2)
   assert calls == [2]
+
+
+def _dpm_solver_pp_2m_paper(x0_model, alphas_cumprod, timesteps, x, final_sigma_zero):
+  """Algorithm 2 of Lu et al. 2022 (DPM-Solver++(2M), arXiv:2211.01095), in float64
+  numpy, written from the paper: alpha_t = sqrt(ab_t), sigma_t = sqrt(1 - ab_t),
+  lambda_t = log(alpha_t / sigma_t), h_i = lambda_{t_i} - lambda_{t_{i-1}}; the first
+  step x_{t_1} = (sigma_1 / sigma_0) x - alpha_1 (e^{-h_1} - 1) x0(t_0); then with
+  r_i = h_{i-1} / h_i, D_i = (1 + 1 / (2 r_i)) x0(t_{i-1}) - 1 / (2 r_i) x0(t_{i-2}) and
+  x_{t_i} = (sigma_i / sigma_{i-1}) x - alpha_i (e^{-h_i} - 1) D_i. The steps go from
+  each given timestep to the next and, after the last, to t = 0; or, with
+  ``final_sigma_zero``, the last step is to the clean sample: its x0 prediction."""
+  ab = np.asarray(alphas_cumprod, np.float64)
+  targets = list(timesteps[1:]) + ([] if final_sigma_zero else [0])
+  alpha, sigma = lambda t: math.sqrt(ab[t]), lambda t: math.sqrt(1 - ab[t])
+  lam = lambda t: math.log(alpha(t) / sigma(t))
+  x = np.asarray(x, np.float64)
+  previous = None
+  for i, (s, t) in enumerate(zip(timesteps, targets)):
+    d = x0_model(x, s)
+    h = lam(t) - lam(s)
+    if i > 0:
+      r = (lam(s) - lam(timesteps[i - 1])) / h
+      d, previous = (1 + 1 / (2 * r)) * d - 1 / (2 * r) * previous, d
+    else:
+      previous = d
+    x = sigma(t) / sigma(s) * x - alpha(t) * (math.exp(-h) - 1) * d
+  return x0_model(x, timesteps[-1]) if final_sigma_zero else x
+
+
+@pytest.mark.parametrize("final_sigma", ["sigma_min", "zero"])
+def test_dpm_solver_pp_2m_is_the_papers_algorithm(final_sigma):
+  """samplers.dpmpp_2m on an eps model against Algorithm 2 written from the paper (20
+  steps, second order after the first; "zero": the last step returns its x0)."""
+  proc = GaussianDiffusion.from_betas(schedules.scaled_linear(1000))
+  ab = np.asarray(proc.alphas_cumprod, np.float64)
+  rng = np.random.default_rng(0)
+  c, x_T = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+  eps = lambda x, t, cos: 0.3 * x + 0.2 * c * cos(t / 100)
+  x0_model = lambda x, t: (x - math.sqrt(1 - ab[t]) * eps(x, t, math.cos)) / math.sqrt(ab[t])
+  ts = samplers.dpm_solver_timesteps(1000, 20)
+  expected = _dpm_solver_pp_2m_paper(x0_model, ab, [int(t) for t in ts], x_T,
+                                     final_sigma == "zero")
+  model_fn = lambda x, t: eps(x, t[0].astype(jnp.float32), jnp.cos).astype(jnp.float32)
+  got, _ = samplers.dpmpp_2m(model_fn, proc, x_T.shape, None, num_steps=20,
+                             clip_x0=False, x_init=jnp.asarray(x_T, jnp.float32),
+                             final_sigma=final_sigma)
+  np.testing.assert_allclose(got, expected, rtol=2e-5, atol=2e-5 * np.abs(expected).max())
+  # The first step is DDIM's (first order), as the paper says.
+  one, _ = samplers.dpmpp_2m(model_fn, proc, x_T.shape, None, timesteps=ts[:2],
+                             clip_x0=False, x_init=jnp.asarray(x_T, jnp.float32),
+                             final_sigma="sigma_min", lower_order_final=False)
+  two, _ = samplers.ddim(model_fn, proc, x_T.shape, jax.random.key(0), clip_x0=False,
+                         x_init=jnp.asarray(x_T, jnp.float32), timesteps=ts[:1],
+                         prev_timesteps=ts[1:2])
+  assert not np.allclose(one, two)  # two steps against one
+  first, _ = samplers.dpmpp_2m(model_fn, proc, x_T.shape, None, timesteps=ts[:1],
+                               clip_x0=False, x_init=jnp.asarray(x_T, jnp.float32),
+                               final_sigma="sigma_min")
+  ddim0, _ = samplers.ddim(model_fn, proc, x_T.shape, jax.random.key(0), clip_x0=False,
+                           x_init=jnp.asarray(x_T, jnp.float32), timesteps=ts[:1],
+                           final_alpha_cumprod=proc.alphas_cumprod[0])
+  np.testing.assert_allclose(first, ddim0, rtol=1e-5, atol=1e-6)
+
+
+def test_diffusers_timestep_spacings():
+  """ddim_schedule and dpm_solver_timesteps for Stable Diffusion's settings (T = 1000,
+  steps_offset 1); tests/test_stable_diffusion.py checks them against diffusers."""
+  ts, prev = samplers.ddim_schedule(1000, 50, "leading", steps_offset=1)
+  assert ts[0] == 981 and ts[-1] == 1 and (prev == ts - 20).all()
+  assert samplers.dpm_solver_timesteps(1000, 4).tolist() == [999, 749, 500, 250]
+  assert samplers.ddim_schedule(1000, 4, "trailing")[0].tolist() == [999, 749, 499, 249]
+  with pytest.raises(ValueError, match="leave 0..999"):
+    samplers.ddim_schedule(1000, 1000, "leading", steps_offset=1)

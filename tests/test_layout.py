@@ -18,7 +18,8 @@ LAYERS = [
               "jaxgen.checkpoint", "jaxgen.weights.torch_pickle", "jaxgen.weights"]),
     ("parts", ["jaxgen.data", "jaxgen.diffusion", "jaxgen.metrics", "jaxgen.models",
                "jaxgen.losses", "jaxgen.stages", "jaxgen.weights.clip",
-               "jaxgen.weights.junyanz", "jaxgen.weights.ldm"]),
+               "jaxgen.weights.junyanz", "jaxgen.weights.ldm",
+               "jaxgen.weights.stable_diffusion"]),
     ("shared family code", ["jaxgen.families.base", "jaxgen.families.adversarial",
                             "jaxgen.families.image_to_image",
                             "jaxgen.families.discrete_autoencoder", "jaxgen.evaluators"]),
@@ -32,7 +33,7 @@ LAYERS = [
     ("command lines", ["jaxgen.main", "jaxgen.score", "jaxgen.translate",
                        "jaxgen.train_mnist_classifier",
                        "jaxgen.families.pixelcnn.complete", "jaxgen.data.prepare",
-                       "jaxgen.evaluators.ceiling"]),
+                       "jaxgen.evaluators.ceiling", "jaxgen.txt2img"]),
 ]
 PREFIXES = sorted(((p, i) for i, (_, ps) in enumerate(LAYERS) for p in ps),
                   key=lambda x: -len(x[0]))

@@ -37,7 +37,10 @@ class CLIPConfig:
   the channels the patch embedding reads. ``end_of_text`` is where the text tower
   pools: ``argmax`` (OpenAI: the largest token id, CLIP's end token 49407) or
   ``length`` (the last non-padding token, padding id 0: jaxgen's word tokenizer,
-  whose end token 2 is not its largest id). Neither changes the parameter tree.
+  whose end token 2 is not its largest id). Neither changes the parameter tree, nor
+  does ``activation``, the MLPs' nonlinearity: ``quick_gelu`` (OpenAI's, x sigmoid(1.702
+  x)) or ``gelu`` (the exact, erf GELU: OpenCLIP's ViT-H, Stable Diffusion 2.x's text
+  encoder).
   ``conv_stem``: the channels of 3 x 3 stride-2 convolutions (GELU after each) that
   replace the stride-p patch convolution with a 1 x 1 one on their output, as Xiao et
   al. 2021 ("Early convolutions help transformers see better") do; 2 ** len(conv_stem)
@@ -57,6 +60,7 @@ class CLIPConfig:
   image_channels: int = 3
   end_of_text: str = "argmax"
   conv_stem: tuple = ()
+  activation: str = "quick_gelu"
 
   def __post_init__(self):
     if self.conv_stem and 2 ** len(self.conv_stem) != self.patch_size:
@@ -68,6 +72,8 @@ class CLIPConfig:
                        f"{self.patch_size}.")
     if self.end_of_text not in END_OF_TEXT:
       raise ValueError(f"end_of_text={self.end_of_text!r}; use one of {END_OF_TEXT}.")
+    if self.activation not in ACTIVATIONS:
+      raise ValueError(f"activation={self.activation!r}; use one of {ACTIVATIONS}.")
     for width, heads, tower in ((self.vision_width, self.vision_heads, "vision"),
                                 (self.text_width, self.text_heads, "text")):
       if width % heads:
@@ -87,6 +93,7 @@ class CLIPConfig:
 
 
 END_OF_TEXT = ("argmax", "length")
+ACTIVATIONS = ("quick_gelu", "gelu")
 VIT_B_32 = CLIPConfig()
 
 
@@ -121,11 +128,15 @@ class Attention(nn.Module):
 
 class MLP(nn.Module):
   width: int
+  activation: str = "quick_gelu"
 
   @nn.compact
   def __call__(self, x):
     x = _dense(4 * self.width, "fc1")(x)
-    x = x * jax.nn.sigmoid(1.702 * x)  # QuickGELU
+    if self.activation == "gelu":
+      x = nn.gelu(x, approximate=False)
+    else:
+      x = x * jax.nn.sigmoid(1.702 * x)  # QuickGELU
     return _dense(self.width, "fc2")(x)
 
 
@@ -134,12 +145,13 @@ class EncoderLayer(nn.Module):
   width: int
   heads: int
   causal: bool
+  activation: str = "quick_gelu"
 
   @nn.compact
   def __call__(self, x):
     x = x + Attention(self.width, self.heads, self.causal, name="self_attn")(
         _layer_norm("layer_norm1")(x))
-    return x + MLP(self.width, name="mlp")(_layer_norm("layer_norm2")(x))
+    return x + MLP(self.width, self.activation, name="mlp")(_layer_norm("layer_norm2")(x))
 
 
 class Encoder(nn.Module):
@@ -147,11 +159,13 @@ class Encoder(nn.Module):
   layers: int
   heads: int
   causal: bool
+  activation: str = "quick_gelu"
 
   @nn.compact
   def __call__(self, x):
     for i in range(self.layers):
-      x = EncoderLayer(self.width, self.heads, self.causal, name=f"layers_{i}")(x)
+      x = EncoderLayer(self.width, self.heads, self.causal, self.activation,
+                       name=f"layers_{i}")(x)
     return x
 
 
@@ -192,7 +206,8 @@ class VisionTransformer(nn.Module):
     x = VisionEmbeddings(c.patch_size, c.vision_width, tuple(c.conv_stem),
                          name="embeddings")(pixels)
     x = _layer_norm("pre_layrnorm")(x)
-    x = Encoder(c.vision_width, c.vision_layers, c.vision_heads, False, name="encoder")(x)
+    x = Encoder(c.vision_width, c.vision_layers, c.vision_heads, False, c.activation,
+                name="encoder")(x)
     return _layer_norm("post_layernorm")(x[:, 0])
 
 
@@ -226,7 +241,8 @@ class TextTransformer(nn.Module):
   def __call__(self, tokens, all_states: bool = False):
     c = self.config
     x = TextEmbeddings(c, name="embeddings")(tokens)
-    x = Encoder(c.text_width, c.text_layers, c.text_heads, True, name="encoder")(x)
+    x = Encoder(c.text_width, c.text_layers, c.text_heads, True, c.activation,
+                name="encoder")(x)
     x = _layer_norm("final_layer_norm")(x)
     if all_states:
       return x

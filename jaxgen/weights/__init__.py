@@ -3,9 +3,11 @@ cache, checksums) and the readers that turn a file into a jaxgen stage.
 
 The modules of this package read one project's files each: ``torch_pickle`` (the
 restricted PyTorch pickle reader they share), ``stylegan2`` (NVlabs' pickles),
-``dvae_openai`` (OpenAI's dVAE), ``junyanz`` (the Pix2Pix/CycleGAN generators) and
-``clip`` (Hugging Face's CLIP). A reader that can stand in for a stage role registers
-with ``@register_reader`` in its own module (``readers_for(role)`` finds it).
+``dvae_openai`` (OpenAI's dVAE), ``junyanz`` (the Pix2Pix/CycleGAN generators),
+``clip`` (Hugging Face's CLIP), ``ldm`` (CompVis' latent diffusion) and
+``stable_diffusion`` (Stable Diffusion's diffusers folders and CompVis checkpoints). A
+reader that can stand in for a stage role registers with ``@register_reader`` in its
+own module (``readers_for(role)`` finds it).
 
 ``resolve(name)`` returns a local path to a known file: an explicit ``path`` if given,
 else the cached copy, else a download into the cache. Every file is checked against its
@@ -181,6 +183,36 @@ for _name, _what in (("horse2zebra", "horse -> zebra"), ("zebra2horse", "zebra -
   KNOWN[f"cyclegan_{_name}"] = KnownFile(
       f"cyclegan_{_name}.pth", f"{_CYCLEGAN}{_name}.pth", None,
       f"CycleGAN resnet_9blocks generator weights ({_what})")
+
+
+# --- Stable Diffusion's released CompVis checkpoints (jaxgen/weights/stable_diffusion.py
+# reads them and diffusers folders; its REGISTERED gives each one's architecture). The
+# SHA-256 digests are those that several public download scripts and model catalogues
+# agree on; v2-1_512-ema-pruned's .safetensors has none we could confirm, so the .ckpt is
+# registered. The repositories ask users to accept a licence (and log in) before
+# downloading.
+_HF = "https://huggingface.co/"
+for _name, _repo, _file, _digest, _what in (
+    ("sd_v1_4", "CompVis/stable-diffusion-v-1-4-original", "sd-v1-4.ckpt",
+     "fe4efff1e174c627256e44ec2991ba279b3816e364b49f9be2abc0b3ff3f8556", "v1.4"),
+    ("sd_v1_5", "stable-diffusion-v1-5/stable-diffusion-v1-5",
+     "v1-5-pruned-emaonly.safetensors",
+     "6ce0161689b3853acaa03779ec93eafe75a02f4ced659bee03f50797806fa2fa", "v1.5, EMA"),
+    ("sd_v1_5_ckpt", "stable-diffusion-v1-5/stable-diffusion-v1-5",
+     "v1-5-pruned-emaonly.ckpt",
+     "cc6cb27103417325ff94f52b7a5d2dde45a7515b25c255d8e396c90014281516", "v1.5, EMA"),
+    ("sd_v2_base", "stabilityai/stable-diffusion-2-base", "512-base-ema.ckpt",
+     "d635794c1fedfdfa261e065370bea59c651fc9bfa65dc6d67ad29e11869a1824", "v2.0 512"),
+    ("sd_v2_768", "stabilityai/stable-diffusion-2", "768-v-ema.ckpt",
+     "bfcaf0755797b0c30eb00a3787e8b423eb1f5decd8de76c4d824ac2dd27e139f",
+     "v2.0 768, v-prediction"),
+    ("sd_v2_1_base", "stabilityai/stable-diffusion-2-1-base", "v2-1_512-ema-pruned.ckpt",
+     "88ecb782561455673c4b78d05093494b9c539fc6bfc08f3a9a4a0dd7b0b10f36", "v2.1 512"),
+    ("sd_v2_1_768", "stabilityai/stable-diffusion-2-1", "v2-1_768-ema-pruned.safetensors",
+     "dcd690123cfc64383981a31d955694f6acf2072a80537fdb612c8e58ec87a8ac",
+     "v2.1 768, v-prediction")):
+  KNOWN[_name] = KnownFile(_file, f"{_HF}{_repo}/resolve/main/{_file}", _digest,
+                           f"Stable Diffusion {_what} weights (CompVis checkpoint, {_repo})")
 
 
 # --- weights files as stages ---------------------------------------------------------

@@ -24,15 +24,14 @@ from jaxgen.weights import torch_layout
 # ---------------------------------------------------------------------------------------
 # Hugging Face checkpoints.
 
-_LEAF_NAMES = {"kernel": "weight", "scale": "weight", "embedding": "weight", "bias": "bias"}
-
-
-def _hf_key(path: tuple[str, ...]) -> str:
-  """The HF state-dict key of the Flax parameter at ``path``."""
+def hf_key(path: tuple[str, ...]) -> str:
+  """The HF state-dict key of the Flax parameter at ``path`` (of ``clip.CLIP`` or of
+  one of its towers): ("text_model", "encoder", "layers_3", "mlp", "fc1", "kernel") ->
+  "text_model.encoder.layers.3.mlp.fc1.weight"."""
   *modules, leaf = path
   modules = [m.replace("layers_", "layers.") if m.startswith("layers_") else m
              for m in modules]
-  return ".".join([*modules, _LEAF_NAMES.get(leaf, leaf)])
+  return ".".join([*modules, torch_layout.TORCH_LEAF.get(leaf, leaf)])
 
 
 def load_hf_checkpoint(path, config: clip.CLIPConfig = clip.VIT_B_32) -> dict:
@@ -44,7 +43,7 @@ def load_hf_checkpoint(path, config: clip.CLIPConfig = clip.VIT_B_32) -> dict:
   """
   state = safetensors.numpy.load_file(str(path))
   return torch_layout.state_dict_params(
-      state, clip.param_shapes(config), _hf_key,
+      state, clip.param_shapes(config), hf_key,
       skip=lambda k: k.endswith(".position_ids"),
       header=f"{path} is not a Hugging Face CLIPModel checkpoint of {config}",
       hint="\nUse the model.safetensors of openai/clip-vit-base-patch32 for VIT_B_32, "
