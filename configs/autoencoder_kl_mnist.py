@@ -11,6 +11,10 @@ Variants:
             perceptual term (no VGG16 weights offline); two Adams (0.5, 0.9).
             eval.json: l1, psnr, ssim, rFID (MNIST classifier), latent_std and
             scale_factor (docs/results.md, "Training runs", autoencoder_kl_mnist).
+  f2        f = 2: ch_mult (1, 2), 16x16x4 latents (the small digits of the canvases
+            span 2-3 latent cells at f = 4).
+  captions2 the default on mnist5k_captions2's 32x64 canvases (two digits): 8x16x4
+            latents, the stage of configs/ldm_mnist.py:captions2.
   tiny      seconds: for tests.
 """
 from jaxgen import config_file
@@ -20,8 +24,12 @@ aekl = config_file.module_beside(__file__, "autoencoder_kl_base")
 
 
 def get_config(arg=None):
-  variants = common.parse_arg(arg, "autoencoder_kl_mnist", {"tiny"})
+  variants = common.parse_arg(arg, "autoencoder_kl_mnist", {"tiny", "f2", "captions2"})
   c = aekl.base()
+  if "f2" in variants:
+    c.model.ch_mult = (1, 2)
+  if "captions2" in variants:
+    c.data.name = "mnist5k_captions2"  # resolution stays 32: the canvases' height
   if "tiny" in variants:
     aekl.tiny(c)
   return c

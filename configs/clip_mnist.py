@@ -40,7 +40,7 @@ def get_config(arg=None):
           vocab_size=0,  # 0: the caption tokenizer's
           init="",  # "", "openai" or a Hugging Face model.safetensors
           conv_stem=(32, 64),  # 3x3 stride-2 convs before a 1x1 patch conv
-          short_caption_rate=0.5)),  # training captions cut after the digit  # training captions cut after the digit
+          short_caption_rate=0.5)),  # training captions cut after the digit
       optim=common.optim(name="adamw", learning_rate=5e-4, b2=0.98, eps=1e-6,
                          weight_decay=0.1, weight_decay_mask="matrices",
                          warmup_steps=100),

@@ -9,18 +9,29 @@ Variants (comma-separated after the colon):
             KL weight linear 0 -> 6.6 over the first 500 steps (the paper: 5,000 of
             its 3M), Adam with a cosine learning-rate decay; 2,000 steps of batch
             64 (docs/results.md, "Training runs", dvae_mnist).
+  captions  the same on mnist5k_captions' 32x32 canvases (8x8 codes): the stage of
+            configs/dalle_mnist.py.
+  captions2 the same on mnist5k_captions2's 32x64 canvases (8x16 codes): the stage
+            of configs/dalle_mnist.py:captions2.
   tiny      seconds: for tests.
 """
 from jaxgen import config_file
 
 common = config_file.module_beside(__file__, "common")
 dvae = config_file.module_beside(__file__, "dvae_base")
+aekl = config_file.module_beside(__file__, "autoencoder_kl_base")
 
 
 def get_config(arg=None):
-  variants = common.parse_arg(arg, "dvae_mnist", {"tiny"})
+  variants = common.parse_arg(arg, "dvae_mnist", {"tiny", "captions", "captions2"})
   c = dvae.base()
+  if variants & {"captions", "captions2"}:
+    c.data = aekl.captions_data()  # the captioned canvases, as the text-to-image
+    if "captions2" in variants:    # families over this stage see them
+      c.data.name = "mnist5k_captions2"
   if "tiny" in variants:
     dvae.tiny(c)
     c.optim.warmup_steps = 1
+    if variants & {"captions", "captions2"}:
+      c.model.group_count = 3  # 8 x 8 codes of a 32 x 32 canvas, as the default's
   return c

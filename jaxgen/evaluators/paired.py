@@ -1,5 +1,6 @@
 """l1, psnr, ssim and lpips: each sample against the ground-truth ``target`` of the
-eval example it was generated from (paired translation)."""
+eval example it was generated from (paired translation), or the example's key
+``eval.paired_key`` names (``image``: the image an image-conditioned model drew from)."""
 from __future__ import annotations
 
 import jax
@@ -10,12 +11,15 @@ from jaxgen.metrics import lpips, ssim
 
 
 class Paired(Evaluator):
-  """Means over samples of a per-sample distance to the eval example's ``target``."""
+  """Means over samples of a per-sample distance to the eval example's ``target``
+  (or ``eval.paired_key``)."""
   needs = ("target",)
+  options = {"paired_key": "target"}
   name = ""
 
   def __init__(self, config, mesh, nets):
     super().__init__(config, mesh, nets)
+    self.needs = (option(config, "paired_key"),)
     self.values = []
     low, high = ((-1.0, 1.0) if config.data.scale == "symmetric"
                  else (0.0, 1.0))
@@ -23,7 +27,8 @@ class Paired(Evaluator):
 
   def update(self, samples, examples):
     self.values.append(self.per_sample(np.asarray(samples, np.float64),
-                                       np.clip(self.to_unit(examples["target"]), 0, 1)))
+                                       np.clip(self.to_unit(examples[self.needs[0]]),
+                                               0, 1)))
 
   def result(self):
     return {self.name: float(np.mean(np.concatenate(self.values)))}
@@ -61,7 +66,7 @@ class LPIPS(Paired):
   torchvision's and lpips' weights files (``eval.lpips_vgg_weights``,
   ``eval.lpips_heads_weights``; "": the known files in the weights cache)."""
   name = "lpips"
-  options = {"lpips_vgg_weights": "", "lpips_heads_weights": ""}
+  options = {**Paired.options, "lpips_vgg_weights": "", "lpips_heads_weights": ""}
 
   def __init__(self, config, mesh, nets):
     super().__init__(config, mesh, nets)

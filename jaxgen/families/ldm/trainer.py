@@ -9,9 +9,16 @@ conditioning through cross-attention.
   first ``config.latent.scale_examples`` training images, computed when the run is
   built, logged, kept in every checkpoint's record and in eval.json; a resume whose
   factor differs is refused). Samples are decoded by the stage.
+  ``config.latent.shape`` (h, w, c) fixes the latents' shape: a stage must give it,
+  and with none named the networks are built on it alone, so that ``--mode=summary``
+  counts a paper configuration's parameters without its first stage (training and
+  sampling still need one; the scale factor must then be given).
 * **Denoiser** (``config.model.network``): ``unet`` is CompVis' ``UNetModel`` with
   ``SpatialTransformer`` blocks (``jaxgen.models.ldm_unet``, ``config.model.unet``
   under CompVis' names); ``mlp`` a residual MLP for vector latents (a dense VAE's).
+  The ``scaled_linear`` schedule is CompVis' ``linear`` from ``diffusion.linear_start``
+  to ``diffusion.linear_end`` (their names; 0.00085 to 0.012 in the text-to-image
+  configs, 0.0015 to 0.0195 in the CelebA-HQ and ImageNet ones).
 * **Conditioning** (``config.model.conditioning``):
   ``text``   cross-attention to per-token text states: of a text encoder trained with
              the U-Net (``model.text_encoder="joint"``, LDM's transformer,
@@ -19,9 +26,18 @@ conditioning through cross-attention.
              stage (``"clip"``, ``config.stages.clip``: its ``text_states``);
   ``class``  cross-attention to one embedded token per label (U-Net), or the label
              added to the time embedding (MLP);
+  ``concat`` an image concatenated to the noised latents at the U-Net's input (LDM's
+             ``conditioning_key: concat``, its image-to-image tasks; U-Net only): the
+             example's own ``image`` averaged over blocks to the latents' grid, in
+             [-1, 1], i.e. its low-resolution version (LDM's super-resolution, whose
+             low-resolution input has the latents' size); the U-Net's input has the
+             latent channels plus the image's. Samples are drawn from given images
+             (``inputs["image"]``), and the paired metrics (``eval.paired_key=
+             "image"``) score each against the image it was conditioned on;
   ``none``.
   Training drops the conditioning with probability ``model.p_uncond`` (to the empty
-  caption, or the null class); sampling mixes the conditional and unconditional
+  caption, the null class, or for ``concat`` the uniform mid-grey image, whose
+  low-resolution input is all zeros); sampling mixes the conditional and unconditional
   predictions with ``sample.guidance_scale`` in one batched call (1: conditional;
   ``diffusion.samplers.guided``), or with each example's own scale (the
   ``guidance_scale`` input that ``eval.guidance_scales`` sets).
@@ -39,7 +55,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen import data, losses, viz
-from jaxgen.diffusion import samplers
+from jaxgen.diffusion import samplers, schedules
 from jaxgen.diffusion.process import GaussianDiffusion
 from jaxgen.errors import ConfigError, StageError
 from jaxgen.families.base import OneOptimizerTrainer
@@ -49,7 +65,7 @@ from jaxgen.stages import (Autoencoder, ConditioningEncoder, check_same_data,
                            check_tokenizer)
 
 log = logging.getLogger("jaxgen")
-CONDITIONING = ("none", "class", "text")
+CONDITIONING = ("none", "class", "text", "concat")
 TEXT_ENCODERS = ("joint", "clip")
 NETWORKS = ("unet", "mlp")
 DATA_FIELDS = ("name", "scale", "binarize", "resize", "center_crop")
@@ -59,10 +75,15 @@ class LDMTrainer(OneOptimizerTrainer):
 
   @classmethod
   def roles(cls, config) -> dict:
-    m = config.model
+    """The autoencoder stage, unless ``latent.shape`` fixes the latents and none is
+    named (a paper configuration's ``--mode=summary``); a CLIP stage for its text."""
+    m, named = config.model, dict(config.get("stages") or {})
+    roles = {}
+    if named.get("autoencoder") or not fixed_latent_shape(config):
+      roles["autoencoder"] = Autoencoder
     if m.conditioning == "text" and m.get("text_encoder") == "clip":
-      return {"autoencoder": Autoencoder, "clip": ConditioningEncoder}
-    return {"autoencoder": Autoencoder}
+      roles["clip"] = ConditioningEncoder
+    return roles
 
   def __init__(self, config, spec, stages):
     m = config.model
@@ -73,23 +94,34 @@ class LDMTrainer(OneOptimizerTrainer):
       if value not in options:
         raise ConfigError(f"config.model.{name}={value!r}; use one of "
                           f"{', '.join(options)}.")
-    ae = stages["autoencoder"]
-    self.autoencoder = ae.trainer
-    check_same_data(config.data, ae.trainer.config.data, ae.path, DATA_FIELDS)
-    if self.autoencoder.num_codes and (type(self.autoencoder).encode_latents
-                                       is Autoencoder.encode_latents):
-      raise StageError(
-          f"The autoencoder stage {ae.path} ({ae.trainer.config.family}) gives integer "
-          f"codes, and latent diffusion needs continuous latents: use a KL autoencoder "
-          f"(autoencoder_kl), a VAE or a VQ-VAE (diffused before quantisation) stage.")
+    ae = stages.get("autoencoder")
+    self.autoencoder = ae.trainer if ae is not None else None
+    if ae is not None:
+      check_same_data(config.data, ae.trainer.config.data, ae.path, DATA_FIELDS)
+      if self.autoencoder.num_codes and (type(self.autoencoder).encode_latents
+                                         is Autoencoder.encode_latents):
+        raise StageError(
+            f"The autoencoder stage {ae.path} ({ae.trainer.config.family}) gives "
+            f"integer codes, and latent diffusion needs continuous latents: use a KL "
+            f"autoencoder (autoencoder_kl), a VAE or a VQ-VAE (diffused before "
+            f"quantisation) stage.")
     low, high = (-1.0, 1.0) if config.data.scale == "symmetric" else (0.0, 1.0)
     self.to_unit = lambda x: (x - low) / (high - low)
-    latent = jax.eval_shape(self.encode_latents, ae.params,
-                            jnp.zeros((1, *spec["image"].shape), jnp.float32))
-    super().__init__(config, {**spec, "image": jax.ShapeDtypeStruct(
-        latent.shape[1:], jnp.float32)}, stages)
-    self.process = GaussianDiffusion.create(config.diffusion.schedule,
-                                            config.diffusion.num_steps)
+    self.data_grey = (low + high) / 2  # the null image of concat: 0 in [-1, 1]
+    self.data_shape = tuple(spec["image"].shape)
+    shape = fixed_latent_shape(config)
+    if ae is not None:
+      latent = jax.eval_shape(self.encode_latents, ae.params,
+                              jnp.zeros((1, *self.data_shape), jnp.float32))
+      if shape and shape != tuple(latent.shape[1:]):
+        raise ConfigError(
+            f"config.latent.shape={shape}, but the autoencoder stage {ae.path} gives "
+            f"latents of shape {tuple(latent.shape[1:])}: set the stage's shape, or () "
+            f"to take it from the stage.")
+      shape = tuple(latent.shape[1:])
+    super().__init__(config, {**spec, "image": jax.ShapeDtypeStruct(shape, jnp.float32)},
+                     stages)
+    self.process = make_process(config.diffusion)
     self.param = config.diffusion.parameterization
     self.conditioning = m.conditioning
     self.p_uncond = float(m.p_uncond) if self.conditioning != "none" else 0.0
@@ -105,6 +137,7 @@ class LDMTrainer(OneOptimizerTrainer):
     if self.conditioning == "class" and m.network == "unet":
       self.context_dim = int(m.class_width)
       self.class_embedder = ClassEmbedder(self.num_classes, self.context_dim)
+    self.concat_channels = self.check_concat() if self.conditioning == "concat" else 0
     self.denoiser = self.make_denoiser(m)
     self.scale_factor = self.find_scale_factor(config, ae)
 
@@ -139,10 +172,17 @@ class LDMTrainer(OneOptimizerTrainer):
       self.text_width = int(states.shape[-1])
     else:
       t = m.text
+      vocab = int(t.get("vocab_size", 0)) or self.tokenizer.vocab_size
+      max_length = int(t.get("max_length", 0)) or length
+      if vocab < self.tokenizer.vocab_size or max_length < length:
+        raise ConfigError(
+            f"config.model.text.vocab_size={vocab} and max_length={max_length}, but "
+            f"the captions have {self.tokenizer.vocab_size} token ids and "
+            f"{length} positions: give at least these (0 takes them).")
       self.text_config = ldm_text.TextEncoderConfig(
-          n_embed=t.width, n_layer=t.layers, vocab_size=self.tokenizer.vocab_size,
-          max_seq_len=length, heads=t.heads, dim_head=t.width // t.heads,
-          logits_head=False)
+          n_embed=t.width, n_layer=t.layers, vocab_size=vocab, max_seq_len=max_length,
+          heads=t.heads, dim_head=int(t.get("dim_head", 0)) or t.width // t.heads,
+          logits_head=bool(t.get("logits_head", False)))
       self.text_net = ldm_text.TextEncoder(self.text_config)
       self.text_width = int(t.width)
     width = int(m.unet.get("context_dim") or 0) if m.network == "unet" else 0
@@ -155,7 +195,7 @@ class LDMTrainer(OneOptimizerTrainer):
   def make_denoiser(self, m):
     channels = self.example_shape[-1]
     if m.network == "mlp":
-      if len(self.example_shape) != 1 or self.conditioning == "text":
+      if len(self.example_shape) != 1 or self.conditioning in ("text", "concat"):
         raise ConfigError(
             f"config.model.network='mlp' denoises vector latents, unconditionally or "
             f"by class; these latents are {self.example_shape} with conditioning "
@@ -167,13 +207,30 @@ class LDMTrainer(OneOptimizerTrainer):
                         f"are {self.example_shape}: use network='mlp'.")
     u = {k: v for k, v in m.unet.items() if k != "context_dim"}
     config = ldm_unet.UNetConfig(
-        in_channels=channels, out_channels=channels,
+        in_channels=channels + self.concat_channels, out_channels=channels,
         use_spatial_transformer=self.context_dim is not None,
         context_dim=self.context_dim, **u)
     return ldm_unet.UNetModel(config)
 
+  def check_concat(self) -> int:
+    """The channels that ``concat`` adds to the U-Net's input (the image's), after
+    checking that the latents' grid divides the images into equal blocks."""
+    if self.config.model.network != "unet" or len(self.example_shape) != 3:
+      raise ConfigError(f"config.model.conditioning='concat' concatenates an image to "
+                        f"spatial latents at the U-Net's input; these latents are "
+                        f"{self.example_shape} (network "
+                        f"{self.config.model.network!r}): use network='unet' over a "
+                        f"stage with spatial latents.")
+    (height, width, channels), (h, w) = self.data_shape, self.example_shape[:2]
+    if height % h or width % w:
+      raise ConfigError(f"config.model.conditioning='concat' averages the "
+                        f"{height}x{width} images over blocks to the {h}x{w} latent "
+                        f"grid, which does not divide them.")
+    return channels
+
   def networks(self):
-    x = jnp.zeros((1, *self.example_shape))
+    x = jnp.zeros((1, *self.example_shape[:-1],
+                   self.example_shape[-1] + self.concat_channels))
     t = jnp.zeros((1,), jnp.int32)
     nets = {}
     if self.config.model.network == "mlp":
@@ -191,16 +248,27 @@ class LDMTrainer(OneOptimizerTrainer):
     return nets
 
   def init_params(self, rng):
+    self.require_autoencoder()  # before a paper config's networks are allocated
     params = super().init_params(rng)
     return params if isinstance(params, dict) and "denoiser" in params else {
         "denoiser": params}
 
   # --- the first stage ------------------------------------------------------------------
+  def require_autoencoder(self):
+    if self.autoencoder is None:
+      raise ConfigError(
+          "config.stages.autoencoder is not set: latent diffusion trains and samples "
+          "through a frozen autoencoder stage; set --config.stages.autoencoder=WORKDIR "
+          "to a finished run of one (config.latent.shape only lets --mode=summary "
+          "count the networks).")
+
   def encode_latents(self, ae_params, images):
     """Unscaled continuous latents of images in the data's scale."""
+    self.require_autoencoder()
     return self.autoencoder.encode_latents(ae_params, self.to_unit(images))
 
   def decode_latents(self, ae_params, z):
+    self.require_autoencoder()
     return self.autoencoder.decode_latents(ae_params, z)
 
   def find_scale_factor(self, config, ae) -> float:
@@ -214,6 +282,10 @@ class LDMTrainer(OneOptimizerTrainer):
     if fixed:
       log.info("latent scale factor %.6g (config.latent.scale_factor)", fixed)
       return fixed
+    if ae is None:
+      raise ConfigError("config.latent.scale_factor=0 takes 1 / the std of the "
+                        "autoencoder stage's latents, and no stage is named: give the "
+                        "factor, or set --config.stages.autoencoder.")
     source = data.get_source(config.data, "train")
     n = min(len(source), int(config.latent.get("scale_examples", 1000)))
     # Spread over the split (the captioned sets are sorted by digit).
@@ -236,16 +308,19 @@ class LDMTrainer(OneOptimizerTrainer):
 
   def encode(self, frozen, images):
     """Scaled latents of preprocessed images."""
+    self.require_autoencoder()
     z = self.encode_latents(frozen["autoencoder"], images)
     return jax.lax.stop_gradient(z) * self.scale_factor
 
   def decode(self, frozen, z):
+    self.require_autoencoder()
     return self.decode_latents(frozen["autoencoder"], z / self.scale_factor)
 
   # --- conditioning ---------------------------------------------------------------------
   @property
   def conditioning_keys(self):
-    return {"text": ("text",), "class": ("label",), "none": ()}[self.conditioning]
+    return {"text": ("text",), "class": ("label",), "concat": ("image",),
+            "none": ()}[self.conditioning]
 
   def null_conditioning(self, cond):
     """The unconditional input in the shape of ``cond``."""
@@ -253,7 +328,17 @@ class LDMTrainer(OneOptimizerTrainer):
       return {"text": jnp.broadcast_to(jnp.asarray(self.null_tokens), cond["text"].shape)}
     if self.conditioning == "class":
       return {"label": jnp.full_like(cond["label"], self.num_classes)}
+    if self.conditioning == "concat":
+      return {"image": jnp.full_like(cond["image"], self.data_grey)}
     return cond
+
+  def concat_image(self, images):
+    """``concat``'s input: images (N, H, W, C) in the data's scale averaged over
+    blocks to the latents' grid (N, h, w, C), in [-1, 1]."""
+    n, height, width, channels = images.shape
+    h, w = self.example_shape[:2]
+    blocks = self.to_unit(images).reshape(n, h, height // h, w, width // w, channels)
+    return 2.0 * blocks.mean(axis=(2, 4)) - 1.0
 
   def drop_conditioning(self, cond, rng):
     """Each example's conditioning replaced by the null one with probability
@@ -285,6 +370,8 @@ class LDMTrainer(OneOptimizerTrainer):
       y = cond.get("label") if cond else None
       return self.policy.apply(self.denoiser, {"params": params["denoiser"]}, x, t, y,
                                train=train, rngs=rngs)
+    if self.conditioning == "concat":
+      x = jnp.concatenate([x, self.concat_image(cond["image"]).astype(x.dtype)], -1)
     context = self.context(params, cond, frozen) if cond else None
     return self.policy.apply(self.denoiser, {"params": params["denoiser"]}, x, t,
                              context, train=train, rngs=rngs)
@@ -346,6 +433,10 @@ class LDMTrainer(OneOptimizerTrainer):
     if self.conditioning == "text":
       raise ConfigError("A text-conditional latent diffusion samples from captions: "
                         "give each sample's caption tokens (inputs['text']).")
+    if self.conditioning == "concat":
+      raise ConfigError("An image-conditioned (concat) latent diffusion samples from "
+                        "images: give each sample's conditioning image "
+                        "(inputs['image']).")
     return None
 
   def sample(self, params, rng, num: int, inputs=None, frozen=None):
@@ -380,8 +471,13 @@ class LDMTrainer(OneOptimizerTrainer):
     images = jnp.asarray(batch["image"][:num])
     recon = self.compiled(lambda f, x: self.decode(f, self.encode(f, x)))(frozen, images)
     u8 = lambda a: viz.to_uint8(np.clip(np.asarray(a), 0, 1))
-    out = {"samples": viz.grid(u8(np.asarray(grid).reshape(-1, *grid.shape[2:])),
-                               rows=len(scales)),
+    rows = np.asarray(grid).reshape(-1, *grid.shape[2:])
+    if self.conditioning == "concat":  # the low-resolution inputs above, the truth below
+      low = np.asarray(self.concat_image(images) + 1.0) / 2.0
+      h, w = self.example_shape[:2]
+      up = low.repeat(self.data_shape[0] // h, 1).repeat(self.data_shape[1] // w, 2)
+      rows = np.concatenate([up, rows, np.asarray(self.to_unit(images))])
+    out = {"samples": viz.grid(u8(rows), rows=len(rows) // num),
            "reconstructions": viz.grid(u8(np.stack(
                [np.asarray(self.to_unit(images)), np.asarray(recon)], 0).reshape(
                    -1, *recon.shape[1:])), rows=2)}
@@ -390,6 +486,20 @@ class LDMTrainer(OneOptimizerTrainer):
           self.tokenizer.decode_batch(np.asarray(batch["text"][:num])),
           u8(np.moveaxis(np.asarray(grid), 0, 1)))
     return out
+
+
+def fixed_latent_shape(config) -> tuple:
+  """``config.latent.shape`` as a tuple (empty: the stage's)."""
+  return tuple(int(v) for v in (config.latent.get("shape") or ()))
+
+
+def make_process(d) -> GaussianDiffusion:
+  """The diffusion process of ``config.diffusion``: ``scaled_linear`` from
+  ``linear_start`` to ``linear_end`` (CompVis' names) where the config gives them."""
+  if d.schedule == "scaled_linear" and "linear_start" in d:
+    return GaussianDiffusion.from_betas(schedules.scaled_linear(
+        d.num_steps, float(d.linear_start), float(d.linear_end)))
+  return GaussianDiffusion.create(d.schedule, d.num_steps)
 
 
 Trainer = LDMTrainer
