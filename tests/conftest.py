@@ -152,7 +152,8 @@ def config_names() -> list[str]:
 
 
 def stage_configs(name: str) -> dict:
-  """``STAGE_CONFIGS`` of configs/<name>.py: stage name -> the config that trains it."""
+  """``STAGE_CONFIGS`` of configs/<name>.py: stage name -> the config that trains it
+  (``name`` or ``name:variant``)."""
   return dict(getattr(load_module(f"configs/{name}.py"), "STAGE_CONFIGS", {}))
 
 
@@ -207,7 +208,10 @@ class TinyRuns:
              f"--config.train.checkpoint_every={max(1, num_steps // 2)}",
              "--config.train.log_every=1"]
     for stage, stage_config in sorted(stage_configs(name).items()):
-      flags.append(f"--config.stages.{stage}={self(stage_config)}")
+      # "name:variant" (dvae_mnist:captions) trains that variant's tiny form
+      stage_name, _, stage_variant = stage_config.partition(":")
+      stage_variant = ",".join(filter(None, (stage_variant, "tiny")))
+      flags.append(f"--config.stages.{stage}={self(stage_name, stage_variant)}")
     return flags
 
   def __call__(self, name: str, variant: str = "tiny") -> str:
