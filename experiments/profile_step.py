@@ -137,6 +137,8 @@ def profile_compiled(run, compiled, iters: int) -> dict:
         name = event.name
         if name.startswith("end: ") or "::" in name:
           continue  # the runtime's own events (the executor, waits), around thunks
+        if name.startswith("$"):
+          continue  # Python frames of other threads (the Python tracer's "$file:line")
         cls = classes.get(name)
         if cls is None:
           unknown[name] += event.duration_ns
