@@ -51,7 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen import sharding, xla_options
+from jaxgen import sharding, viz, xla_options
 from jaxgen import weights as weights_lib
 from jaxgen.diffusion import samplers
 from jaxgen.errors import ConfigError, StageError
@@ -236,11 +236,6 @@ def load_image(path: str, height: int | None, width: int | None, factor: int):
   return np.asarray(image, np.float32) / 255
 
 
-def save_png(image, path: str):
-  from PIL import Image
-  Image.fromarray(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)).save(path)
-
-
 def run(args) -> dict:
   """The command: checks, loading, generation, files; returns the JSON record."""
   given = lambda side: 512 if side is None else side  # checked again with the model's
@@ -278,7 +273,7 @@ def run(args) -> dict:
   files = []
   for i, image in enumerate(out):
     files.append(f"image_{i:03d}.png")
-    save_png(image, os.path.join(args.out, files[-1]))
+    viz.save_png(viz.to_uint8(image), os.path.join(args.out, files[-1]), min_size=1)
   steps_run = settings.steps - settings.first_step
   batches = -(-args.num_images // (args.batch_size or args.num_images))
   record = {
