@@ -119,6 +119,6 @@ def test_stages_that_read_other_token_ids_are_refused(monkeypatch, tmp_path):
                                        "--config.eval.clip_stage"):
     evaluators.compute(trainer, None, c, mesh, jax.random.key(0))
   c.data.name = "mnist5k"
-  with pytest.raises(ValueError, match="clip_r_precision needs captions, and 'mnist5k' "
-                                       "has none"):
+  with pytest.raises(ValueError, match="clip_r_precision needs captioned images, and "
+                                       "config.data.name='mnist5k' has no captions"):
     evaluators.compute(trainer, None, c, mesh, jax.random.key(0))

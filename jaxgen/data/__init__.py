@@ -14,12 +14,13 @@ import jax
 import numpy as np
 
 from jaxgen import sharding
+from jaxgen.errors import ConfigError
 from jaxgen.data import preprocess, text
 from jaxgen.data.sources import get_dataset, get_source, offline
 
 __all__ = ["offline", "TOKENIZER_FILE", "Loader", "LoaderError", "eval_batches",
            "example_spec", "get_dataset", "get_source", "load_tokenizer",
-           "save_tokenizer", "spread_batch"]
+           "save_tokenizer", "spread_batch", "caption_tokenizer"]
 
 TOKENIZER_FILE = "tokenizer.json"  # in a run's workdir, for captioned datasets
 
@@ -37,6 +38,17 @@ def save_tokenizer(data_config, workdir: str):
   dataset.tokenizer().save(tmp)
   os.replace(tmp, path)
   return path
+
+
+def caption_tokenizer(data_config, who: str) -> text.Tokenizer:
+  """The caption tokenizer of the dataset of ``data_config``, or one clear error naming
+  ``who`` needs it (a family, an evaluator)."""
+  dataset = get_dataset(data_config)
+  if not hasattr(dataset, "tokenizer"):
+    raise ConfigError(f"{who} needs captioned images, and config.data.name="
+                      f"{data_config.name!r} has no captions: use a captioned dataset "
+                      f"(mnist5k_captions, mnist5k_captions2).")
+  return dataset.tokenizer()
 
 
 def load_tokenizer(workdir: str):

@@ -29,6 +29,8 @@ inputs. Every result names the network that produced it.
 """
 from __future__ import annotations
 
+import itertools
+
 import jax
 import numpy as np
 from tqdm.auto import tqdm
@@ -108,7 +110,10 @@ def compute(trainer, state, config, mesh, rng) -> dict:
   ``config.eval.shuffled_baseline`` (conditional families), once more per scale with
   each sample conditioned on another example's inputs while the metrics read its own
   (``NAME_shuffled[_guidance_S]``): what the metrics give a model that ignores its
-  conditioning but draws from the data's marginal, the floor beside the ceiling."""
+  conditioning but draws from the data's marginal, the floor beside the ceiling. With
+  ``config.eval.rerank_candidates`` (families that re-rank candidates, DALL-E), once
+  per count n with the same seeds and conditioning, each sample the best of n
+  (``NAME[...]_rerank_N``)."""
   e = config.eval
   names = tuple(e.metrics)
   if not names:
@@ -122,13 +127,18 @@ def compute(trainer, state, config, mesh, rng) -> dict:
                       f"set it False.")
   scales = tuple(float(s) for s in (e.get("guidance_scales") or ())) or (None,)
   result = {"num_samples": e.num_samples}
+  counts = tuple(int(n) for n in (e.get("rerank_candidates") or ())) or (None,)
   if scales != (None,):
     result["guidance_scales"] = list(scales)
+  if counts != (None,):
+    result["rerank_candidates"] = list(counts)
   for shuffle in (False, True) if shuffled else (False,):
-    for s in scales:
-      suffix = ("_shuffled" if shuffle else "") + (f"_guidance_{s:g}" if s is not None
-                                                   else "")
-      for k, v in _compute(trainer, state, config, mesh, rng, names, s, shuffle).items():
+    for s, n in itertools.product(scales, counts):
+      suffix = (("_shuffled" if shuffle else "")
+                + (f"_guidance_{s:g}" if s is not None else "")
+                + (f"_rerank_{n}" if n is not None else ""))
+      for k, v in _compute(trainer, state, config, mesh, rng, names, s, shuffle,
+                           n).items():
         # Numbers of the samples are per pass; those of real images are not.
         if isinstance(v, (int, float)) and k != "num_samples" and "_real" not in k:
           result[k + suffix] = v
@@ -137,7 +147,8 @@ def compute(trainer, state, config, mesh, rng) -> dict:
   return result
 
 
-def _compute(trainer, state, config, mesh, rng, names, guidance_scale, shuffle) -> dict:
+def _compute(trainer, state, config, mesh, rng, names, guidance_scale, shuffle,
+             rerank=None) -> dict:
   e = config.eval
   num, batch_size = e.num_samples, e.sample_batch_size
   sharding.check_batch_size(batch_size, mesh, "eval.sample_batch_size")
@@ -157,6 +168,8 @@ def _compute(trainer, state, config, mesh, rng, names, guidance_scale, shuffle) 
     inputs = {k: given[k] for k in cond_keys}
     if guidance_scale is not None:
       inputs["guidance_scale"] = np.full(batch_size, guidance_scale, np.float32)
+    if rerank is not None:
+      inputs["rerank_candidates"] = np.full(batch_size, rerank, np.int32)
     inputs = (sharding.put_global(inputs, sharding.batch_sharding(mesh))
               if inputs else None)
     x = sharding.to_host(gen(state, jax.random.fold_in(rng, i), batch_size, inputs,

@@ -97,8 +97,9 @@ def ceiling(config, mesh=None) -> dict:
   e.num_samples = int(e.get("num_samples") or 0) or len(data.get_source(config.data,
                                                                          split))
   e.sample_batch_size = int(e.get("sample_batch_size") or e.batch_size)
-  if "guidance_scales" in e:
-    e.guidance_scales = ()  # real images have no guidance
+  for sweep in ("guidance_scales", "rerank_candidates"):
+    if sweep in e:
+      e[sweep] = ()  # real images have no guidance, no candidates
   result = evaluators.compute(RealImages(), None, config, mesh,
                               jax.random.key(int(config.get("seed", 0))))
   return {"ceiling": f"real images of {config.data.name}/{split}", **result}

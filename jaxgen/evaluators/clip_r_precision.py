@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxgen import data
 from jaxgen.data import mnist5k_derived
 from jaxgen.evaluators import Evaluator, clip_stage, option, register
 from jaxgen.evaluators.features import real_images
@@ -47,7 +48,7 @@ class ClipRPrecision(Evaluator):
 
   def __init__(self, config, mesh, nets):
     super().__init__(config, mesh, nets)
-    self.tokenizer = clip_stage.caption_tokenizer(config, WHO)
+    self.tokenizer = data.caption_tokenizer(config.data, WHO)
     self.k = int(option(config, "r_precision_distractors"))
     self.split = config.eval.split
     self.split_captions = mnist5k_derived.captions(config.data, self.split)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxgen import data
 from jaxgen.data.clip_tokenizer import CLIPTokenizer
 from jaxgen.evaluators import Evaluator, clip_stage, option, register
 from jaxgen.metrics import clip_score, features
@@ -28,7 +29,7 @@ class ClipScore(Evaluator):
 
   def __init__(self, config, mesh, nets):
     super().__init__(config, mesh, nets)
-    self.captions = clip_stage.caption_tokenizer(config, "clip_score")
+    self.captions = data.caption_tokenizer(config.data, "clip_score")
     self.stage = None
     if option(config, "clip_stage"):
       self.stage = clip_stage.load(config, mesh, nets, "clip_score")

@@ -66,15 +66,6 @@ class ClipStage:
     self._text = jax.jit(self.stage.trainer.embed_text)
 
 
-def caption_tokenizer(config, who: str):
-  """The evaluated dataset's caption tokenizer, or one clear error."""
-  dataset = data.get_dataset(config.data)
-  if not hasattr(dataset, "tokenizer"):
-    raise ValueError(f"{who} needs captions, and {config.data.name!r} has none: use a "
-                     f"captioned dataset (mnist5k_captions, mnist5k_captions2).")
-  return dataset.tokenizer()
-
-
 def load(config, mesh, nets, who: str) -> ClipStage:
   """The stage ``eval.clip_stage`` (shared through ``nets``), checked against the
   evaluated dataset's tokenizer; ``who`` names the evaluator in errors."""
@@ -85,7 +76,7 @@ def load(config, mesh, nets, who: str) -> ClipStage:
   key = ("clip_stage", path)
   if key in nets:
     return nets[key]
-  mine = caption_tokenizer(config, who)
+  mine = data.caption_tokenizer(config.data, who)
   stage = build.load_stage(ROLE, path, mesh, ConditioningEncoder,
                            data.example_spec(config.data))
   if stage.tokenizer is not None:

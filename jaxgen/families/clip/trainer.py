@@ -57,11 +57,7 @@ class CLIPTrainer(OneOptimizerTrainer, ConditioningEncoder):
     super().__init__(config, spec, stages)
     m = config.model
     dataset = data.get_dataset(config.data)
-    if not hasattr(dataset, "tokenizer"):
-      raise ConfigError(f"config.family='clip' trains on captioned images; "
-                        f"config.data.name={config.data.name!r} has no captions (use "
-                        f"mnist5k_captions or mnist5k_captions2).")
-    self.tokenizer = dataset.tokenizer()
+    self.tokenizer = data.caption_tokenizer(config.data, "config.family='clip'")
     self.two_digits = bool(getattr(dataset, "two_digits", False))
     self.context_length = int(spec["text"].shape[0])
     vocab = int(m.vocab_size) or self.tokenizer.vocab_size

@@ -153,12 +153,8 @@ class LDMTrainer(OneOptimizerTrainer):
           f"with --config.sample.guidance_scale=1 and --config.eval.guidance_scales=().")
 
   def setup_text(self, config, spec, stages):
-    dataset = data.get_dataset(config.data)
-    if not hasattr(dataset, "tokenizer") or "text" not in spec:
-      raise ConfigError(f"config.model.conditioning='text' needs captions; "
-                        f"config.data.name={config.data.name!r} has none (use "
-                        f"mnist5k_captions or mnist5k_captions2).")
-    self.tokenizer = dataset.tokenizer()
+    self.tokenizer = data.caption_tokenizer(config.data,
+                                            "config.model.conditioning='text'")
     length = int(spec["text"].shape[0])
     # The empty caption (<bos> <eos>): the unconditional input of guidance.
     self.null_tokens = np.asarray(self.tokenizer.encode([""], length)[0], np.int32)
