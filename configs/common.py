@@ -97,6 +97,19 @@ def mnist_classifier_eval(**changes) -> ml_collections.ConfigDict:
       reference_split="train", sample_batch_size=100), **changes})
 
 
+# The sample metrics of a model of digits: FID and IS in the shipped MNIST classifier's
+# features, and the coverage metrics: the classes drawn and how varied each is
+# (class_coverage), k-NN precision and recall (precision_recall). A ``tiny`` variant
+# leaves the coverage metrics out (``tiny_metrics``): tests evaluate in seconds.
+COVERAGE_METRICS = ("class_coverage", "precision_recall")
+DIGIT_METRICS = ("fid", "is", *COVERAGE_METRICS)
+
+
+def tiny_metrics(metrics) -> tuple:
+  """A ``tiny`` variant's ``config.eval.metrics``: ``metrics`` less COVERAGE_METRICS."""
+  return tuple(m for m in metrics if m not in COVERAGE_METRICS)
+
+
 def inception_eval(**changes) -> ml_collections.ConfigDict:
   """``config.eval`` as the papers measure: 1,000 test examples for the family's own
   metrics; FID and IS of 50,000 samples against the training set, in TF-comparable

@@ -37,7 +37,8 @@ def base() -> ml_collections.ConfigDict:
       optim=common.optim(warmup_steps=200, grad_clip_norm=1.0, ema_decay=0.999),
       train=common.train(batch_size=32, num_steps=7000, sample_every=2000),
       sample=sample(),
-      eval=common.mnist_classifier_eval(batch_size=50, num_examples=100))
+      eval=common.mnist_classifier_eval(batch_size=50, num_examples=100,
+                                        metrics=common.DIGIT_METRICS))
 
 
 def tiny(c: ml_collections.ConfigDict, **train) -> None:
@@ -48,3 +49,4 @@ def tiny(c: ml_collections.ConfigDict, **train) -> None:
   c.optim.warmup_steps = 1
   c.sample.update(sampler="ddim", num_steps=5)
   c.train.update(common.tiny_train(**train))
+  c.eval.metrics = common.tiny_metrics(c.eval.metrics)

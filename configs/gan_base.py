@@ -39,7 +39,7 @@ def base() -> ml_collections.ConfigDict:
       optim=optim(),
       train=common.train(num_steps=10_000, log_every=100, checkpoint_every=2000,
                          sample_every=2000),
-      eval=common.mnist_classifier_eval())
+      eval=common.mnist_classifier_eval(metrics=common.DIGIT_METRICS))
 
 
 def tiny(c: ml_collections.ConfigDict, **train) -> None:
@@ -49,4 +49,5 @@ def tiny(c: ml_collections.ConfigDict, **train) -> None:
   c.train.update(common.tiny_train(num_steps=2, log_every=1, **train))
   c.eval.update(batch_size=8, num_examples=16)
   if "num_samples" in c.eval:
-    c.eval.update(num_samples=100, sample_batch_size=50)
+    c.eval.update(num_samples=100, sample_batch_size=50,
+                  metrics=common.tiny_metrics(c.eval.metrics))

@@ -2,7 +2,8 @@ r"""Class-conditional Gated PixelCNN (van den Oord et al. 2016b) on grey-level M
 
   python -m jaxgen.main --config=configs/gated_pixelcnn_mnist.py --workdir=/tmp/gated_mnist
   python -m jaxgen.main --config=configs/gated_pixelcnn_mnist.py --workdir=/tmp/gated_mnist \
-      --mode=eval      # test NLL (nats per image, bits/dim), FID, IS, class accuracy
+      --mode=eval      # test NLL (nats per image, bits/dim), FID, IS, class coverage,
+                       # precision / recall, class accuracy
   python -m jaxgen.families.pixelcnn.complete --config=configs/gated_pixelcnn_mnist.py \
       --workdir=/tmp/gated_mnist --images=a.png --labels=7 --mask=top_half --out=c.png
 
@@ -31,8 +32,8 @@ def get_config(arg=None):
   c.model.update(arch="gated", likelihood="categorical256", features=16, num_layers=6,
                  num_classes=10)
   c.train.num_samples = 100
-  # 784 network evaluations per sample: 250 samples for FID / IS / class accuracy.
-  c.eval.update(metrics=("fid", "is", "class_accuracy"), num_samples=250,
+  # 784 network evaluations per sample: 250 samples for the sample metrics.
+  c.eval.update(metrics=(*common.DIGIT_METRICS, "class_accuracy"), num_samples=250,
                 sample_batch_size=125)
   if "tiny" in variants:
     c.model.update(features=4, num_layers=2, output_features=4, first_kernel_size=3)

@@ -31,7 +31,7 @@ def get_config(arg=None):
   c.model.update(network="mlp", conditioning="none", p_uncond=0.0)
   c.train.update(batch_size=128, num_steps=4000, sample_every=2000, num_samples=64)
   c.optim = ddpm.base().optim  # DDPM's: Adam 2e-4 (ldm_base's is the U-Net's)
-  c.eval = common.mnist_classifier_eval()
+  c.eval = common.mnist_classifier_eval(metrics=common.DIGIT_METRICS)
   if "tiny" in variants:
     c.model.update(width=16, depth=1)
     ddpm.tiny(c)

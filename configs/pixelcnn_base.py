@@ -23,8 +23,10 @@ def base() -> ml_collections.ConfigDict:
       train=common.train(batch_size=32, sample_every=2000),
       complete=ml_collections.ConfigDict(dict(
           mask="top_half", num_completions=4, num_images=8)),
-      # Sampling a 28x28 image takes 784 network evaluations: 256 samples for FID / IS.
-      eval=common.mnist_classifier_eval(num_samples=256, sample_batch_size=128))
+      # Sampling a 28x28 image takes 784 network evaluations: 256 samples for the
+      # sample metrics.
+      eval=common.mnist_classifier_eval(metrics=common.DIGIT_METRICS, num_samples=256,
+                                        sample_batch_size=128))
 
 
 def tiny(c: ml_collections.ConfigDict, **train) -> None:
@@ -33,4 +35,5 @@ def tiny(c: ml_collections.ConfigDict, **train) -> None:
   c.train.update(common.tiny_train(**train))
   c.optim.warmup_steps = 1
   c.complete.update(num_completions=2, num_images=2)
-  c.eval.update(batch_size=8, num_examples=16, num_samples=16, sample_batch_size=8)
+  c.eval.update(batch_size=8, num_examples=16, num_samples=16, sample_batch_size=8,
+                metrics=common.tiny_metrics(c.eval.metrics))

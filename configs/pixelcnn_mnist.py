@@ -2,7 +2,8 @@ r"""PixelCNN (van den Oord et al. 2016a) on binarised MNIST-5k (4,500 train / 50
 
   python -m jaxgen.main --config=configs/pixelcnn_mnist.py --workdir=/tmp/pixelcnn_mnist
   python -m jaxgen.main --config=configs/pixelcnn_mnist.py --workdir=/tmp/pixelcnn_mnist \
-      --mode=eval      # test NLL in nats per image (paper, full MNIST: 81.30), FID, IS
+      --mode=eval      # test NLL in nats per image (paper, full MNIST: 81.30), FID, IS,
+                       # class coverage, precision / recall
   python -m jaxgen.main --config=configs/pixelcnn_mnist.py --workdir=/tmp/pixelcnn_mnist \
       --mode=sample    # samples/step_N.png and samples/completion_step_N.png
   python -m jaxgen.families.pixelcnn.complete --config=configs/pixelcnn_mnist.py --workdir=/tmp/pixelcnn_mnist \

@@ -7,7 +7,8 @@ stage's decoder.
       --config.stages.autoencoder=/tmp/vqvae_mnist
   python -m jaxgen.main --config=configs/pixelcnn_prior_mnist.py --workdir=/tmp/vq_prior \
       --config.stages.autoencoder=/tmp/vqvae_mnist --mode=eval   # NLL of the codes,
-                                                # FID, IS and class accuracy of samples
+                          # FID, IS, class coverage, precision / recall and class
+                          # accuracy of samples
   python -m jaxgen.families.pixelcnn.complete --config=configs/pixelcnn_prior_mnist.py --workdir=/tmp/vq_prior \
       --config.stages.autoencoder=/tmp/vqvae_mnist --images=a.png --labels=3 --out=c.png
 
@@ -40,7 +41,7 @@ def get_config(arg=None):
                  num_classes=10)
   c.train.update(num_steps=1000, checkpoint_every=500, sample_every=1000,
                  num_samples=100)
-  c.eval = common.mnist_classifier_eval(metrics=("fid", "is", "class_accuracy"))
+  c.eval = common.mnist_classifier_eval(metrics=(*common.DIGIT_METRICS, "class_accuracy"))
   if "tiny" in variants:
     c.model.update(features=4, num_layers=2, output_features=4, first_kernel_size=3)
     pixelcnn.tiny(c, num_samples=10)

@@ -56,7 +56,7 @@ def base() -> ml_collections.ConfigDict:
                                 ada_kimg=100.0),
       optim=optim(0.0025),
       train=common.train(batch_size=32, num_steps=3000, checkpoint_every=500),
-      eval=common.mnist_classifier_eval())
+      eval=common.mnist_classifier_eval(metrics=common.DIGIT_METRICS))
 
 
 def tiny(c: ml_collections.ConfigDict, **train) -> None:

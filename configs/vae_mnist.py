@@ -28,7 +28,8 @@ def get_config(arg=None):
           kl_warmup_steps=0)),
       optim=common.optim(),
       train=common.train(batch_size=128, num_steps=3000),
-      eval=common.mnist_classifier_eval(iw_samples=1000, iw_chunk=100))
+      eval=common.mnist_classifier_eval(metrics=common.DIGIT_METRICS, iw_samples=1000,
+                                        iw_chunk=100))
   if "paper" in variants:
     c.model.update(arch="mlp", hidden=(500,), latent_dim=20)
     c.optim.update(schedule="constant", warmup_steps=0)
@@ -44,5 +45,5 @@ def get_config(arg=None):
     c.train.update(common.tiny_train())
     c.optim.warmup_steps = 1
     c.eval.update(batch_size=8, num_examples=16, iw_samples=4, iw_chunk=2,
-                  num_samples=200)
+                  num_samples=200, metrics=common.tiny_metrics(c.eval.metrics))
   return c

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numbers
 
-from jaxgen import evaluators, precision
+from jaxgen import evaluators, precision, registry
 from jaxgen.errors import ConfigError
 
 
@@ -95,6 +95,13 @@ def check(config, mesh=None) -> None:
                       f"{', '.join(evaluators.EVALUATORS.names())}.")
     values.update({("eval", n): need("eval", n, *spec)
                    for n, spec in SAMPLE_METRICS.items()})
+    try:  # metrics that score reconstructions need an autoencoder
+      recon = evaluators.reconstruction_metrics(metrics)
+      if recon:
+        evaluators.check_autoencoder(registry.family_class(config.get("family")),
+                                     config, recon)
+    except ConfigError as e:
+      problems.append(str(e))
   if mesh is not None:
     n = mesh.devices.size
     for (section, name) in (("train", "batch_size"), ("eval", "batch_size"),

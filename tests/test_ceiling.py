@@ -72,6 +72,20 @@ def run_ceiling(*args):
                         env={**os.environ, "JAX_PLATFORMS": "cpu"})
 
 
+def test_the_coverage_ceiling_of_real_test_digits():
+  """class_coverage and precision_recall of MNIST-5k's 500 test digits against its
+  train digits: the ten classes evenly, as varied as the train digits, and precision
+  and recall near (not at) 1: what 500 real digits give against 500 others."""
+  c = load_config("vae_mnist")
+  c.eval.update(metrics=("class_coverage", "precision_recall"), num_samples=0)
+  got = ceiling.ceiling(c)
+  assert got["num_samples"] == 500 and got["precision_recall_num"] == 500
+  assert got["class_coverage"] == 10 and got["class_coverage_effective"] > 9.9
+  assert got["class_coverage_kl_uniform"] < 0.01
+  assert abs(got["class_coverage_diversity"] - 1) < 0.1
+  assert 0.75 < got["precision"] < 1 and 0.75 < got["recall"] < 1
+
+
 def test_the_command_writes_its_result_and_refuses_wrong_input(tmp_path):
   out = tmp_path / "ceiling.json"
   proc = run_ceiling("--config=configs/clip_mnist.py:captions2",

@@ -5,8 +5,13 @@
   features.py       fid, is, kid: distances and scores in a feature network's space
                     (``eval.feature_net``: "mnist_classifier", "inception" or "clip");
   class_accuracy.py how often the shipped MNIST classifier gives the generated digit
-                    the label it was conditioned on;
-  digit_classes.py  how many digit classes the samples cover (mode collapse);
+                    the label it was conditioned on (class_accuracy), or an
+                    autoencoder's reconstruction its input's label
+                    (class_accuracy_recon);
+  digit_classes.py  how many digit classes the samples cover (mode collapse), and
+                    how varied each class is (class_coverage);
+  precision_recall.py  k-NN precision (fidelity) and recall (diversity) in the
+                    feature network's space;
   paired.py         l1, psnr, ssim of each sample against the ground-truth ``target``
                     of the eval example it was generated from;
   clip_score.py     CLIPScore of each sample against the caption it was generated from,
@@ -25,7 +30,10 @@ Samples come from the family's pure ``generate``, jit-compiled once, in batches 
 ``eval.sample_batch_size``. Conditional families (``trainer.conditioning_keys``) get
 the conditioning of ``eval.num_samples`` examples of ``eval.split``, in a fixed
 shuffled order (cycling if the split is smaller), so metrics are conditioned on real
-inputs. Every result names the network that produced it.
+inputs. An evaluator whose ``reads`` is "reconstructions" gets, in place of samples,
+the reconstructions (``decode(encode(image))``) of those examples' images by a family
+with the ``stages.Autoencoder`` protocol. Every result names the network that
+produced it.
 """
 from __future__ import annotations
 
@@ -58,9 +66,12 @@ def option(config, name: str):
 class Evaluator:
   """Accumulates over batches of (samples in [0, 1], their eval examples), then
   returns named numbers. ``needs`` names the eval-example keys it reads; ``options``
-  are its own fields of ``config.eval`` with their defaults."""
+  are its own fields of ``config.eval`` with their defaults; ``reads`` is "samples",
+  or "reconstructions" (of the examples' ``image``, by an autoencoder: it then needs
+  ``image``)."""
   needs: tuple = ()
   options: dict = {}
+  reads: str = "samples"
 
   def __init__(self, config, mesh, nets):
     self.config, self.mesh, self.nets = config, mesh, nets
@@ -100,6 +111,36 @@ def conditioning(trainer, config, num: int, needs: tuple):
                                     train=False, indices=idx)
     return {k: batch[k] for k in keys}
   return examples
+
+
+def reconstruction_metrics(names) -> list:
+  """Those of the metrics ``names`` whose evaluators read reconstructions."""
+  found = [(n, EVALUATORS.find(n)) for n in names]
+  return [n for n, ev in found if getattr(ev, "reads", "samples") == "reconstructions"]
+
+
+def check_autoencoder(trainer_class, config, names) -> None:
+  """A ConfigError unless ``trainer_class`` has the ``stages.Autoencoder`` protocol,
+  which the metrics ``names`` (reading reconstructions) need."""
+  if names and not issubclass(trainer_class, stages.Autoencoder):
+    raise ConfigError(f"config.eval.metrics has {', '.join(names)}, which score "
+                      f"reconstructions, and the {config.family} family is no "
+                      f"autoencoder (vae, vqvae, dvae and autoencoder_kl are): drop "
+                      f"{'it' if len(names) == 1 else 'them'} from config.eval.metrics.")
+
+
+def reconstructor(trainer, state, config, mesh, names):
+  """A function: eval images (the data's range, a batch of ``eval.sample_batch_size``)
+  -> their reconstructions by ``trainer``'s autoencoder in [0, 1], as host arrays.
+  ``names``: the metrics that read them (the error names them)."""
+  check_autoencoder(type(trainer), config, names)
+  params = trainer.stage_params(state)
+  low = -1.0 if config.data.scale == "symmetric" else 0.0
+  batches = sharding.batch_sharding(mesh)
+  run = jax.jit(lambda p, x: trainer.decode(p, trainer.encode(p, (x - low) / (1 - low))),
+                out_shardings=batches)
+  return lambda images: sharding.to_host(
+      run(params, sharding.put_global(np.asarray(images, np.float32), batches)))
 
 
 def compute(trainer, state, config, mesh, rng) -> dict:
@@ -160,6 +201,10 @@ def _compute(trainer, state, config, mesh, rng, names, guidance_scale, shuffle,
   gen = trainer.compiled(trainer.generate, static_argnums=2,
                          out_shardings=sharding.batch_sharding(mesh))
   frozen = stages.frozen_params(trainer.stages)
+  recon_names = reconstruction_metrics(names)
+  reconstruct = (reconstructor(trainer, state, config, mesh, recon_names)
+                 if recon_names else None)
+  sampled = any(ev.reads == "samples" for ev in evaluators)
   # The shuffled baseline: each sample conditioned on the example half the split away.
   shift = len(data.get_source(config.data, e.split)) // 2 + 1 if shuffle else 0
   for i in tqdm(range(-(-num // batch_size)), desc="samples", leave=False):
@@ -172,11 +217,15 @@ def _compute(trainer, state, config, mesh, rng, names, guidance_scale, shuffle,
       inputs["rerank_candidates"] = np.full(batch_size, rerank, np.int32)
     inputs = (sharding.put_global(inputs, sharding.batch_sharding(mesh))
               if inputs else None)
-    x = sharding.to_host(gen(state, jax.random.fold_in(rng, i), batch_size, inputs,
-                             frozen))
+    images = {}
+    if sampled:
+      images["samples"] = sharding.to_host(
+          gen(state, jax.random.fold_in(rng, i), batch_size, inputs, frozen))
+    if reconstruct is not None:
+      images["reconstructions"] = reconstruct(batch["image"])
     keep = num - i * batch_size
     for ev in evaluators:
-      ev.update(x[:keep], {k: v[:keep] for k, v in batch.items()})
+      ev.update(images[ev.reads][:keep], {k: v[:keep] for k, v in batch.items()})
   result = {"num_samples": num}
   for ev in evaluators:
     result.update(ev.result())

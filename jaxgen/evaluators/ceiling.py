@@ -36,7 +36,8 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from jaxgen import config_file, data, evaluators, precision, sharding, train, xla_options
+from jaxgen import (config_file, data, evaluators, precision, sharding, stages, train,
+                    xla_options)
 from jaxgen.checkpoint import CheckpointError
 from jaxgen.errors import ConfigError
 from jaxgen.evaluators.features import real_data
@@ -61,14 +62,25 @@ def define_flags():
 OWN_FIELDS = ("metrics", "num_samples", "sample_batch_size", "shuffled_baseline")
 
 
-class RealImages:
+class RealImages(stages.Autoencoder):
   """Stands in for a trainer in ``evaluators.compute``: conditioned on the eval
-  examples' ``image``, it "generates" those images."""
+  examples' ``image``, it "generates" those images; as an autoencoder, each image is
+  its own reconstruction (the ceiling of ``class_accuracy_recon`` is the classifier's
+  accuracy on the real images)."""
   conditioning_keys = ("image",)
   stages: dict = {}
 
   def generate(self, state, rng, num, inputs=None, frozen=None):
     return inputs["image"]
+
+  def stage_params(self, state):
+    return None
+
+  def encode(self, params, images):
+    return images
+
+  def decode(self, params, latents):
+    return latents
 
   def compiled(self, fn, **jit_options):
     return jax.jit(fn, **jit_options)

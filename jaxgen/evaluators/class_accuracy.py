@@ -1,8 +1,14 @@
 """class_accuracy: how often the shipped MNIST classifier gives a generated digit the
-label it was conditioned on."""
+label it was conditioned on; class_accuracy_recon: how often it gives an autoencoder's
+reconstruction of an eval digit that digit's label (a paired evaluator: each
+reconstruction against its own input; ``evaluators.compute`` hands it the
+reconstructions of any family with the ``stages.Autoencoder`` protocol: vae, vqvae,
+dvae, autoencoder_kl). Digits are 28x28x1, or square grey canvases of one digit
+(``digit_classes.digit_outputs``)."""
 from __future__ import annotations
 
 from jaxgen.evaluators import Evaluator, register
+from jaxgen.evaluators.digit_classes import digit_outputs
 from jaxgen.evaluators.features import feature_net
 
 
@@ -10,6 +16,7 @@ from jaxgen.evaluators.features import feature_net
 class ClassAccuracy(Evaluator):
   """The shipped MNIST classifier's agreement with the conditioning label."""
   needs = ("label",)
+  name = "class_accuracy"
 
   def __init__(self, config, mesh, nets):
     super().__init__(config, mesh, nets)
@@ -18,14 +25,18 @@ class ClassAccuracy(Evaluator):
     self.correct = self.count = 0
 
   def update(self, samples, examples):
-    if samples.shape[1:] != (28, 28, 1):
-      raise ValueError(f"class_accuracy classifies 28x28x1 digits with the shipped MNIST "
-                       f"classifier; these samples are {samples.shape[1:]}. Remove it "
-                       f"from config.eval.metrics.")
-    predicted = self.net(samples, progress=False)["logits"].argmax(-1)
+    predicted = digit_outputs(self.net, samples, self.name)["logits"].argmax(-1)
     self.correct += int((predicted == examples["label"]).sum())
     self.count += len(samples)
 
   def result(self):
-    return {"class_accuracy": self.correct / self.count,
-            "class_accuracy_net": self.net.name}
+    return {self.name: self.correct / self.count, f"{self.name}_net": self.net.name}
+
+
+@register("class_accuracy_recon")
+class ClassAccuracyRecon(ClassAccuracy):
+  """The shipped MNIST classifier's agreement of each reconstruction with its input's
+  label."""
+  needs = ("image", "label")
+  reads = "reconstructions"
+  name = "class_accuracy_recon"

@@ -61,6 +61,7 @@ class Reference:
   sigma: np.ndarray
   features: np.ndarray  # at most MAX_CACHED_FEATURES rows, for KID
   num: int
+  classes: np.ndarray | None = None  # those rows' argmax logits, where there are logits
 
 
 def _weights_digest(net: features.FeatureNet) -> str:
@@ -74,7 +75,9 @@ def _weights_digest(net: features.FeatureNet) -> str:
 def reference(net: features.FeatureNet, data_config, split: str,
               key: str = "image") -> Reference:
   """Feature statistics of a dataset split's images ``key``, computed once and cached
-  (keyed by the network, its weights, the data config's fields and the split)."""
+  (keyed by the network, its weights, the data config's fields and the split); with
+  the kept rows' predicted classes where the network gives logits (a file cached
+  without them is computed again)."""
   # Every field that shapes the images (a derived set's seed and layouts too), as the
   # metrics read them; not the loader's (workers, where tfds keeps its files).
   fields = {k: v for k, v in real_data(data_config).to_dict().items()
@@ -86,15 +89,20 @@ def reference(net: features.FeatureNet, data_config, split: str,
           f"{data_config.name.replace('/', '_')}-{split}-{digest.hexdigest()[:12]}.npz")
   if path.is_file():
     with np.load(path) as f:
-      return Reference(f["mu"], f["sigma"], f["features"], int(f["num"]))
+      if "classes" in f.files:
+        return Reference(f["mu"], f["sigma"], f["features"], int(f["num"]),
+                         f["classes"] if f["classes"].ndim else None)
   images, n = real_images(data_config, split, key=key)
-  feats = net(images, total=n)["features"]
+  out = net(images, total=n)
+  feats = out["features"]
   mu, sigma = fid.feature_statistics(feats)
-  rows = np.random.default_rng(0).permutation(len(feats))[:MAX_CACHED_FEATURES]
-  ref = Reference(mu, sigma, feats[np.sort(rows)], len(feats))
+  rows = np.sort(np.random.default_rng(0).permutation(len(feats))[:MAX_CACHED_FEATURES])
+  classes = out["logits"][rows].argmax(-1) if "logits" in out else None
+  ref = Reference(mu, sigma, feats[rows], len(feats), classes)
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_suffix(".tmp.npz")
-  np.savez(tmp, mu=mu, sigma=sigma, features=ref.features, num=n)
+  np.savez(tmp, mu=mu, sigma=sigma, features=ref.features, num=n,
+           classes=np.asarray(-1) if classes is None else classes)  # -1: no logits
   os.replace(tmp, path)
   return ref
 
@@ -125,12 +133,18 @@ class Features(Evaluator):
     return np.concatenate(self.parts[key])
 
   def reference(self):
-    split = option(self.config, "reference_split")
-    spec = data.example_spec(self.config.data)
-    key = "target" if "target" in spec else "image"
-    ref = reference(self.net, self.config.data, split, key)
-    return ref, {"feature_net": self.net.name,
-                 "reference": f"{self.config.data.name}/{split} ({ref.num} images)"}
+    return split_reference(self.config, self.net)
+
+
+def split_reference(config, net: features.FeatureNet) -> tuple[Reference, dict]:
+  """``reference`` of the real images of ``eval.reference_split`` in ``net``'s space
+  (the examples' ``target`` where the data has one, else their ``image``), and the
+  result fields that name it."""
+  split = option(config, "reference_split")
+  key = "target" if "target" in data.example_spec(config.data) else "image"
+  ref = reference(net, config.data, split, key)
+  return ref, {"feature_net": net.name,
+               "reference": f"{config.data.name}/{split} ({ref.num} images)"}
 
 
 @register("fid")
