@@ -13,9 +13,20 @@ import shutil
 import jax
 import orbax.checkpoint as ocp
 
+from jaxgen.errors import UserError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(UserError, RuntimeError):
   """A checkpoint exists but cannot be read into the expected state."""
+
+
+def quiet_logs() -> None:
+  """Orbax logs each save and restore through absl at INFO (about 30 lines a
+  restore): a command line shows them only when asked with --verbosity (or -v)."""
+  from absl import flags, logging as absl_logging
+  verbosity = flags.FLAGS["verbosity"] if "verbosity" in flags.FLAGS else None
+  if verbosity is None or not verbosity.present:
+    absl_logging.set_verbosity(absl_logging.WARNING)
 
 
 class Checkpointer:

@@ -16,14 +16,12 @@ import os
 import sys
 
 from absl import app, flags
-from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from jaxgen import build, loop_config, precision, sharding, train, xla_options
-from jaxgen.checkpoint import CheckpointError
-from jaxgen.errors import ConfigError, StageError
+from jaxgen import (build, checkpoint, errors, loop_config, precision, sharding, train,
+                    xla_options)
+from jaxgen.errors import UserError
 from jaxgen.families.base import count_params
-from jaxgen.workdir_lock import WorkdirLockError
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -60,13 +58,13 @@ def summary(config) -> dict:
 
 
 def main(argv):
-  """The mode's work; expected failures (a missing or changed stage, an unreadable
-  checkpoint, a locked workdir) end as one line on stderr with exit status 2."""
+  """The mode's work; the user's errors (a bad config field, a missing or changed
+  stage, an unreadable checkpoint, a locked workdir: ``errors.UserError``) end as one
+  line on stderr with exit status 2; any other exception keeps its traceback."""
   try:
     _main(argv)
-  except (ConfigError, StageError, CheckpointError, WorkdirLockError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  except UserError as e:
+    _exit(e)
   except KeyboardInterrupt:  # a second Ctrl-C (the first one saves and stops)
     where = f" in {FLAGS.workdir}" if FLAGS.workdir else ""
     print(f"interrupted: the checkpoints written so far{where} are intact; rerun the "
@@ -77,7 +75,7 @@ def main(argv):
 def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  absl_logging.set_verbosity(absl_logging.WARNING)  # quiet orbax / XLA chatter
+  checkpoint.quiet_logs()
   logging.getLogger("jaxgen").setLevel(logging.INFO)
   config = FLAGS.config
   if FLAGS.distributed:
@@ -99,14 +97,19 @@ def _main(argv):
 
 
 def _read_only_mode(config, workdir, mesh):
-  """--mode=eval or sample: the latest checkpoint's evaluation or pictures."""
+  """--mode=eval or sample: the latest checkpoint's evaluation or pictures. Where they
+  go is checked first; the evaluation is printed before it is saved."""
   trainer = build.make_trainer(config, mesh)
+  if FLAGS.mode == "eval":
+    errors.check_writable(os.path.join(workdir, "eval.json"), "--workdir")
+  else:
+    errors.check_writable(os.path.join(workdir, "samples"), "--workdir", folder=True)
   state, meta = train.restore_latest(trainer, config, workdir, mesh)
   step = int(meta["step"])
   if FLAGS.mode == "eval":
     result = {"step": step, **train.evaluate(trainer, state, config, mesh)}
+    print(json.dumps(result), flush=True)
     train.write_json(os.path.join(workdir, "eval.json"), result)
-    print(json.dumps(result))
   else:
     train.save_pictures(trainer, state, config, workdir, step)
     print(f"wrote pictures for step {step} to {os.path.join(workdir, 'samples')}")
@@ -136,7 +139,7 @@ def parse_flags(argv):
 
 
 def _exit(message):
-  print(f"error: {message}", file=sys.stderr)
+  print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
   sys.exit(2)
 
 

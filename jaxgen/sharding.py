@@ -12,6 +12,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from jaxgen.errors import ConfigError
+
 DATA_AXIS = "data"
 
 
@@ -33,13 +35,13 @@ def check_batch_size(batch_size: int, mesh: Mesh, what: str = "train.batch_size"
   """Raise a clear error unless the global batch splits evenly over devices."""
   n = mesh.devices.size
   if batch_size % n:
-    raise ValueError(
+    raise ConfigError(
         f"{what}={batch_size} is not divisible by the number of devices ({n}): "
         f"every device must get the same share of the batch. Choose a multiple of "
         f"{n}, e.g. --config.{what}={max(n, batch_size // n * n)}.")
   if batch_size % jax.process_count():
-    raise ValueError(f"{what}={batch_size} is not divisible by the number of "
-                     f"processes ({jax.process_count()}).")
+    raise ConfigError(f"{what}={batch_size} is not divisible by the number of "
+                      f"processes ({jax.process_count()}).")
 
 
 def process_slice(global_batch_size: int) -> slice:

@@ -114,8 +114,14 @@ def run_config(workdir: str) -> ml_collections.ConfigDict:
   if not os.path.isfile(path):
     raise StageError(f"{workdir} is not a jaxgen run (no config.json): train the stage "
                      f"first with python -m jaxgen.main --config=... --workdir={workdir}")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+  try:
+    with open(path) as f:
+      return ml_collections.ConfigDict(json.load(f))
+  except (OSError, ValueError) as e:  # json.JSONDecodeError is a ValueError
+    raise StageError(f"The run {workdir} has an unreadable config.json ({path}: "
+                     f"{type(e).__name__}: {e}): it is cut short or not a jaxgen "
+                     f"run's; train that stage again or point at another "
+                     f"workdir.") from e
 
 
 def check_named(config, roles: dict) -> dict:

@@ -15,7 +15,9 @@ import json
 import logging
 import math
 import os
+import shutil
 import signal
+import tempfile
 import time
 
 import jax
@@ -50,10 +52,18 @@ def write_json(path, obj):
   """Write JSON atomically (a crash never leaves a half-written file)."""
   if not _is_writer():
     return
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
+  # A name of its own: two evals of one workdir each write their own temporary.
+  fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".",
+                             suffix=".tmp", dir=os.path.dirname(path) or ".")
+  try:
+    with os.fdopen(fd, "w") as f:
+      json.dump(obj, f, indent=2, sort_keys=True)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
 
 
 class MetricWriter:
@@ -132,8 +142,9 @@ class _StopRequest:
 def restore_latest(trainer, config, workdir, mesh):
   """(state, meta) from the latest checkpoint in ``workdir``; an error if none."""
   directory = os.path.join(workdir, "checkpoints")
-  missing = FileNotFoundError(f"No checkpoint in {directory}: train first with "
-                              f"python -m jaxgen.main --config=... --workdir={workdir}")
+  missing = checkpoint.CheckpointError(
+      f"No checkpoint in {directory}: train first with python -m jaxgen.main "
+      f"--config=... --workdir={workdir}")
   if not os.path.isdir(directory):
     raise missing
   ckpt = checkpoint.Checkpointer(directory, read_only=True)
@@ -196,19 +207,36 @@ def train(config, workdir: str, trainer=None, mesh=None):
   Returns the final state. Raises NonFiniteError if the loss or a gradient stops
   being finite; checkpoints written before that step are left untouched. The
   workdir is locked for the run: a second run in it is refused at once. The loop's
-  config fields are checked before anything is read or written.
+  config fields, the family's (its trainer is built) and the stages are checked before
+  anything is written; a run refused later (``errors.UserError``) before its first
+  checkpoint removes the workdir if it created it.
   """
   mesh = mesh or sharding.make_mesh()
   loop_config.check(config, mesh)
-  with WorkdirLock(workdir, enabled=_is_writer()), precision.matmul_context(
-      precision.resolve(config)):  # every program traced in the run
-    return _train(config, workdir, trainer, mesh)
+  created = not os.path.exists(workdir)
+  try:
+    with precision.matmul_context(precision.resolve(config)):  # every program traced
+      trainer = trainer or build.make_trainer(config, mesh)
+      sharding.check_batch_size(config.train.batch_size, mesh)
+      with WorkdirLock(workdir, enabled=_is_writer()):
+        return _train(config, workdir, trainer, mesh)
+  except errors.UserError:
+    if created and _is_writer():
+      _remove_unstarted(workdir)
+    raise
+
+
+def _remove_unstarted(workdir):
+  """Remove the workdir of a refused run that saved no checkpoint (what it holds is
+  the lock file, and at most the run's config and empty logs)."""
+  directory = os.path.join(workdir, "checkpoints")
+  if os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory)):
+    return
+  shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _train(config, workdir, trainer, mesh):
   os.makedirs(workdir, exist_ok=True)
-  trainer = trainer or build.make_trainer(config, mesh)
-  sharding.check_batch_size(config.train.batch_size, mesh)
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                  keep=config.train.keep_checkpoints)
   try:

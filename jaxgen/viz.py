@@ -7,6 +7,8 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from jaxgen.errors import UserError
+
 
 def to_uint8(images, scale: str = "unit") -> np.ndarray:
   """Float images in [0, 1] (``unit``) or [-1, 1] (``symmetric``) to uint8."""
@@ -33,16 +35,34 @@ def grid(images, rows: int | None = None, pad: int = 1) -> np.ndarray:
   return out
 
 
+def image_format(path: str) -> str:
+  """PIL's format for the extension of ``path`` (PNG for .png, JPEG for .jpg, ...); a
+  ``UserError`` for an extension that names no image format."""
+  ext = os.path.splitext(path)[1].lower()
+  found = Image.registered_extensions().get(ext)
+  if found is None:
+    raise UserError(f"{path}: {ext or 'no extension'} names no image format; name "
+                    f"the file .png (or .jpg, .webp, ...).")
+  return found
+
+
 def save_png(image: np.ndarray, path: str, min_size: int = 256) -> str:
-  """Save a uint8 image, enlarged by an integer factor (nearest) to >= min_size."""
+  """Save a uint8 image, enlarged by an integer factor (nearest) to >= min_size, in
+  the format its extension names (``image_format``; PNG for .png)."""
+  fmt = image_format(path)
   image = np.asarray(image)
   if image.ndim == 3 and image.shape[-1] == 1:
     image = image[..., 0]
   factor = max(1, int(math.ceil(min_size / max(image.shape[:2]))))
   image = image.repeat(factor, 0).repeat(factor, 1)
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  tmp = path + ".tmp.png"
-  Image.fromarray(image).save(tmp)
+  tmp = f"{path}.{os.getpid()}.tmp"
+  try:
+    Image.fromarray(image).save(tmp, format=fmt)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
   os.replace(tmp, path)
   return path
 

@@ -61,6 +61,8 @@ import threading
 import time
 import warnings
 
+from jaxgen.errors import UserError
+
 LOCK_NAME = ".lock"
 NO_LOCK_ENV = "JAXGEN_NO_LOCK"
 
@@ -74,7 +76,7 @@ _held: dict[str, dict] = {}
 _held_guard = threading.Lock()
 
 
-class WorkdirLockError(RuntimeError):
+class WorkdirLockError(UserError, RuntimeError):
   """The workdir lock could not be taken (not writable, or another problem)."""
 
 

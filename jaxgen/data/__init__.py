@@ -131,19 +131,19 @@ class Loader:
   def __init__(self, source, data_config, global_batch_size: int, seed: int,
                position: int = 0, workers: int = 0):
     if len(source) == 0:
-      raise ValueError(f"Dataset {data_config.name!r} has no training examples.")
+      raise ConfigError(f"Dataset {data_config.name!r} has no training examples.")
     if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) \
         or workers < 0:
-      raise ValueError(f"config.data.workers={workers!r} must be an integer of at "
-                       f"least 0 (0 loads in the training process, N > 0 in N worker "
-                       f"processes): set e.g. --config.data.workers=0.")
+      raise ConfigError(f"config.data.workers={workers!r} must be an integer of at "
+                        f"least 0 (0 loads in the training process, N > 0 in N worker "
+                        f"processes): set e.g. --config.data.workers=0.")
     preprocess.validate(data_config)
     self.source, self.cfg = source, data_config
     dataset = get_dataset(data_config)
     if data_config.get("random_flip") and not dataset.flippable:
-      raise ValueError(f"config.data.random_flip=True mirrors the images of "
-                       f"{data_config.name!r}, whose examples name left and right: set "
-                       f"--config.data.random_flip=False.")
+      raise ConfigError(f"config.data.random_flip=True mirrors the images of "
+                        f"{data_config.name!r}, whose examples name left and right: set "
+                        f"--config.data.random_flip=False.")
     self.paired = dataset.paired
     self.batch_size, self.seed, self.workers = global_batch_size, seed, int(workers)
     self._batch = _Batches(source, data_config, global_batch_size, seed, self.paired,

@@ -42,6 +42,7 @@ import numpy as np
 from scipy import ndimage
 
 from jaxgen.data import text
+from jaxgen.errors import ConfigError
 from jaxgen.data.sources import (LABEL, ArraySource, Dataset, get_dataset, image_spec,
                                  mnist5k_arrays, register)
 # A pixel is ink when its grey level exceeds INK: one threshold for the captions'
@@ -404,10 +405,10 @@ def caption_data(split: str, seed: int = 0, two_digits: bool = False,
   of each digit (example i comes from digit i mod 4,500); the test split one. Cached per
   (split, seed, two_digits, layouts); read-only."""
   if split not in SPLIT_CODES:
-    raise ValueError(f"Unknown split {split!r}; this dataset has {tuple(SPLIT_CODES)}.")
+    raise ConfigError(f"Unknown split {split!r}; this dataset has {tuple(SPLIT_CODES)}.")
   if int(layouts) < 1:
-    raise ValueError(f"config.data.layouts={layouts}: the number of layouts of each "
-                     f"training digit must be at least 1.")
+    raise ConfigError(f"config.data.layouts={layouts}: the number of layouts of each "
+                      f"training digit must be at least 1.")
   return _cached_caption_data(split, int(seed), bool(two_digits), int(layouts))
 
 
@@ -485,8 +486,8 @@ def captions(data_config, split: str) -> list:
   (batches carry only their token ids)."""
   ds = get_dataset(data_config)
   if not isinstance(ds, MNIST5kCaptions):
-    raise ValueError(f"Dataset {data_config.name!r} has no captions; the captioned sets "
-                     f"are mnist5k_captions and mnist5k_captions2.")
+    raise ConfigError(f"Dataset {data_config.name!r} has no captions; the captioned sets "
+                      f"are mnist5k_captions and mnist5k_captions2.")
   return ds.captions(split)
 
 
@@ -614,7 +615,7 @@ def styles_ground_truth(split: str = "test", seed: int = 0) -> dict:
   (a derangement in train, the identity in test, where the split is aligned).
   Cached per (split, seed); read-only."""
   if split not in SPLIT_CODES:
-    raise ValueError(f"Unknown split {split!r}; this dataset has {tuple(SPLIT_CODES)}.")
+    raise ConfigError(f"Unknown split {split!r}; this dataset has {tuple(SPLIT_CODES)}.")
   return styles(split, int(seed))
 
 

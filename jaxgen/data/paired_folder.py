@@ -17,6 +17,7 @@ import os
 
 import numpy as np
 
+from jaxgen.errors import ConfigError, MissingInput
 from jaxgen.data.sources import ArraySource, Dataset, image_spec, register
 
 URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{name}.tar.gz"
@@ -68,10 +69,10 @@ class PairedFolder(Dataset):
     self.check_split(split)
     folder = os.path.expanduser(self.cfg.folder or "")
     if not folder or not os.path.isdir(os.path.join(folder, split)):
-      raise FileNotFoundError(f"The pix2pix dataset {self.set_name!r} has no {split} "
-                              f"folder here. " + how_to_get(self.set_name, folder))
+      raise MissingInput(f"The pix2pix dataset {self.set_name!r} has no {split} "
+                         f"folder here. " + how_to_get(self.set_name, folder))
     if self.cfg.direction not in ("AtoB", "BtoA"):
-      raise ValueError(f"config.data.direction={self.cfg.direction!r}; use AtoB or BtoA.")
+      raise ConfigError(f"config.data.direction={self.cfg.direction!r}; use AtoB or BtoA.")
     a, b = _read(folder, split, tuple(self.cfg.half_size))
     source, target = (a, b) if self.cfg.direction == "AtoB" else (b, a)
     return ArraySource({"source": source, "target": target})

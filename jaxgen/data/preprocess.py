@@ -15,6 +15,8 @@ level k and u ~ U[0, 1), then scaled; otherwise k / 255.
 from __future__ import annotations
 
 import numpy as np
+
+from jaxgen.errors import ConfigError
 from PIL import Image
 
 SCALES = ("unit", "symmetric")
@@ -25,20 +27,20 @@ FIXED_BINARIZATION_SEED = 1234
 def validate(cfg):
   """Check the preprocessing fields of a data config; clear errors otherwise."""
   if cfg.get("scale", "unit") not in SCALES:
-    raise ValueError(f"config.data.scale={cfg.scale!r}; use one of {SCALES}.")
+    raise ConfigError(f"config.data.scale={cfg.scale!r}; use one of {SCALES}.")
   if (cfg.get("binarize") or "") not in BINARIZE:
-    raise ValueError(f"config.data.binarize={cfg.binarize!r}; use one of "
-                     f"{BINARIZE} ('' for none).")
+    raise ConfigError(f"config.data.binarize={cfg.binarize!r}; use one of "
+                      f"{BINARIZE} ('' for none).")
   if cfg.get("jitter_resize") and not cfg.get("resize"):
-    raise ValueError("config.data.jitter_resize needs config.data.resize, the size "
-                     "of the random crop taken from the jittered image.")
+    raise ConfigError("config.data.jitter_resize needs config.data.resize, the size "
+                      "of the random crop taken from the jittered image.")
   if cfg.get("jitter_resize") and any(
       j < r for j, r in zip(tuple(cfg.jitter_resize), tuple(cfg.resize))):
-    raise ValueError(f"config.data.jitter_resize={tuple(cfg.jitter_resize)} must be at "
-                     f"least config.data.resize={tuple(cfg.resize)}.")
+    raise ConfigError(f"config.data.jitter_resize={tuple(cfg.jitter_resize)} must be at "
+                      f"least config.data.resize={tuple(cfg.resize)}.")
   if cfg.get("binarize") and cfg.get("dequantize"):
-    raise ValueError("config.data.binarize and config.data.dequantize exclude each "
-                     "other: binary data has nothing to dequantise.")
+    raise ConfigError("config.data.binarize and config.data.dequantize exclude each "
+                      "other: binary data has nothing to dequantise.")
 
 
 def resize(images: np.ndarray, size, center_crop: bool = False) -> np.ndarray:

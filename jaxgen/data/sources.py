@@ -20,6 +20,7 @@ import jax
 import numpy as np
 
 from jaxgen import registry
+from jaxgen.errors import ConfigError, MissingInput
 from jaxgen.data import toy2d
 
 MNIST5K_TEST_PER_CLASS = 50  # 10 x 50 = 500 test digits, 4,500 for training
@@ -153,7 +154,7 @@ class TfdsSource:
   def __init__(self, name: str, split: str, data_dir: str | None):
     builder = tfds_builder(name, data_dir)
     if not builder.is_prepared():
-      raise FileNotFoundError(
+      raise MissingInput(
           f"The tensorflow-datasets dataset {name!r} is not prepared in "
           f"{builder.data_dir} (and jaxgen does not download during training). "
           + how_to_prepare(name, data_dir))
@@ -177,8 +178,8 @@ def tfds_builder(name: str, data_dir: str | None):
   try:
     return tfds.builder(name, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError:
-    raise ValueError(
-        f"Unknown dataset {name!r}. Available: the offline sets "
+    raise ConfigError(
+        f"Unknown dataset {name!r} (config.data.name). Available: the offline sets "
         f"{', '.join(offline())}, or any tensorflow-datasets name (mnist, cifar10, "
         f"celeb_a, fashion_mnist, ...; see tfds.list_builders()).") from None
 
@@ -282,7 +283,8 @@ def get_source(data_config, split: str):
 
 def _check_split(split, allowed):
   if split not in allowed:
-    raise ValueError(f"Unknown split {split!r}; this dataset has {allowed}.")
+    raise ConfigError(f"Unknown split {split!r} (config.eval.split); this dataset has "
+                      f"{allowed}.")
   return split
 
 

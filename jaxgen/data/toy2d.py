@@ -12,6 +12,8 @@ import dataclasses
 from typing import Callable
 
 import numpy as np
+
+from jaxgen.errors import ConfigError
 from scipy.special import logsumexp
 
 
@@ -88,6 +90,6 @@ DISTRIBUTIONS = {
 
 def get(name: str) -> Toy2D:
   if name not in DISTRIBUTIONS:
-    raise ValueError(f"Unknown toy 2-D distribution {name!r}; available: "
-                     f"{', '.join(sorted(DISTRIBUTIONS))} (set config.data.distribution).")
+    raise ConfigError(f"Unknown toy 2-D distribution {name!r}; available: "
+                      f"{', '.join(sorted(DISTRIBUTIONS))} (set config.data.distribution).")
   return DISTRIBUTIONS[name]

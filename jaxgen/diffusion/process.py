@@ -15,9 +15,23 @@ import numpy as np
 
 from jaxgen import losses
 from jaxgen.diffusion import schedules
+from jaxgen.errors import ConfigError
 
 PARAMETERIZATIONS = ("eps", "x0", "v")
 VARIANCES = ("fixedlarge", "fixedsmall")
+
+
+def check_options(schedule, num_steps, parameterization, variance) -> None:
+  """Refuse ``config.diffusion``'s schedule, T, parameterization or variance when
+  this module would fail on it (some only inside a compiled step)."""
+  for name, value, allowed in (("schedule", schedule, tuple(schedules.SCHEDULES)),
+                               ("parameterization", parameterization, PARAMETERIZATIONS),
+                               ("variance", variance, VARIANCES)):
+    if value not in allowed:
+      raise ConfigError(f"config.diffusion.{name}={value!r}; use one of {allowed}.")
+  if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+    raise ConfigError(f"config.diffusion.num_steps={num_steps!r}: the number of "
+                      f"diffusion steps T, at least 1.")
 
 
 def _extract(a, t, ndim):

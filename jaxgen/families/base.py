@@ -18,6 +18,7 @@ import numpy as np
 import optax
 
 from jaxgen import precision, viz
+from jaxgen.errors import ConfigError
 
 
 @flax.struct.dataclass
@@ -51,8 +52,8 @@ def learning_rate_schedule(cfg, num_steps: int) -> optax.Schedule:
   if kind == "constant_then_linear":
     constant = cfg.constant_steps
     if not 0 <= constant <= num_steps - warmup:
-      raise ValueError(f"config.optim constant_steps={constant} must lie in [0, "
-                       f"train.num_steps - warmup_steps = {num_steps - warmup}].")
+      raise ConfigError(f"config.optim constant_steps={constant} must lie in [0, "
+                        f"train.num_steps - warmup_steps = {num_steps - warmup}].")
     decay = optax.join_schedules(
         [optax.constant_schedule(lr),
          optax.linear_schedule(lr, lr * cfg.end_factor, max(decay_steps - constant, 1))],
@@ -64,8 +65,8 @@ def learning_rate_schedule(cfg, num_steps: int) -> optax.Schedule:
   elif kind == "linear":
     decay = optax.linear_schedule(lr, lr * cfg.end_factor, decay_steps)
   else:
-    raise ValueError(f"config.optim.schedule={kind!r}; use constant, cosine, linear or "
-                     f"constant_then_linear.")
+    raise ConfigError(f"config.optim.schedule={kind!r}; use constant, cosine, linear or "
+                      f"constant_then_linear.")
   if not warmup:
     return decay
   return optax.join_schedules(
@@ -92,15 +93,15 @@ def make_optimizer(cfg, num_steps: int) -> optax.GradientTransformation:
   name, b1, b2, eps = cfg.name, cfg.b1, cfg.b2, cfg.eps
   mask = cfg.get("weight_decay_mask", "all")
   if mask not in WEIGHT_DECAY_MASKS:
-    raise ValueError(f"config.optim.weight_decay_mask={mask!r}; use one of "
-                     f"{WEIGHT_DECAY_MASKS}.")
+    raise ConfigError(f"config.optim.weight_decay_mask={mask!r}; use one of "
+                      f"{WEIGHT_DECAY_MASKS}.")
   if name == "adam":
     opt = optax.adam(schedule, b1=b1, b2=b2, eps=eps)
   elif name == "adamw":
     opt = optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=cfg.weight_decay,
                       mask=decays_matrices if mask == "matrices" else None)
   else:
-    raise ValueError(f"config.optim.name={name!r}; use adam or adamw.")
+    raise ConfigError(f"config.optim.name={name!r}; use adam or adamw.")
   clip = cfg.grad_clip_norm
   return optax.chain(optax.clip_by_global_norm(clip), opt) if clip else opt
 
@@ -375,7 +376,7 @@ def _kind(keys) -> str:
 
 def _check_keys(config, keys, spec):
   if not set(keys) <= set(spec):
-    raise ValueError(
+    raise ConfigError(
         f"config.family={config.family!r} trains on {_kind(keys)}, but "
         f"config.data.name={config.data.name!r} is {_kind(tuple(spec))}: choose a "
         f"dataset with the keys {', '.join(keys)}.")

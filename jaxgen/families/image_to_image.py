@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxgen.errors import ConfigError
+
 # The GAN losses as junyanz/pytorch-CycleGAN-and-pix2pix ``GANLoss``: ``vanilla`` is
 # BCEWithLogits against a target of 1 (real) or 0 (fake), ``lsgan`` the MSE against
 # it; means over the batch and every PatchGAN patch.
@@ -18,8 +20,9 @@ TRANSLATION_GAN_LOSSES = ("vanilla", "lsgan")
 def check_translation_kind(kind):
   """Refuse a GAN loss that is not one of ``TRANSLATION_GAN_LOSSES``."""
   if kind not in TRANSLATION_GAN_LOSSES:
-    raise ValueError(f"Unknown translation GAN loss {kind!r}; choose one of "
-                     f"{', '.join(TRANSLATION_GAN_LOSSES)}.")
+    raise ConfigError(f"Unknown translation GAN loss {kind!r} (config.*.gan_loss); "
+                      f"choose one of "
+                      f"{', '.join(TRANSLATION_GAN_LOSSES)}.")
 
 
 def translation_gan_loss(logits, target_is_real: bool, kind: str = "vanilla"):
@@ -48,8 +51,8 @@ def check_symmetric(config):
   """The generators end in tanh: images must be in [-1, 1]."""
   d = config.data
   if d.scale != "symmetric" or d.binarize:
-    raise ValueError("The generators' tanh output models images in [-1, 1]: set "
-                     "--config.data.scale=symmetric and --config.data.binarize=''.")
+    raise ConfigError("The generators' tanh output models images in [-1, 1]: set "
+                      "--config.data.scale=symmetric and --config.data.binarize=''.")
 
 
 def to_unit(x):

@@ -29,6 +29,7 @@ import urllib.request
 from typing import Callable
 
 from jaxgen import registry
+from jaxgen.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +69,7 @@ KNOWN: dict[str, KnownFile] = {
 }
 
 
-class WeightsError(RuntimeError):
+class WeightsError(UserError, RuntimeError):
   """A weights file is missing, cannot be downloaded, or fails its checksum."""
 
 

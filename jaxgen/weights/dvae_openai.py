@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen import precision, weights
+from jaxgen.errors import UserError
 from jaxgen.families.dvae import losses
 from jaxgen.families.dvae import networks as dvae_models
 from jaxgen.stages import Autoencoder
@@ -36,7 +37,7 @@ DECODER_CLASSES = (*_COMMON, "dall_e.decoder.Decoder", "dall_e.decoder.DecoderBl
                    f"{_NN}upsampling.Upsample")
 
 
-class DVAEWeightsError(ValueError):
+class DVAEWeightsError(UserError):
   """A file is not OpenAI's dVAE encoder or decoder of the expected architecture."""
 
 

@@ -18,13 +18,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgen.errors import UserError
 from jaxgen.models import image_to_image as nets
 from jaxgen.weights import torch_pickle
 
 ARCHS = ("unet_256", "unet_128", "resnet_9blocks", "resnet_6blocks")
 
 
-class GeneratorFileError(ValueError):
+class GeneratorFileError(UserError):
   """A generator file that does not hold the architecture asked for."""
 
 

@@ -5,18 +5,29 @@ zip format (the default since torch 1.6) and in the legacy format that preceded 
 ``dict[str, np.ndarray]``. The pickle inside is read by a restricted unpickler that builds
 nothing but ordered dicts and tensors, so a weights file cannot run code.
 ``save_state_dict(path, arrays)`` writes the zip format, which ``torch.load`` reads.
+
+Nothing a file says is allocated before it is checked against the bytes the file
+holds: a storage's element count against its record (zip) or the bytes left (legacy),
+and a tensor's offset, sizes and strides against its storage, which it may not
+outnumber (a (1e7, 1e7) tensor of strides (0, 0) over one element is refused). So
+reading a file allocates at most a few times its size.
 """
 from __future__ import annotations
 
 import collections
 import dataclasses
 import io
+import math
+import numbers
+import os
 import pickle
 import struct
 import zipfile
 from typing import Mapping
 
 import numpy as np
+
+from jaxgen.errors import UserError
 
 _STORAGE_DTYPES = {
     "DoubleStorage": np.float64,
@@ -33,9 +44,10 @@ _STORAGE_NAMES = {np.dtype(dtype): name for name, dtype in _STORAGE_DTYPES.items
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
 _ZIP_ALIGNMENT = 64  # torch aligns tensor data in its archives, for memory mapping
+_DEFLATE_MAX_RATIO = 1032  # deflate expands a compressed byte into at most this many
 
 
-class TorchPickleError(ValueError):
+class TorchPickleError(UserError):
   """A file is not a readable PyTorch state dict."""
 
 
@@ -64,10 +76,18 @@ class Tensor:
     if data is None or len(data) != self.storage.numel:
       raise TorchPickleError("a tensor's storage has no data")
     size, stride = tuple(self.size), tuple(self.stride)
-    if len(size) != len(stride) or min(size + stride, default=0) < 0:
-      raise TorchPickleError(f"invalid tensor sizes {size} and strides {stride}")
+    if (not all(_is_int(v) for v in (self.offset, *size, *stride))
+        or len(size) != len(stride) or min(size + stride, default=0) < 0):
+      raise TorchPickleError(f"invalid tensor sizes {size!r:.100}, strides {stride!r:.100} "
+                             f"or offset {self.offset!r:.100}")
     if 0 in size:
       return np.zeros(size, data.dtype)
+    count = math.prod(size)
+    if count > len(data):  # before anything of that size is allocated
+      raise TorchPickleError(
+          f"a tensor of sizes {size} and strides {stride} ({count} elements) "
+          f"outnumbers its storage of {len(data)} elements in the file, which no "
+          f"saved weights do")
     last = self.offset + sum((n - 1) * s for n, s in zip(size, stride))
     if self.offset < 0 or last >= len(data):
       raise TorchPickleError(f"a tensor of sizes {size}, strides {stride} and offset "
@@ -75,6 +95,35 @@ class Tensor:
     view = np.lib.stride_tricks.as_strided(
         data[self.offset:], size, [s * data.itemsize for s in stride], writeable=False)
     return view.copy()
+
+
+def _is_int(value) -> bool:
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_count(numel, itemsize: int, available: int, what: str) -> int:
+  """A storage's element count from the pickle, checked against the bytes the file
+  has for it (before they are read)."""
+  if not _is_int(numel) or numel < 0:
+    raise TorchPickleError(f"{what} has an invalid element count {numel!r:.100}")
+  if numel * itemsize > available:
+    raise TorchPickleError(f"{what} claims {numel} elements ({numel * itemsize} bytes), "
+                           f"but the file has {available} bytes for it")
+  return int(numel)
+
+
+def _read_record(archive: zipfile.ZipFile, name: str, expected: int | None = None):
+  """A record of the archive, its declared size checked before it is read: equal to
+  ``expected`` bytes if given, and no more than its compressed bytes can hold."""
+  info = archive.getinfo(name)
+  bound = (info.compress_size if info.compress_type == zipfile.ZIP_STORED
+           else info.compress_size * _DEFLATE_MAX_RATIO)
+  if info.file_size > bound or (expected is not None and info.file_size != expected):
+    raise TorchPickleError(
+        f"the record {name} declares {info.file_size} bytes"
+        + (f", expected {expected}" if expected is not None else "")
+        + f", and the archive holds {info.compress_size} bytes of it")
+  return archive.read(info)
 
 
 def rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
@@ -133,13 +182,17 @@ def _load_zip(file, make_unpickler=None) -> object:
     def load_storage(pid):
       _, storage_type, key, _, numel = pid[:5]
       if key not in storages:
-        data = np.frombuffer(archive.read(f"{prefix}data/{key}"), storage_type.dtype)
-        if len(data) != numel:
-          raise TorchPickleError(f"storage {key} holds {len(data)} elements, expected {numel}")
+        name = f"{prefix}data/{key}"
+        itemsize = storage_type.dtype.itemsize
+        numel = _check_count(numel, itemsize, archive.getinfo(name).file_size,
+                             f"storage {key}")
+        data = np.frombuffer(_read_record(archive, name, numel * itemsize),
+                             storage_type.dtype)
         storages[key] = Storage(storage_type.dtype, numel, data)
       return storages[key]
 
-    return make_unpickler(io.BytesIO(archive.read(pickles[0])), load_storage).load()
+    return make_unpickler(io.BytesIO(_read_record(archive, pickles[0])),
+                          load_storage).load()
 
 
 def load_legacy(f, make_unpickler=None) -> object:
@@ -168,6 +221,8 @@ def load_legacy(f, make_unpickler=None) -> object:
       raise TorchPickleError("it uses storage views, written only by torch < 0.4; load and "
                              "save it again with a newer torch")
     if key not in storages:
+      numel = _check_count(numel, storage_type.dtype.itemsize, _bytes_left(f),
+                           f"storage {key!r:.100}")
       storages[key] = Storage(storage_type.dtype, numel)
     return storages[key]
 
@@ -176,6 +231,7 @@ def load_legacy(f, make_unpickler=None) -> object:
   for key in keys:
     storage = storages[key]
     (numel,) = struct.unpack("<q", _read_exactly(f, 8))
+    _check_count(numel, storage.dtype.itemsize, _bytes_left(f), f"storage {key!r:.100}")
     if numel != storage.numel:
       raise TorchPickleError(f"storage {key} holds {numel} elements, expected {storage.numel}")
     storage.data = np.frombuffer(_read_exactly(f, numel * storage.dtype.itemsize),
@@ -185,6 +241,14 @@ def load_legacy(f, make_unpickler=None) -> object:
 
 def _no_storage(pid):
   raise pickle.UnpicklingError("storage outside the object pickle")
+
+
+def _bytes_left(f) -> int:
+  """The bytes of ``f`` after its position."""
+  here = f.tell()
+  end = f.seek(0, os.SEEK_END)
+  f.seek(here)
+  return end - here
 
 
 def _read_exactly(f, n: int) -> bytes:
@@ -226,34 +290,34 @@ def load_state_dict(path) -> dict[str, np.ndarray]:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Global:
+class Global:
   module: str
   name: str
 
 
 @dataclasses.dataclass(frozen=True)
-class _Call:
-  func: _Global
+class Call:
+  func: Global
   args: tuple
 
 
 @dataclasses.dataclass(frozen=True)
-class _PersistentId:
+class PersistentId:
   pid: tuple
 
 
-_ORDERED_DICT = _Global("collections", "OrderedDict")
+_ORDERED_DICT = Global("collections", "OrderedDict")
 
 
-def _emit(out: io.BytesIO, obj) -> None:
-  if isinstance(obj, _Global):
+def emit(out: io.BytesIO, obj) -> None:
+  if isinstance(obj, Global):
     out.write(pickle.GLOBAL + f"{obj.module}\n{obj.name}\n".encode("ascii"))
-  elif isinstance(obj, _Call):
-    _emit(out, obj.func)
-    _emit(out, obj.args)
+  elif isinstance(obj, Call):
+    emit(out, obj.func)
+    emit(out, obj.args)
     out.write(pickle.REDUCE)
-  elif isinstance(obj, _PersistentId):
-    _emit(out, obj.pid)
+  elif isinstance(obj, PersistentId):
+    emit(out, obj.pid)
     out.write(pickle.BINPERSID)
   elif isinstance(obj, bool):
     out.write(pickle.NEWTRUE if obj else pickle.NEWFALSE)
@@ -266,21 +330,34 @@ def _emit(out: io.BytesIO, obj) -> None:
   elif isinstance(obj, str):
     data = obj.encode("utf-8")
     out.write(pickle.BINUNICODE + struct.pack("<I", len(data)) + data)
+  elif isinstance(obj, bytes):  # protocol 3's opcode, as torch's own pickles use
+    out.write(pickle.BINBYTES + struct.pack("<I", len(obj)) + obj)
   elif isinstance(obj, tuple):
     out.write(pickle.MARK)
     for item in obj:
-      _emit(out, item)
+      emit(out, item)
     out.write(pickle.TUPLE)
   elif isinstance(obj, dict):  # as torch writes a state dict: an OrderedDict
-    _emit(out, _Call(_ORDERED_DICT, ()))
+    emit(out, Call(_ORDERED_DICT, ()))
     if obj:
       out.write(pickle.MARK)
       for key, value in obj.items():
-        _emit(out, key)
-        _emit(out, value)
+        emit(out, key)
+        emit(out, value)
       out.write(pickle.SETITEMS)
   else:
     raise TypeError(f"cannot write a {type(obj).__name__}")
+
+
+def dumps(obj) -> bytes:
+  """The pickle (protocol 2) of ``obj``, built of ``Global``, ``Call``,
+  ``PersistentId``, ints, strings, bytes, tuples and dicts (written as OrderedDicts):
+  what torch writes, for any content (the tests write malformed files with it)."""
+  out = io.BytesIO()
+  out.write(pickle.PROTO + bytes([2]))
+  emit(out, obj)
+  out.write(pickle.STOP)
+  return out.getvalue()
 
 
 def _write_aligned(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
@@ -306,17 +383,13 @@ def save_state_dict(path, arrays: Mapping[str, np.ndarray]) -> None:
                       f"supported: {', '.join(str(d) for d in _STORAGE_NAMES)}.")
     storage_key = str(len(storages))
     storages.append(array.astype(array.dtype.newbyteorder("<")).tobytes(order="C"))
-    pid = ("storage", _Global("torch", _STORAGE_NAMES[array.dtype]), storage_key, "cpu",
+    pid = ("storage", Global("torch", _STORAGE_NAMES[array.dtype]), storage_key, "cpu",
            array.size)
     strides = tuple(int(np.prod(array.shape[i + 1:])) for i in range(array.ndim))
-    state[key] = _Call(_Global("torch._utils", "_rebuild_tensor_v2"), (
-        _PersistentId(pid), 0, array.shape, strides, False, _Call(_ORDERED_DICT, ())))
-  out = io.BytesIO()
-  out.write(pickle.PROTO + bytes([2]))
-  _emit(out, state)
-  out.write(pickle.STOP)
+    state[key] = Call(Global("torch._utils", "_rebuild_tensor_v2"), (
+        PersistentId(pid), 0, array.shape, strides, False, Call(_ORDERED_DICT, ())))
   with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
-    _write_aligned(archive, "archive/data.pkl", out.getvalue())
+    _write_aligned(archive, "archive/data.pkl", dumps(state))
     _write_aligned(archive, "archive/byteorder", b"little")
     for key, data in enumerate(storages):
       _write_aligned(archive, f"archive/data/{key}", data)

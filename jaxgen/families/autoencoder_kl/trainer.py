@@ -63,7 +63,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen import losses, sharding, stages, viz, weights
-from jaxgen.errors import StageError
+from jaxgen.errors import ConfigError, StageError
 from jaxgen.families import adversarial, base
 from jaxgen.families.adversarial import STATS, apply_module
 from jaxgen.families.autoencoder_kl import losses as kl_losses
@@ -158,7 +158,7 @@ class AutoencoderKLTrainer(Trainer, Autoencoder):
   def _check_images(self, images):
     if tuple(images.shape[1:]) != self.example_shape:
       h, w, c = self.example_shape
-      raise ValueError(f"This autoencoder was trained on {h}x{w}x{c} images, got "
+      raise StageError(f"This autoencoder was trained on {h}x{w}x{c} images, got "
                        f"{tuple(images.shape[1:])}: give the stage images of its own "
                        f"size and channels.")
 
@@ -174,7 +174,7 @@ class AutoencoderKLTrainer(Trainer, Autoencoder):
 
   def decode(self, params, latents):
     if tuple(latents.shape[1:]) != tuple(self.latent_spec.shape):
-      raise ValueError(f"This autoencoder decodes latents of shape "
+      raise StageError(f"This autoencoder decodes latents of shape "
                        f"{tuple(self.latent_spec.shape)}, got {tuple(latents.shape[1:])}.")
     x = self._ae(params, latents, method="decode")
     return jnp.clip((x + 1.0) / 2.0, 0.0, 1.0)
@@ -336,20 +336,20 @@ def load_lpips_stage(vgg: str, heads: str) -> stages.Stage:
 def _check(cfg, lc, shape):
   h, w, c = shape
   if cfg.in_channels != c or cfg.out_ch != c:
-    raise ValueError(f"config.model.in_channels={cfg.in_channels} and out_ch="
-                     f"{cfg.out_ch}, but the images have {c} channels: set both to {c}.")
+    raise ConfigError(f"config.model.in_channels={cfg.in_channels} and out_ch="
+                      f"{cfg.out_ch}, but the images have {c} channels: set both to {c}.")
   if cfg.resolution != h:
-    raise ValueError(f"config.model.resolution={cfg.resolution}, but the images are "
-                     f"{h}x{w}: set --config.model.resolution={h} (attn_resolutions "
-                     f"are counted from it).")
+    raise ConfigError(f"config.model.resolution={cfg.resolution}, but the images are "
+                      f"{h}x{w}: set --config.model.resolution={h} (attn_resolutions "
+                      f"are counted from it).")
   if h % cfg.factor or w % cfg.factor:
-    raise ValueError(f"The images are {h}x{w}, which the factor f={cfg.factor} of "
-                     f"ch_mult={cfg.ch_mult} does not divide.")
+    raise ConfigError(f"The images are {h}x{w}, which the factor f={cfg.factor} of "
+                      f"config.model.ch_mult={cfg.ch_mult} does not divide.")
   if lc.disc_loss not in kl_losses.DISC_LOSSES:
-    raise ValueError(f"config.loss.disc_loss={lc.disc_loss!r}; use one of "
-                     f"{list(kl_losses.DISC_LOSSES)}.")
+    raise ConfigError(f"config.loss.disc_loss={lc.disc_loss!r}; use one of "
+                      f"{list(kl_losses.DISC_LOSSES)}.")
   if lc.disc_start < 0 or lc.perceptual_weight < 0:
-    raise ValueError("config.loss.disc_start and perceptual_weight must be >= 0.")
+    raise ConfigError("config.loss.disc_start and perceptual_weight must be >= 0.")
 
 
 Trainer = AutoencoderKLTrainer

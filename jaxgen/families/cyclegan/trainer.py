@@ -46,6 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgen.errors import ConfigError
 from jaxgen.models import image_to_image as nets
 from jaxgen.families import adversarial
 from jaxgen.families import base
@@ -131,19 +132,23 @@ class CycleGANTrainer(Trainer):
     translation.check_symmetric(config)
     translation.check_translation_kind(c.gan_loss)
     if m.norm != "instance":
-      raise ValueError(f"config.model.norm={m.norm!r}: the CycleGAN family runs the "
-                       f"paper's instance norm (no statistics to keep); set "
-                       f"--config.model.norm=instance.")
+      raise ConfigError(f"config.model.norm={m.norm!r}: the CycleGAN family runs the "
+                        f"paper's instance norm (no statistics to keep); set "
+                        f"--config.model.norm=instance.")
     self.shape_a = tuple(self.spec["domain_a"].shape)
     self.shape_b = tuple(self.spec["domain_b"].shape)
     if self.shape_a[:2] != self.shape_b[:2]:
-      raise ValueError(f"Domain A images {self.shape_a} and domain B images "
-                       f"{self.shape_b} differ in size: set config.data.resize.")
+      raise ConfigError(f"Domain A images {self.shape_a} and domain B images "
+                        f"{self.shape_b} differ in size: set config.data.resize.")
     make = functools.partial(nets.make_generator, m.generator, ngf=m.ngf, norm=m.norm,
                              use_dropout=m.use_dropout)
     self.g_ab, self.g_ba = make(output_nc=self.shape_b[-1]), make(
         output_nc=self.shape_a[-1])
     self.d = nets.PatchDiscriminator(m.ndf, m.n_layers_d, m.norm)
+    if c.pool_size < 0:
+      raise ConfigError(f"config.cyclegan.pool_size={c.pool_size}: the number of "
+                        f"generated images kept for the discriminators (0: none; the "
+                        f"paper: 50).")
     self.c = c
     n = config.train.num_steps
     self.tx = {**{g: base.make_optimizer(config.optim.generator, n)
@@ -154,13 +159,13 @@ class CycleGANTrainer(Trainer):
     self.styles = c.styles_metrics
     if self.styles:
       if config.data.name != "mnist5k_styles":
-        raise ValueError(f"config.cyclegan.styles_metrics needs the aligned test split "
-                         f"and the digits of mnist5k_styles, not {config.data.name!r}: "
-                         f"set --config.cyclegan.styles_metrics=False.")
+        raise ConfigError(f"config.cyclegan.styles_metrics needs the aligned test split "
+                          f"and the digits of mnist5k_styles, not {config.data.name!r}: "
+                          f"set --config.cyclegan.styles_metrics=False.")
       if self.shape_a != (28, 28, 3):
-        raise ValueError(f"config.cyclegan.styles_metrics reads 28x28 digits with the "
-                         f"MNIST classifier; these images are {self.shape_a}: drop "
-                         f"config.data.resize.")
+        raise ConfigError(f"config.cyclegan.styles_metrics reads 28x28 digits with the "
+                          f"MNIST classifier; these images are {self.shape_a}: drop "
+                          f"config.data.resize.")
       from jaxgen.metrics import mnist_classifier
       self._classifier = mnist_classifier.load_params()
       # Host work, before any trace: the eval step centres its feature sums on these.

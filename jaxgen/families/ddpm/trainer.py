@@ -12,8 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen import losses, viz
+from jaxgen.errors import ConfigError
 from jaxgen.diffusion import samplers
-from jaxgen.diffusion.process import GaussianDiffusion
+from jaxgen.diffusion.process import GaussianDiffusion, check_options
 from jaxgen.models.unet import UNet
 from jaxgen.families.base import OneOptimizerTrainer
 
@@ -24,6 +25,8 @@ class DDPMTrainer(OneOptimizerTrainer):
     super().__init__(config, spec, stages)
     m = config.model
     self.check_data(config.data)
+    d = config.diffusion
+    check_options(d.schedule, d.num_steps, d.parameterization, d.variance)
     self.process = GaussianDiffusion.create(config.diffusion.schedule,
                                             config.diffusion.num_steps)
     self.param = config.diffusion.parameterization
@@ -33,8 +36,8 @@ class DDPMTrainer(OneOptimizerTrainer):
 
   def check_data(self, d):
     if d.scale != "symmetric" or d.binarize:
-      raise ValueError("DDPM models grey levels scaled to [-1, 1]: set "
-                       "--config.data.scale=symmetric and --config.data.binarize=''.")
+      raise ConfigError("DDPM models grey levels scaled to [-1, 1]: set "
+                        "--config.data.scale=symmetric and --config.data.binarize=''.")
 
   def make_network(self, m):
     """The noise predictor eps(x_t, t[, y]) from ``config.model``."""

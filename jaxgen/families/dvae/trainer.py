@@ -35,6 +35,7 @@ import numpy as np
 import optax
 
 from jaxgen import losses
+from jaxgen.errors import ConfigError, StageError
 from jaxgen.metrics import ssim as ssim_lib
 from jaxgen.families.dvae import networks as dvae_models
 from jaxgen.families.dvae.losses import (categorical_kl_to_uniform,
@@ -53,23 +54,23 @@ def make_schedule(cfg, what: str) -> optax.Schedule:
   exponential (geometric) from ``init`` to ``end`` over ``steps`` then ``end``."""
   kind, init, end, steps = cfg.kind, float(cfg.init), float(cfg.end), int(cfg.steps)
   if kind not in SCHEDULE_KINDS:
-    raise ValueError(f"config.schedules.{what}.kind={kind!r}; use one of "
-                     f"{SCHEDULE_KINDS}.")
+    raise ConfigError(f"config.schedules.{what}.kind={kind!r}; use one of "
+                      f"{SCHEDULE_KINDS}.")
   if kind == "constant":
     return optax.constant_schedule(init)
   if steps <= 0:
-    raise ValueError(f"config.schedules.{what}.steps={steps} must be positive for a "
-                     f"{kind} schedule.")
+    raise ConfigError(f"config.schedules.{what}.steps={steps} must be positive for a "
+                      f"{kind} schedule.")
   if kind == "linear":
     return optax.linear_schedule(init, end, steps)
   if init == 0.0:
-    raise ValueError(f"config.schedules.{what}: a {kind} schedule cannot start at 0; "
-                     f"use kind='linear' to rise from 0.")
+    raise ConfigError(f"config.schedules.{what}: a {kind} schedule cannot start at 0; "
+                      f"use kind='linear' to rise from 0.")
   if kind == "cosine":
     return optax.cosine_decay_schedule(init, steps, alpha=end / init)
   if init <= 0 or end <= 0:
-    raise ValueError(f"config.schedules.{what}: an exponential schedule needs positive "
-                     f"init and end, got {init} and {end}.")
+    raise ConfigError(f"config.schedules.{what}: an exponential schedule needs positive "
+                      f"init and end, got {init} and {end}.")
   return optax.exponential_decay(init, steps, end / init, end_value=end,
                                  transition_begin=0)
 
@@ -80,7 +81,7 @@ def check_positive(schedule, num_steps: int, what: str):
   values = np.asarray(jax.vmap(schedule)(jnp.asarray(steps)))
   bad = np.flatnonzero(~(values > 0))
   if bad.size:
-    raise ValueError(
+    raise ConfigError(
         f"config.schedules.{what} reaches {values[bad[0]]:.3g} at step {bad[0]} of "
         f"{num_steps}: the Gumbel-softmax relaxation divides the logits by the "
         f"temperature, so it must stay positive. End it at a positive value (the "
@@ -96,16 +97,16 @@ class DVAETrainer(DiscreteAutoencoderPictures, OneOptimizerTrainer,
     h, w, c = self.example_shape
     factor = dvae_models.downsampling(m.group_count)
     if h % factor or w % factor:
-      raise ValueError(f"The images are {h}x{w}, which the encoder's "
-                       f"{m.group_count - 1} 2x2 max-pools do not divide: set "
-                       f"config.data.resize to a multiple of {factor} or change "
-                       f"config.model.group_count.")
+      raise ConfigError(f"The images are {h}x{w}, which the encoder's "
+                        f"{m.group_count - 1} 2x2 max-pools do not divide: set "
+                        f"config.data.resize to a multiple of {factor} or change "
+                        f"config.model.group_count.")
     if m.n_hid % 4:
-      raise ValueError(f"config.model.n_hid={m.n_hid} must be a multiple of 4 (the "
-                       f"blocks' bottleneck is n_out / 4).")
+      raise ConfigError(f"config.model.n_hid={m.n_hid} must be a multiple of 4 (the "
+                        f"blocks' bottleneck is n_out / 4).")
     self.eps = float(m.logit_laplace_eps)
     if not 0.0 < self.eps < 0.5:
-      raise ValueError(f"config.model.logit_laplace_eps={self.eps} must be in (0, 0.5).")
+      raise ConfigError(f"config.model.logit_laplace_eps={self.eps} must be in (0, 0.5).")
     self.num_codes = int(m.vocab_size)
     self.grid = (h // factor, w // factor)
     self.num_dims = h * w * c
@@ -138,7 +139,7 @@ class DVAETrainer(DiscreteAutoencoderPictures, OneOptimizerTrainer,
   def _check_images(self, images):
     if tuple(images.shape[1:]) != self.example_shape:
       h, w, c = self.example_shape
-      raise ValueError(
+      raise StageError(
           f"This dVAE's encoder was trained on {h}x{w}x{c} images, got images of "
           f"shape {tuple(images.shape[1:])}: give the stage images of its own size "
           f"(resize them, e.g. with config.data.resize=({h}, {w}), and match the "
@@ -153,7 +154,7 @@ class DVAETrainer(DiscreteAutoencoderPictures, OneOptimizerTrainer,
   def decode(self, params, codes):
     """The mean reconstruction unmap(sigmoid(location)) in [0, 1] of integer codes."""
     if tuple(codes.shape[1:]) != self.grid:
-      raise ValueError(f"This dVAE decodes code grids of shape {self.grid}, got "
+      raise StageError(f"This dVAE decodes code grids of shape {self.grid}, got "
                        f"{tuple(codes.shape[1:])}.")
     loc, _ = self.decoder_stats(params, jax.nn.one_hot(codes, self.num_codes))
     return unmap_pixels(jax.nn.sigmoid(loc), self.eps)

@@ -29,6 +29,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgen.errors import ConfigError
 from jaxgen.models.layers import DCGAN_INIT, batch_norm
 
 def join_label(h, y, num_classes: int):
@@ -57,15 +58,15 @@ def pyramid(size: int) -> tuple[int, int]:
   while start % 2 == 0 and start > 7:
     start, stages = start // 2, stages + 1
   if stages == 0:
-    raise ValueError(f"A DCGAN needs an even image size above 7, got {size}; resize "
-                     f"the data (e.g. --config.data.resize='(32, 32)').")
+    raise ConfigError(f"A DCGAN needs an even image size above 7, got {size}; resize "
+                      f"the data (e.g. --config.data.resize='(32, 32)').")
   return start, stages
 
 
 def _square_size(shape) -> int:
   if len(shape) != 3 or shape[0] != shape[1]:
-    raise ValueError(f"A DCGAN needs square images (H, W, C), got {tuple(shape)}; "
-                     f"set --config.data.resize to a square size.")
+    raise ConfigError(f"A DCGAN needs square images (H, W, C), got {tuple(shape)}; "
+                      f"set --config.data.resize to a square size.")
   return shape[0]
 
 
@@ -253,11 +254,11 @@ def make(arch: str, data_shape: tuple, *, hidden_g=(), hidden_d=(),
             MLPDiscriminator(tuple(hidden_d), cond_d, aux, d_dropout))
   if arch == "dcgan":
     if d_dropout:
-      raise ValueError("Discriminator dropout is for the MLP discriminator; set "
-                       "--config.model.d_dropout=0 for a DCGAN.")
+      raise ConfigError("Discriminator dropout is for the MLP discriminator; set "
+                        "--config.model.d_dropout=0 for a DCGAN.")
     if len(data_shape) != 3:
-      raise ValueError(f"A DCGAN needs images, not data of shape {tuple(data_shape)}; "
-                       f"use --config.model.arch=mlp.")
+      raise ConfigError(f"A DCGAN needs images, not data of shape {tuple(data_shape)}; "
+                        f"use --config.model.arch=mlp.")
     return (DCGANGenerator(tuple(data_shape), base_g, cond_g, upsample),
             DCGANDiscriminator(base_d, cond_d, aux, d_batch_norm))
-  raise ValueError(f"config.model.arch={arch!r}; use mlp or dcgan.")
+  raise ConfigError(f"config.model.arch={arch!r}; use mlp or dcgan.")

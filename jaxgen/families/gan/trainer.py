@@ -36,6 +36,7 @@ import numpy as np
 import optax
 
 from jaxgen import losses, viz
+from jaxgen.errors import ConfigError
 from jaxgen.families.gan import networks as gan_models
 from jaxgen.families import adversarial
 from jaxgen.families.adversarial import apply_module
@@ -321,29 +322,29 @@ class GANTrainer(Trainer):
 def _validate(config, points: bool):
   m, g, d = config.model, config.gan, config.data
   if g.loss not in losses.GAN_LOSSES:
-    raise ValueError(f"config.gan.loss={g.loss!r}; use one of {losses.GAN_LOSSES}.")
+    raise ConfigError(f"config.gan.loss={g.loss!r}; use one of {losses.GAN_LOSSES}.")
   if g.d_steps < 1:
-    raise ValueError(f"config.gan.d_steps={g.d_steps}; it must be at least 1.")
+    raise ConfigError(f"config.gan.d_steps={g.d_steps}; it must be at least 1.")
   cond = m.conditioning
   if cond not in CONDITIONING:
-    raise ValueError(f"config.model.conditioning={cond!r}; use '' (none), cgan or "
-                     f"acgan.")
+    raise ConfigError(f"config.model.conditioning={cond!r}; use '' (none), cgan or "
+                      f"acgan.")
   if cond and m.num_classes < 2:
-    raise ValueError(f"config.model.conditioning={cond!r} needs the number of classes: "
-                     f"set --config.model.num_classes (10 for MNIST).")
+    raise ConfigError(f"config.model.conditioning={cond!r} needs the number of classes: "
+                      f"set --config.model.num_classes (10 for MNIST).")
   if points and m.arch != "mlp":
-    raise ValueError(f"config.model.arch={m.arch!r} needs images, but the toy 2-D data "
-                     f"are points: use --config.model.arch=mlp.")
+    raise ConfigError(f"config.model.arch={m.arch!r} needs images, but the toy 2-D data "
+                      f"are points: use --config.model.arch=mlp.")
   if cond and points:
-    raise ValueError("The toy 2-D data has no labels: set "
-                     "--config.model.conditioning=''.")
+    raise ConfigError("The toy 2-D data has no labels: set "
+                      "--config.model.conditioning=''.")
   if g.r1_gamma and m.arch == "dcgan" and m.d_batch_norm:
-    raise ValueError("R1 needs per-example gradients, but a BatchNorm discriminator "
-                     "mixes the examples of a batch: set "
-                     "--config.model.d_batch_norm=False, or --config.gan.r1_gamma=0.")
+    raise ConfigError("R1 needs per-example gradients, but a BatchNorm discriminator "
+                      "mixes the examples of a batch: set "
+                      "--config.model.d_batch_norm=False, or --config.gan.r1_gamma=0.")
   if not points and (d.scale != "symmetric" or d.binarize):
-    raise ValueError("The generator's tanh output models grey levels in [-1, 1]: set "
-                     "--config.data.scale=symmetric and --config.data.binarize=''.")
+    raise ConfigError("The generator's tanh output models grey levels in [-1, 1]: set "
+                      "--config.data.scale=symmetric and --config.data.binarize=''.")
 
 
 Trainer = GANTrainer

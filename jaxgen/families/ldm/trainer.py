@@ -56,7 +56,7 @@ import numpy as np
 
 from jaxgen import data, losses, viz
 from jaxgen.diffusion import samplers, schedules
-from jaxgen.diffusion.process import GaussianDiffusion
+from jaxgen.diffusion.process import GaussianDiffusion, check_options
 from jaxgen.errors import ConfigError, StageError
 from jaxgen.families.base import OneOptimizerTrainer
 from jaxgen.families.ldm.networks import ClassEmbedder, MLPDenoiser
@@ -121,8 +121,10 @@ class LDMTrainer(OneOptimizerTrainer):
       shape = tuple(latent.shape[1:])
     super().__init__(config, {**spec, "image": jax.ShapeDtypeStruct(shape, jnp.float32)},
                      stages)
-    self.process = make_process(config.diffusion)
-    self.param = config.diffusion.parameterization
+    d = config.diffusion
+    check_options(d.schedule, d.num_steps, d.parameterization, d.variance)
+    self.process = make_process(d)
+    self.param = d.parameterization
     self.conditioning = m.conditioning
     self.p_uncond = float(m.p_uncond) if self.conditioning != "none" else 0.0
     self.num_classes = int(m.num_classes) if self.conditioning == "class" else 0

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgen.errors import ConfigError
 from jaxgen.models import image_to_image as nets
 from jaxgen.families import adversarial
 from jaxgen.families import base
@@ -52,16 +53,16 @@ class Pix2PixTrainer(Trainer):
     m, p = config.model, config.pix2pix
     translation.check_symmetric(config)
     if p.test_mode not in TEST_MODES:
-      raise ValueError(f"config.pix2pix.test_mode={p.test_mode!r}; use one of "
-                       f"{TEST_MODES}.")
+      raise ConfigError(f"config.pix2pix.test_mode={p.test_mode!r}; use one of "
+                        f"{TEST_MODES}.")
     translation.check_translation_kind(p.gan_loss)
     self.source_shape = tuple(self.spec["source"].shape)
     self.target_shape = tuple(self.spec["target"].shape)
     h, w = self.source_shape[:2]
     if self.target_shape[:2] != (h, w):
-      raise ValueError(f"Source {self.source_shape} and target {self.target_shape} "
-                       f"images differ in size; Pix2Pix maps an image to one of the "
-                       f"same size.")
+      raise ConfigError(f"Source {self.source_shape} and target {self.target_shape} "
+                        f"images differ in size; Pix2Pix maps an image to one of the "
+                        f"same size (config.data).")
     self.generator = nets.make_generator(m.generator, self.target_shape[-1], m.ngf,
                                          m.norm, m.use_dropout, m.num_downs)
     if isinstance(self.generator, nets.UNetGenerator):

@@ -22,7 +22,8 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from jaxgen import build, sharding, train, viz, xla_options
+from jaxgen import build, checkpoint, errors, sharding, train, viz, xla_options
+from jaxgen.errors import ConfigError, UserError
 from jaxgen.families.pixelcnn.trainer import PixelCNNTrainer, parse_mask
 
 FLAGS = flags.FLAGS
@@ -51,7 +52,7 @@ def load_images(paths, height: int, width: int, channels: int, data_config):
   from PIL import Image
   mode = {1: "L", 3: "RGB"}.get(channels)
   if mode is None:
-    raise ValueError(f"Cannot read image files into {channels} channels.")
+    raise ConfigError(f"Cannot read image files into {channels} channels.")
   out = []
   for path in paths:
     with Image.open(path) as img:
@@ -71,34 +72,56 @@ def complete_files(config, workdir, paths, mask="", labels=(), num_completions=0
   mesh = sharding.make_mesh()
   trainer = build.make_trainer(config, mesh)
   if not isinstance(trainer, PixelCNNTrainer):
-    raise ValueError(f"config.family={config.family!r} is not autoregressive: "
-                     f"completion needs a pixelcnn or pixelcnn_prior run.")
+    raise ConfigError(f"config.family={config.family!r} is not autoregressive: "
+                      f"completion needs a pixelcnn or pixelcnn_prior run.")
   if not paths:
-    raise ValueError("No image files given: --images=a.png,b.png")
+    raise ConfigError("No image files given: --images=a.png,b.png")
+  num_completions = num_completions or config.complete.num_completions
+  if num_completions < 1:
+    raise ConfigError(f"--num_completions={num_completions} (or "
+                      f"config.complete.num_completions): at least 1 per image.")
+  label_array = check_labels(labels, len(paths), trainer.num_classes)
+  visible = parse_mask(mask or config.complete.mask, *trainer.shape[:2])
+  errors.check_writable(out, "--out")
+  viz.image_format(out)
   h, w = trainer.example_shape[:2]
   images = load_images(paths, h, w, trainer.example_shape[2], config.data)
-  label_array = None
-  if trainer.num_classes:
-    if len(labels) != len(paths):
-      raise ValueError(f"This model is class-conditional: give one label per image "
-                       f"(--labels, {len(paths)} values), got {len(labels)}.")
-    label_array = jnp.asarray([int(v) for v in labels], jnp.int32)
-  visible = parse_mask(mask or config.complete.mask, *trainer.shape[:2])
   state, _ = train.restore_latest(trainer, config, workdir, mesh)
   picture = trainer.completion_picture(
-      state, jax.random.key(seed), images, visible,
-      num_completions or config.complete.num_completions, label_array,
+      state, jax.random.key(seed), images, visible, num_completions, label_array,
       train.frozen(trainer))
   return viz.save_png(picture, out)
+
+
+def check_labels(labels, num_images: int, num_classes: int):
+  """``--labels`` as an int32 array (None for an unconditional model): one class in
+  [0, num_classes) per image for a class-conditional model, none otherwise."""
+  if not num_classes:
+    if labels:
+      raise ConfigError(f"--labels={','.join(map(str, labels))}: this model is "
+                        f"unconditional (config.model.num_classes=0); drop --labels.")
+    return None
+  if len(labels) != num_images:
+    raise ConfigError(f"This model is class-conditional: give one label per image "
+                      f"(--labels, {num_images} values), got {len(labels)}.")
+  try:
+    values = [int(v) for v in labels]
+  except ValueError:
+    values = None
+  if values is None or any(not 0 <= v < num_classes for v in values):
+    raise ConfigError(f"--labels={','.join(map(str, labels))}: each label is a class "
+                      f"of this model, an integer in [0, {num_classes}).")
+  return jnp.asarray(values, jnp.int32)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  checkpoint.quiet_logs()
   try:
     path = complete_files(FLAGS.config, FLAGS.workdir, FLAGS.images, FLAGS.mask,
                           FLAGS.labels, FLAGS.num_completions, FLAGS.seed, FLAGS.out)
-  except (ValueError, FileNotFoundError) as e:
+  except (UserError, FileNotFoundError) as e:  # an image file that is not there
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   print(f"wrote {path}")

@@ -34,14 +34,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgen.errors import ConfigError
+
 MASK_TYPES = ("A", "B")
 
 
 def channel_groups(num: int, colours: int) -> np.ndarray:
   """The colour group (0..colours-1) of each of ``num`` channels: contiguous blocks."""
   if num % colours:
-    raise ValueError(f"{num} channels cannot be split into {colours} colour groups: "
-                     f"use a multiple of {colours} (config.model.features).")
+    raise ConfigError(f"{num} channels cannot be split into {colours} colour groups: "
+                      f"use a multiple of {colours} (config.model.features).")
   return np.arange(num) * colours // num
 
 
@@ -65,19 +67,19 @@ def check_causal(arch: str, first_mask: str, kernels: Sequence[int],
                  vertical_shift: bool = True):
   """Refuse a configuration whose receptive field is not causal."""
   if first_mask != "A":
-    raise ValueError(
+    raise ConfigError(
         f"The first masked layer has mask {first_mask!r}: with mask B each output "
         f"sub-pixel sees its own input value and the likelihood is meaningless. Use "
         f"mask 'A' in the first layer (config.model.first_mask='A').")
   for k in kernels:
     if k < 1 or k % 2 == 0:
-      raise ValueError(f"Kernel size {k} has no centre pixel, so the causal mask is "
-                       f"undefined: use odd kernel sizes (config.model.kernel_size, "
-                       f"first_kernel_size).")
+      raise ConfigError(f"Kernel size {k} has no centre pixel, so the causal mask is "
+                        f"undefined: use odd kernel sizes (config.model.kernel_size, "
+                        f"first_kernel_size).")
   if arch == "gated" and not vertical_shift:
-    raise ValueError("A vertical stack fed to the horizontal stack without the "
-                     "down-shift sees the current row (pixels to the right included): "
-                     "keep vertical_shift=True.")
+    raise ConfigError("A vertical stack fed to the horizontal stack without the "
+                      "down-shift sees the current row (pixels to the right included): "
+                      "keep vertical_shift=True.")
 
 
 def down_shift(x):

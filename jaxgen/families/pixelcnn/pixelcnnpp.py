@@ -24,6 +24,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgen.errors import ConfigError
+
 _DN = ("NHWC", "HWIO", "NHWC")
 
 
@@ -151,9 +153,9 @@ class PixelCNNPP(nn.Module):
                        "(config.model.num_classes); it takes no general input.")
     f, n = self.features, self.num_resnet
     if x.shape[1] % 2 ** (self.num_scales - 1) or x.shape[2] % 2 ** (self.num_scales - 1):
-      raise ValueError(f"PixelCNN++ halves the image {self.num_scales - 1} times: "
-                       f"{x.shape[1:3]} must be divisible by "
-                       f"{2 ** (self.num_scales - 1)} (config.data.resize).")
+      raise ConfigError(f"PixelCNN++ halves the image {self.num_scales - 1} times: "
+                        f"{x.shape[1:3]} must be divisible by "
+                        f"{2 ** (self.num_scales - 1)} (config.data.resize).")
     res = lambda kind: GatedResnet(kind, self.dropout, self.num_classes)
     kw = dict(labels=labels, deterministic=deterministic)
     x = jnp.concatenate([x, jnp.ones((*x.shape[:3], 1), x.dtype)], -1)

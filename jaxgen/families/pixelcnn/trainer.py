@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen import losses, viz
+from jaxgen.errors import ConfigError
 from jaxgen.families.pixelcnn import networks as px
 from jaxgen.families.pixelcnn.losses import (discretized_mix_logistic_log_prob,
                                              mix_logistic_num_params,
@@ -57,8 +58,8 @@ def make_network(m, channels: int, out_per_channel: int, num_classes: int,
   """The network of ``config.model`` (plain arguments in, a Flax module out)."""
   if m.arch == "pixelcnn":
     if num_classes:
-      raise ValueError("arch='pixelcnn' is unconditional: use arch='gated' for class "
-                       "conditioning (or set config.model.num_classes=0).")
+      raise ConfigError("arch='pixelcnn' is unconditional: use arch='gated' for class "
+                        "conditioning (or set config.model.num_classes=0).")
     return px.PixelCNN(channels, m.features, m.num_layers, out_per_channel,
                        m.first_kernel_size, m.kernel_size, m.output_features,
                        m.first_mask)
@@ -69,7 +70,7 @@ def make_network(m, channels: int, out_per_channel: int, num_classes: int,
   if m.arch == "pixelcnnpp":
     return PixelCNNPP(m.features, m.num_layers, out_features, m.dropout, num_classes,
                       m.num_scales)
-  raise ValueError(f"config.model.arch={m.arch!r}; use one of {ARCHS}.")
+  raise ConfigError(f"config.model.arch={m.arch!r}; use one of {ARCHS}.")
 
 
 def parse_mask(spec: str, height: int, width: int) -> np.ndarray:
@@ -86,8 +87,8 @@ def parse_mask(spec: str, height: int, width: int) -> np.ndarray:
   elif spec.startswith("pixels:") and spec[7:].isdigit():
     visible.reshape(-1)[:int(spec[7:])] = True
   else:
-    raise ValueError(f"Completion mask {spec!r}; use top_half, left_half, rows:K or "
-                     f"pixels:P (config.complete.mask or --mask).")
+    raise ConfigError(f"Completion mask {spec!r}; use top_half, left_half, rows:K or "
+                      f"pixels:P (config.complete.mask or --mask).")
   check_mask(visible)
   return visible
 
@@ -96,13 +97,13 @@ def check_mask(visible):
   """Refuse a completion mask that occludes nothing or everything."""
   visible = np.asarray(visible, bool)
   if visible.all():
-    raise ValueError("The completion mask occludes nothing: every pixel is given, so "
-                     "there is nothing to complete. Occlude some pixels (for example "
-                     "mask=top_half keeps the top half).")
+    raise ConfigError("The completion mask occludes nothing: every pixel is given, so "
+                      "there is nothing to complete. Occlude some pixels (for example "
+                      "mask=top_half keeps the top half).")
   if not visible.any():
-    raise ValueError("The completion mask occludes everything: with no pixel given "
-                     "a completion is an unconditional sample (use --mode=sample's "
-                     "samples). Keep some pixels visible (for example mask=top_half).")
+    raise ConfigError("The completion mask occludes everything: with no pixel given "
+                      "a completion is an unconditional sample (use --mode=sample's "
+                      "samples). Keep some pixels visible (for example mask=top_half).")
 
 
 class PixelCNNTrainer(OneOptimizerTrainer):
@@ -121,13 +122,14 @@ class PixelCNNTrainer(OneOptimizerTrainer):
     ``self.levels`` levels, and what sampling needs to know of it."""
     m = config.model
     if m.arch not in ARCHS:
-      raise ValueError(f"config.model.arch={m.arch!r}; use one of {ARCHS}.")
+      raise ConfigError(f"config.model.arch={m.arch!r}; use one of {ARCHS}.")
     if m.likelihood not in LIKELIHOODS:
-      raise ValueError(f"config.model.likelihood={m.likelihood!r}; use one of "
-                       f"{LIKELIHOODS}.")
+      raise ConfigError(f"config.model.likelihood={m.likelihood!r}; use one of "
+                        f"{LIKELIHOODS}.")
     if (m.likelihood == "logistic_mixture") != (m.arch == "pixelcnnpp"):
-      raise ValueError(
-          f"arch={m.arch!r} with likelihood={m.likelihood!r}: the logistic mixture "
+      raise ConfigError(
+          f"config.model.arch={m.arch!r} with config.model.likelihood="
+          f"{m.likelihood!r}: the logistic mixture "
           f"models a pixel's channels jointly and goes with arch='pixelcnnpp', whose "
           f"outputs see no channel of their own pixel; pixelcnn and gated order the "
           f"channels R -> G -> B and take bernoulli or categorical256.")
@@ -342,19 +344,19 @@ class PixelCNNTrainer(OneOptimizerTrainer):
 
 def _check_data(m, d):
   if m.likelihood == "categorical":
-    raise ValueError("likelihood='categorical' is the code prior's (family "
-                     "pixelcnn_prior); over images use categorical256.")
+    raise ConfigError("config.model.likelihood='categorical' is the code prior's (family "
+                      "pixelcnn_prior); over images use categorical256.")
   binary = bool(d.binarize)
   if m.likelihood == "bernoulli" and not binary:
-    raise ValueError("A Bernoulli PixelCNN needs binary data: set "
-                     "--config.data.binarize=dynamic (or fixed, threshold), or use "
-                     "--config.model.likelihood=categorical256 for grey levels.")
+    raise ConfigError("A Bernoulli PixelCNN needs binary data: set "
+                      "--config.data.binarize=dynamic (or fixed, threshold), or use "
+                      "--config.model.likelihood=categorical256 for grey levels.")
   if m.likelihood != "bernoulli" and binary:
-    raise ValueError(f"config.model.likelihood={m.likelihood!r} models 256 levels but "
-                     f"config.data.binarize={d.binarize!r}: use bernoulli.")
+    raise ConfigError(f"config.model.likelihood={m.likelihood!r} models 256 levels but "
+                      f"config.data.binarize={d.binarize!r}: use bernoulli.")
   if d.dequantize:
-    raise ValueError("PixelCNN models the discrete levels themselves: set "
-                     "--config.data.dequantize=False.")
+    raise ConfigError("PixelCNN models the discrete levels themselves: set "
+                      "--config.data.dequantize=False.")
 
 
 Trainer = PixelCNNTrainer

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen import stages
-from jaxgen.errors import StageError
+from jaxgen.errors import ConfigError, StageError
 from jaxgen.families.base import OneOptimizerTrainer
 from jaxgen.stages import Autoencoder
 from jaxgen.families.pixelcnn.trainer import PixelCNNTrainer
@@ -33,9 +33,9 @@ class PixelCNNPriorTrainer(PixelCNNTrainer):
           f"configs/vqvae_mnist.py run.")
     stages.check_same_data(config.data, ae.config.data, stage.path)
     if config.model.likelihood != "categorical":
-      raise ValueError(f"config.model.likelihood={config.model.likelihood!r}: the prior "
-                       f"is a K-way categorical over the stage's codes; use "
-                       f"categorical.")
+      raise ConfigError(f"config.model.likelihood={config.model.likelihood!r}: the prior "
+                        f"is a K-way categorical over the stage's codes; use "
+                        f"categorical.")
     self.autoencoder = ae
     self.scale = config.data.scale
     self.levels = int(ae.num_codes)

@@ -48,6 +48,7 @@ import ml_collections
 import numpy as np
 
 from jaxgen import viz
+from jaxgen.errors import ConfigError
 from jaxgen.families.stylegan2 import networks as sg
 from jaxgen.families.base import (Trainer, TrainState, apply_player_gradients,
                                   make_optimizer)
@@ -537,35 +538,43 @@ class StyleGAN2Trainer(Trainer):
 
 def _validate(config, example_shape):
   m, s, d = config.model, config.stylegan2, config.data
-  sg.check_resolution(m.resolution)
+  if m.resolution < 4 or m.resolution & (m.resolution - 1):
+    raise ConfigError(f"config.model.resolution={m.resolution}: StyleGAN2 needs a "
+                      f"power of two, at least 4 (and at least the data's size).")
   h, w = example_shape[:2]
   if h > m.resolution or w > m.resolution:
-    raise ValueError(f"The data is {h}x{w}, larger than config.model.resolution="
-                     f"{m.resolution}: set the resolution to a power of two >= the "
-                     f"data's, or resize the data (config.data.resize).")
+    raise ConfigError(f"The data is {h}x{w}, larger than config.model.resolution="
+                      f"{m.resolution}: set the resolution to a power of two >= the "
+                      f"data's, or resize the data (config.data.resize).")
   if d.scale != "symmetric" or d.binarize:
-    raise ValueError("StyleGAN2 models images in [-1, 1]: set "
-                     "--config.data.scale=symmetric and --config.data.binarize=''.")
+    raise ConfigError("StyleGAN2 models images in [-1, 1]: set "
+                      "--config.data.scale=symmetric and --config.data.binarize=''.")
   if s.augment not in AUGMENT:
-    raise ValueError(f"config.stylegan2.augment={s.augment!r}; use one of {AUGMENT} "
-                     f"('' for none).")
+    raise ConfigError(f"config.stylegan2.augment={s.augment!r}; use one of {AUGMENT} "
+                      f"('' for none).")
   if s.style_mixing_prob and sg.num_ws(m.resolution) < 2:
-    raise ValueError("Style mixing needs at least two w's; set "
-                     "config.stylegan2.style_mixing_prob=0.")
+    raise ConfigError("config.stylegan2.style_mixing_prob: style mixing needs at "
+                      "least two w's; set "
+                      "config.stylegan2.style_mixing_prob=0.")
   if not 0.0 <= s.style_mixing_prob <= 1.0:
-    raise ValueError(f"config.stylegan2.style_mixing_prob={s.style_mixing_prob}: a "
-                     f"probability in [0, 1].")
-  sg.check_psi(m.truncation_psi)
+    raise ConfigError(f"config.stylegan2.style_mixing_prob={s.style_mixing_prob}: a "
+                      f"probability in [0, 1].")
+  if not 0.0 <= m.truncation_psi <= 1.0:
+    raise ConfigError(f"config.model.truncation_psi={m.truncation_psi}: the truncation "
+                      f"trick interpolates between w_avg (0) and w (1); use [0, 1].")
+  for name in ("augment_p", "ada_target"):  # as NVlabs' train.py refuses --p, --target
+    if not 0.0 <= s[name] <= 1.0:
+      raise ConfigError(f"config.stylegan2.{name}={s[name]}: a probability in [0, 1].")
   for name in ("pl_interval", "r1_interval", "ada_interval", "pl_batch_shrink"):
     if s[name] < 1:
-      raise ValueError(f"config.stylegan2.{name}={s[name]}: at least 1.")
+      raise ConfigError(f"config.stylegan2.{name}={s[name]}: at least 1.")
   bs, g = config.train.batch_size, m.mbstd_group_size
   if g > 0 and bs % min(g, bs):
-    raise ValueError(f"train.batch_size={bs} must be a multiple of "
-                     f"model.mbstd_group_size={g} (minibatch std groups).")
+    raise ConfigError(f"config.train.batch_size={bs} must be a multiple of "
+                      f"config.model.mbstd_group_size={g} (minibatch std groups).")
   if m.num_classes == 1 or m.num_classes < 0:
-    raise ValueError(f"config.model.num_classes={m.num_classes}: 0 (unconditional) or "
-                     f"the number of classes.")
+    raise ConfigError(f"config.model.num_classes={m.num_classes}: 0 (unconditional) or "
+                      f"the number of classes.")
 
 
 Trainer = StyleGAN2Trainer

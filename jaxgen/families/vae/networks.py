@@ -14,6 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgen.errors import ConfigError
+
 
 class MLPEncoder(nn.Module):
   hidden: Sequence[int]
@@ -93,7 +95,7 @@ def make(arch: str, hidden: Sequence[int], latent_dim: int,
     return MLPEncoder(tuple(hidden), latent_dim), MLPDecoder(tuple(hidden[::-1]), out_shape)
   if arch == "conv":
     return ConvEncoder(tuple(hidden), latent_dim), ConvDecoder(tuple(hidden), out_shape)
-  raise ValueError(f"config.model.arch={arch!r}; use 'mlp' or 'conv'.")
+  raise ConfigError(f"config.model.arch={arch!r}; use 'mlp' or 'conv'.")
 
 
 def reparameterize(rng, mean, logvar, num_samples: int | None = None):

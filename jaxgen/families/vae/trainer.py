@@ -14,6 +14,7 @@ import numpy as np
 import optax
 
 from jaxgen import losses, viz
+from jaxgen.errors import ConfigError
 from jaxgen.families.vae import networks as vae_models
 from jaxgen.families.base import OneOptimizerTrainer
 from jaxgen.stages import Autoencoder
@@ -122,8 +123,8 @@ class VAETrainer(OneOptimizerTrainer, Autoencoder):
     k, chunk = self.config.eval.iw_samples, self.config.eval.iw_chunk
     chunk = min(chunk, k)
     if k % chunk:
-      raise ValueError(f"config.eval.iw_samples={k} must be a multiple of "
-                       f"config.eval.iw_chunk={chunk}.")
+      raise ConfigError(f"config.eval.iw_samples={k} must be a multiple of "
+                        f"config.eval.iw_chunk={chunk}.")
     mean, logvar = self._encoder(params, x)
     k1, k2 = jax.random.split(rng)
     z1 = vae_models.reparameterize(k1, mean, logvar)
@@ -201,19 +202,19 @@ class VAETrainer(OneOptimizerTrainer, Autoencoder):
 
 def _validate(m, d):
   if m.likelihood not in LIKELIHOODS:
-    raise ValueError(f"config.model.likelihood={m.likelihood!r}; use one of "
-                     f"{LIKELIHOODS}.")
+    raise ConfigError(f"config.model.likelihood={m.likelihood!r}; use one of "
+                      f"{LIKELIHOODS}.")
   binary = bool(d.binarize)
   if m.likelihood == "bernoulli" and not binary:
-    raise ValueError("A Bernoulli decoder needs binary data: set "
-                     "--config.data.binarize=dynamic (or fixed, threshold), or use "
-                     "--config.model.likelihood=gaussian|logistic for grey levels.")
+    raise ConfigError("A Bernoulli decoder needs binary data: set "
+                      "--config.data.binarize=dynamic (or fixed, threshold), or use "
+                      "--config.model.likelihood=gaussian|logistic for grey levels.")
   if m.likelihood != "bernoulli" and binary:
-    raise ValueError(f"config.model.likelihood={m.likelihood!r} is for grey-level "
-                     f"data but config.data.binarize={d.binarize!r}; use bernoulli.")
+    raise ConfigError(f"config.model.likelihood={m.likelihood!r} is for grey-level "
+                      f"data but config.data.binarize={d.binarize!r}; use bernoulli.")
   if m.likelihood == "logistic" and d.dequantize:
-    raise ValueError("The discretised logistic decoder models the 256 grey levels "
-                     "themselves: set --config.data.dequantize=False.")
+    raise ConfigError("The discretised logistic decoder models the 256 grey levels "
+                      "themselves: set --config.data.dequantize=False.")
 
 
 Trainer = VAETrainer

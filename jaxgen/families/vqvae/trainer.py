@@ -51,6 +51,7 @@ import numpy as np
 import optax
 
 from jaxgen import losses
+from jaxgen.errors import ConfigError, StageError
 from jaxgen.metrics import ssim as ssim_lib
 from jaxgen.families.vqvae import networks as vq
 from jaxgen.families.vqvae.losses import vq_codebook_loss, vq_commitment_loss
@@ -72,18 +73,22 @@ class VQVAETrainer(DiscreteAutoencoderPictures, OneOptimizerTrainer,
     m = config.model
     h, w, c = self.example_shape
     if m.codebook not in CODEBOOKS:
-      raise ValueError(f"config.model.codebook={m.codebook!r}; use one of {CODEBOOKS}.")
+      raise ConfigError(f"config.model.codebook={m.codebook!r}; use one of {CODEBOOKS}.")
     factor = 2 ** m.num_downsamples
     if h % factor or w % factor:
-      raise ValueError(f"The images are {h}x{w}, which {m.num_downsamples} stride-2 "
-                       f"downsamplings do not divide: set config.data.resize to a "
-                       f"multiple of {factor} or change config.model.num_downsamples.")
+      raise ConfigError(f"The images are {h}x{w}, which {m.num_downsamples} stride-2 "
+                        f"downsamplings do not divide: set config.data.resize to a "
+                        f"multiple of {factor} or change config.model.num_downsamples.")
+    for name in ("num_codes", "code_dim"):
+      if m[name] < 1:
+        raise ConfigError(f"config.model.{name}={m[name]}: the codebook needs at least "
+                          f"1 (the paper: num_codes=512, code_dim=64).")
     if not 0.0 <= m.ema_decay < 1.0:
-      raise ValueError(f"config.model.ema_decay={m.ema_decay} must be in [0, 1).")
+      raise ConfigError(f"config.model.ema_decay={m.ema_decay} must be in [0, 1).")
     if m.restart_after < 0:
-      raise ValueError(f"config.model.restart_after={m.restart_after}: use 0 (no "
-                       f"restarts) or the number of unused steps after which a code "
-                       f"is restarted.")
+      raise ConfigError(f"config.model.restart_after={m.restart_after}: use 0 (no "
+                        f"restarts) or the number of unused steps after which a code "
+                        f"is restarted.")
     self.num_codes, self.code_dim = int(m.num_codes), int(m.code_dim)
     self.grid = (h // factor, w // factor)
     self.num_dims = h * w * c
@@ -121,7 +126,7 @@ class VQVAETrainer(DiscreteAutoencoderPictures, OneOptimizerTrainer,
   def _codebook(self, params):
     codebook = params["quantizer"]["codebook"]
     if codebook.shape != (self.num_codes, self.code_dim):
-      raise ValueError(
+      raise ConfigError(
           f"The parameters hold a codebook of {codebook.shape[0]} codes of dimension "
           f"{codebook.shape[1]}, but config.model.num_codes={self.num_codes} and "
           f"config.model.code_dim={self.code_dim}: the checkpoint was trained with "
@@ -133,7 +138,7 @@ class VQVAETrainer(DiscreteAutoencoderPictures, OneOptimizerTrainer,
   def _check_images(self, images):
     if tuple(images.shape[1:]) != self.example_shape:
       h, w, c = self.example_shape
-      raise ValueError(
+      raise StageError(
           f"This VQ-VAE's encoder was trained on {h}x{w}x{c} images, got images of "
           f"shape {tuple(images.shape[1:])}: give the stage images of its own size "
           f"(resize them, e.g. with config.data.resize=({h}, {w}), and match the "
@@ -149,7 +154,7 @@ class VQVAETrainer(DiscreteAutoencoderPictures, OneOptimizerTrainer,
   def decode(self, params, codes):
     """Reconstructions in [0, 1] (N, H, W, C) from integer codes (N, h, w)."""
     if tuple(codes.shape[1:]) != self.grid:
-      raise ValueError(f"This VQ-VAE decodes code grids of shape {self.grid}, got "
+      raise StageError(f"This VQ-VAE decodes code grids of shape {self.grid}, got "
                        f"{tuple(codes.shape[1:])}.")
     z = quantizer.lookup(codes, self._codebook(params))
     return jnp.clip(self._decode_vectors(params, z), 0.0, 1.0)
