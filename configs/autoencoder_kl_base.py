@@ -49,7 +49,7 @@ def base() -> ml_collections.ConfigDict:
       # themselves, in the MNIST classifier's features. lpips: also LPIPS of the
       # reconstructions (needs the weights files).
       eval=common.mnist_classifier_eval(
-          metrics=("fid",), num_samples=500, reference_split="test",
+          metrics=("fid", "class_accuracy_recon"), num_samples=500, reference_split="test",
           sample_batch_size=100, lpips=False))
 
 
@@ -59,4 +59,5 @@ def tiny(c: ml_collections.ConfigDict) -> None:
   c.model.update(num_res_blocks=1, ch_mult=(1, 1))
   c.loss.update(disc_start=1, disc_ndf=8, disc_num_layers=2)
   c.train.update(common.tiny_train())
-  c.eval.update(batch_size=8, num_examples=16, num_samples=16, sample_batch_size=8)
+  c.eval.update(batch_size=8, num_examples=16, num_samples=16, sample_batch_size=8,
+                metrics=("fid",))
