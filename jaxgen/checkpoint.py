@@ -20,6 +20,11 @@ class CheckpointError(UserError, RuntimeError):
   """A checkpoint exists but cannot be read into the expected state."""
 
 
+class CheckpointRemoved(CheckpointError):
+  """The checkpoint being read was deleted meanwhile: a training run in the same
+  workdir rotated it out (it keeps the last ``keep``). Nothing is wrong with it."""
+
+
 def quiet_logs() -> None:
   """Orbax logs each save and restore through absl at INFO (about 30 lines a
   restore): a command line shows them only when asked with --verbosity (or -v)."""
@@ -50,6 +55,11 @@ class Checkpointer:
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
+
+  def reload(self) -> None:
+    """Read the directory's steps again (a training run may have saved or rotated
+    checkpoints since this reader listed them)."""
+    self._manager.reload()
 
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
@@ -89,11 +99,22 @@ class Checkpointer:
       out = self._manager.restore(step, args=ocp.args.Composite(
           meta=ocp.args.JsonRestore()))
     except Exception as e:  # orbax raises many types for unreadable files
+      self._check_still_there(step, e)
       raise CheckpointError(
           f"The record of the checkpoint at step {step} in {self.directory} cannot be "
           f"read ({type(e).__name__}: {_short(e)}). Nothing was deleted: "
           f"{self._fallback(step)}, or use another --workdir.") from e
     return dict(out.meta)
+
+  def _check_still_there(self, step: int, error: Exception):
+    """A read of ``step`` failed: ``CheckpointRemoved`` if its directory is gone (a
+    training run rotated it out meanwhile), not the advice for a corrupt one."""
+    if not os.path.isdir(self.step_dir(step)):
+      raise CheckpointRemoved(
+          f"The checkpoint at step {step} in {self.directory} was deleted while it was "
+          f"read: a training run in this workdir keeps only its last checkpoints "
+          f"(train.keep_checkpoints). Nothing is corrupt: rerun to read the newest "
+          f"one.") from error
 
   def _fallback(self, step: int) -> str:
     older = [s for s in self.all_steps() if s < step]
@@ -114,6 +135,7 @@ class Checkpointer:
           state=ocp.args.StandardRestore(abstract_state),
           meta=ocp.args.JsonRestore()))
     except Exception as e:  # orbax raises many types for unreadable files
+      self._check_still_there(step, e)
       raise CheckpointError(
           f"The checkpoint at step {step} in {self.directory} cannot be restored "
           f"({type(e).__name__}: {_short(e)}). It is corrupt, incomplete, or was "
@@ -159,7 +181,15 @@ def _check_shapes(expected, saved: dict | None, where):
   wanted = {_path(p): tuple(x.shape)
             for p, x in jax.tree_util.tree_flatten_with_path(expected)[0]}
   if set(wanted) != set(saved):
-    return  # a different structure: restore() and _check_structure say so
+    # Another model, or another family: a good checkpoint, for another config.
+    def some(paths):
+      return f"{len(paths)}: {', '.join(paths[:2])}{', ...' if len(paths) > 2 else ''}"
+    raise CheckpointError(
+        f"The checkpoint {where} was written for a different config: it holds arrays "
+        f"this config does not build ({some(sorted(set(saved) - set(wanted)))}) and "
+        f"lacks arrays it builds ({some(sorted(set(wanted) - set(saved)))}). Nothing "
+        f"was deleted: resume it with the config it was trained with (its "
+        f"config.json), or use another --workdir.")
   wrong = [f"{k}: saved {saved[k]}, this config {v}" for k, v in wanted.items()
            if saved[k] != v]
   if wrong:

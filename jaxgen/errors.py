@@ -1,11 +1,13 @@
 """The errors that mean "the user's input is wrong": every command line prints each as
 one ``error:`` line (exit status 2) instead of a traceback; any other exception keeps
-its traceback; ``check_writable`` refuses a destination before the work whose
-result it would receive."""
+its traceback (``exit_with``); ``check_writable`` refuses a destination before the
+work whose result it would receive."""
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+from typing import NoReturn
 
 
 class UserError(ValueError):
@@ -27,6 +29,13 @@ class StageError(UserError):
 class MissingInput(UserError, FileNotFoundError):
   """A file or folder the input names (a dataset not prepared, a weights file, an
   image) is not there; the message says how to get it."""
+
+
+def exit_with(message) -> NoReturn:
+  """End a command line on the user's error: one ``error:`` line on stderr (the
+  message's line breaks folded into spaces), exit status 2."""
+  print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+  sys.exit(2)
 
 
 def check_writable(path: str, what: str, folder: bool = False) -> None:

@@ -64,7 +64,7 @@ def main(argv):
   try:
     _main(argv)
   except UserError as e:
-    _exit(e)
+    errors.exit_with(e)
   except KeyboardInterrupt:  # a second Ctrl-C (the first one saves and stops)
     where = f" in {FLAGS.workdir}" if FLAGS.workdir else ""
     print(f"interrupted: the checkpoints written so far{where} are intact; rerun the "
@@ -126,21 +126,17 @@ def parse_flags(argv):
     # A config file that fails to build: the last line of its error says why.
     lines = [l for l in str(e).splitlines() if l.strip()]
     why = lines[-1] if "Error whilst parsing config file" in str(e) else str(e)
-    _exit(f"{argv_config(argv)}: {why}" if why != str(e) else
-          f"Flags parsing error: {e}")
+    errors.exit_with(f"{argv_config(argv)}: {why}" if why != str(e) else
+                     f"Flags parsing error: {e}")
   except OSError as e:
     why = str(e.__cause__ or e).strip().splitlines()[-1].strip()
-    _exit(f"--config={argv_config(argv)}: the config file cannot be read ({why}); the "
-          f"configs are in configs/ (for example configs/vae_mnist.py).")
+    errors.exit_with(f"--config={argv_config(argv)}: the config file cannot be read "
+                     f"({why}); the configs are in configs/ (for example "
+                     f"configs/vae_mnist.py).")
   except (AttributeError, KeyError, TypeError, ValueError) as e:
     msg = str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'")
-    _exit(f"bad --config override: {type(e).__name__}: {msg}. The config fields are "
-          f"listed in {argv_config(argv)}.")
-
-
-def _exit(message):
-  print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
-  sys.exit(2)
+    errors.exit_with(f"bad --config override: {type(e).__name__}: {msg}. The config "
+                     f"fields are listed in {argv_config(argv)}.")
 
 
 def argv_config(argv):

@@ -19,10 +19,13 @@ import argparse
 import json
 import pathlib
 import sys
+import zipfile
+import zlib
 
 import numpy as np
 
-from jaxgen import xla_options
+from jaxgen import errors, xla_options
+from jaxgen.errors import UserError
 from jaxgen.data.clip_tokenizer import CLIPTokenizer
 from jaxgen.metrics import clip_score, features, fid, inception_score, kid, ssim
 
@@ -80,34 +83,56 @@ class ImageSet:
     return np.concatenate(list(self.batches(1000)))
 
 
-def _load_array(path) -> np.ndarray:
+def read_numpy(path, read):
+  """``read(loaded)`` of the .npy array or the open .npz file ``path``, never
+  unpickling; any failure to read (a file cut short, not numpy's format, Python
+  objects) is one ``UserError`` naming the file."""
   try:
     loaded = np.load(path, allow_pickle=False)
-  except (OSError, EOFError, ValueError) as e:
-    raise ValueError(f"{path} is not a readable .npy/.npz file of arrays ({e}).") from None
-  if isinstance(loaded, np.lib.npyio.NpzFile):
-    with loaded as f:
-      if "images" in f.files:
-        array = f["images"]
-      elif len(f.files) == 1:
-        array = f[f.files[0]]
-      else:
-        raise ValueError(f"{path} has arrays {sorted(f.files)}; put the images under "
-                         "the key 'images' (or store a single array).")
-  else:
-    array = loaded
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+      with loaded as f:
+        return read(f)
+    return read(loaded)
+  except UserError:
+    raise
+  except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as e:
+    if "Object arrays" in str(e):
+      why = "it holds Python objects, not numbers"
+    elif "pickle" in str(e):  # numpy's advice to unpickle it: never taken here
+      why = "it is not in numpy's .npy/.npz format"
+    else:
+      why = f"{type(e).__name__}: {e}"
+    raise UserError(f"{path} is not a readable .npy/.npz file of arrays ({why}); it "
+                    f"may be cut short: write it again with numpy.save or "
+                    f"numpy.savez.") from None
+
+
+def _load_array(path) -> np.ndarray:
+  def images(loaded):
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+      return loaded
+    if "images" in loaded.files:
+      return loaded["images"]
+    if len(loaded.files) == 1:
+      return loaded[loaded.files[0]]
+    raise UserError(f"{path} has arrays {sorted(loaded.files)}; put the images under "
+                    "the key 'images' (or store a single array).")
+  array = read_numpy(path, images)
   if array.ndim not in (3, 4):
     raise ValueError(f"{path} holds an array of shape {array.shape}; images are "
                      f"(N, H, W) or (N, H, W, C).")
   return array
 
 
-def _is_statistics(path) -> bool:
+def _statistics(path):
+  """(mu, sigma) of a pytorch-fid statistics .npz, or None for any other input."""
   p = pathlib.Path(path)
   if p.suffix != ".npz" or not p.is_file():
-    return False
-  with np.load(p) as f:
-    return "mu" in f.files and "sigma" in f.files
+    return None
+  found = read_numpy(p, lambda f: (f["mu"], f["sigma"])
+                     if isinstance(f, np.lib.npyio.NpzFile)
+                     and {"mu", "sigma"} <= set(f.files) else None)
+  return found and fid.check_statistics(*found, f" in {path}")
 
 
 def _features(net, images: ImageSet, mode: str = "tf"):
@@ -148,21 +173,28 @@ def _parser():
   return p
 
 
-def score(args) -> dict:
+def score(args) -> tuple[dict, tuple | None]:
+  """(the result, and for FID the statistics (mu, sigma) of the first set, which
+  ``--save_stats`` writes once the result is printed; else None)."""
   wanted = {"fid": 2, "kid": 2, "ssim": 2, "ms_ssim": 2, "is": 1, "clip": 1}[args.metric]
   if len(args.paths) != wanted:
     raise ValueError(f"--metric {args.metric} takes {wanted} path(s), got "
                      f"{len(args.paths)}.")
   if args.metric in ("ssim", "ms_ssim"):
-    return _ssim(args)
+    return _ssim(args), None
   if args.metric == "clip":
-    return _clip(args)
+    return _clip(args), None
   if args.metric == "is" and args.feature_net == "clip":
     raise ValueError("--metric is needs class logits, and the clip feature network has "
                      "none; use --feature_net inception or mnist_classifier.")
+  if args.metric == "is" and args.splits < 1:
+    raise ValueError(f"--splits={args.splits}: the Inception Score's splits must be at "
+                     f"least 1 (10, as papers report).")
+  if args.metric == "fid" and args.save_stats:
+    errors.check_writable(args.save_stats, "--save_stats")
   # Read every input before loading a network, so that bad paths fail fast.
-  sets = [None if args.metric == "fid" and _is_statistics(p) else ImageSet(p)
-          for p in args.paths]
+  statistics = [_statistics(p) if args.metric == "fid" else None for p in args.paths]
+  sets = [ImageSet(p) if s is None else None for p, s in zip(args.paths, statistics)]
   net = None
 
   def net_():
@@ -173,21 +205,20 @@ def score(args) -> dict:
       net.progress = not args.no_progress
     return net
 
-  result = {"metric": args.metric}
+  result, first = {"metric": args.metric}, None
   if args.metric == "fid":
     stats, counts = [], []
-    for path, images in zip(args.paths, sets):
+    for given, images in zip(statistics, sets):
       if images is None:
-        stats.append(fid.load_statistics(path))
+        stats.append(given)
         counts.append(None)
       else:
         out, n = _features(net_(), images, args.mode)
         stats.append(fid.feature_statistics(out["features"]))
         counts.append(n)
-    if args.save_stats:
-      fid.save_statistics(args.save_stats, *stats[0])
     result["value"] = fid.frechet_distance(*stats[0], *stats[1])
     result["num_samples"] = counts
+    first = stats[0]
   elif args.metric == "kid":
     (a, na), (b, nb) = (_features(net_(), images, args.mode) for images in sets)
     size = min(args.kid_subset_size, na, nb)
@@ -201,7 +232,7 @@ def score(args) -> dict:
     result["num_samples"] = n
   if net is not None:
     result["feature_net"] = net.name
-  return result
+  return result, first
 
 
 def _ssim(args) -> dict:
@@ -255,15 +286,20 @@ def _clip(args) -> dict:
 def main(argv=None) -> int:
   args = _parser().parse_args(argv)
   try:
-    result = score(args)
-  except (ValueError, FileNotFoundError, RuntimeError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+    result, first = score(args)
+  except (ValueError, FileNotFoundError, RuntimeError) as e:  # UserError among them
+    errors.exit_with(e)
   value = result["value"]
   extra = f" +- {result['std']:.4f}" if "std" in result else ""
   net = f" [{result['feature_net']}]" if "feature_net" in result else ""
   print(f"{args.metric}: {value:.4f}{extra}{net} (samples: {result['num_samples']})")
-  print(json.dumps(result))
+  print(json.dumps(result), flush=True)
+  if args.save_stats and args.metric == "fid":  # after the result: it is never lost
+    try:
+      fid.save_statistics(args.save_stats, *first)
+    except OSError as e:
+      errors.exit_with(f"--save_stats={args.save_stats} could not be written "
+                       f"({e.strerror or e}); the result above stands.")
   return 0
 
 

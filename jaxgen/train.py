@@ -140,24 +140,55 @@ class _StopRequest:
 
 
 def restore_latest(trainer, config, workdir, mesh):
-  """(state, meta) from the latest checkpoint in ``workdir``; an error if none."""
+  """(state, meta) from the newest checkpoint in ``workdir`` when it is read; an
+  error if none. A training run in the same workdir may rotate that checkpoint out
+  while it is read (``checkpoint.CheckpointRemoved``): the newest one is then read,
+  once more."""
   directory = os.path.join(workdir, "checkpoints")
   missing = checkpoint.CheckpointError(
       f"No checkpoint in {directory}: train first with python -m jaxgen.main "
       f"--config=... --workdir={workdir}")
   if not os.path.isdir(directory):
     raise missing
+  check_same_family(config, workdir)
+  abstract = None
   ckpt = checkpoint.Checkpointer(directory, read_only=True)
   try:
-    if ckpt.latest_step() is None:
-      raise missing
-    # The stages first: a changed stage is named as such, not as a shape mismatch.
-    meta = ckpt.restore_meta()
-    stages.check_record(trainer.stages, meta.get("stages"), workdir)
-    _check_family_record(meta, trainer, workdir)
-    return ckpt.restore(build.abstract_state(trainer, config, mesh))
+    for retry in (False, True):
+      ckpt.reload()
+      step = ckpt.latest_step()
+      if step is None:
+        raise missing
+      try:
+        # The stages first: a changed stage is named as such, not as a shape mismatch.
+        meta = ckpt.restore_meta(step)
+        stages.check_record(trainer.stages, meta.get("stages"), workdir)
+        _check_family_record(meta, trainer, workdir)
+        abstract = abstract or build.abstract_state(trainer, config, mesh)
+        return ckpt.restore(abstract, step)
+      except checkpoint.CheckpointRemoved:
+        if retry:
+          raise
+        log.info("Checkpoint %d in %s was rotated out while read; reading the newest.",
+                 step, directory)
   finally:
     ckpt.close()
+
+
+def check_same_family(config, workdir):
+  """Refuse a config of another family than the run in ``workdir`` (its
+  ``config.json``): its checkpoints are good, for that family, and must not be taken
+  for corrupt ones."""
+  try:
+    with open(os.path.join(workdir, "config.json")) as f:
+      family = json.load(f).get("family")
+  except (OSError, ValueError, AttributeError):  # no record: the checkpoint's checks
+    return
+  if family and family != config.family:
+    raise errors.ConfigError(
+        f"{workdir} holds a run of config.family={family!r} (its config.json), and "
+        f"this config is of family {config.family!r}: its checkpoints are good, for "
+        f"that family. Use the config it was trained with, or another --workdir.")
 
 
 def evaluate(trainer, state, config, mesh) -> dict:
@@ -259,8 +290,9 @@ def _loop(config, workdir, trainer, mesh, ckpt):
          "prng_impl": trainer.policy.prng_impl, "stages": stages.record(trainer.stages),
          "family": trainer.record()}
   if ckpt.latest_step() is not None:
-    # The record first: a changed batch size, seed or stage is named as such, and
-    # nothing is restored (or compiled) for a resume that is refused.
+    # The record first: another family, a changed batch size, seed or stage is named
+    # as such, and nothing is restored (or compiled) for a resume that is refused.
+    check_same_family(config, workdir)
     _check_resume(ckpt.restore_meta(), run, trainer, workdir)
     state, meta = ckpt.restore(build.abstract_state(trainer, config, mesh))
     log.info("Resumed from step %d in %s", meta["step"], workdir)
@@ -322,7 +354,21 @@ def _loop(config, workdir, trainer, mesh, ckpt):
                                 depth=PREFETCH)
   bar = tqdm(total=tc.num_steps, initial=start, desc="train", dynamic_ncols=True,
              disable=not _is_writer())
-  t0, s0, w0 = time.perf_counter(), start, 0.0
+  timer = {"t": time.perf_counter(), "step": start, "wait": 0.0}
+
+  def log_line(step):
+    """One metrics line: the means of the steps since the last line."""
+    means = flush()
+    bar.update(step - bar.n)
+    now = time.perf_counter()
+    seconds = max(now - timer["t"], 1e-9)
+    means["steps_per_sec"] = (step - timer["step"]) / seconds
+    # The share of the interval's wall time the loop waited for its input.
+    means["input_wait"] = (batches.wait_seconds - timer["wait"]) / seconds
+    timer.update(t=now, step=step, wait=batches.wait_seconds)
+    writer.write(step, means)
+    bar.set_postfix(loss=f"{means['loss']:.4g}", steps_s=f"{means['steps_per_sec']:.3g}")
+
   step = start
   try:
     with _StopRequest() as stop:
@@ -338,17 +384,10 @@ def _loop(config, workdir, trainer, mesh, ckpt):
           bar.update(pending[-DISPATCH_AHEAD - 1][0] - bar.n)
         last = step == tc.num_steps
         if (tc.log_every and step % tc.log_every == 0) or last:
-          means = flush()
-          bar.update(step - bar.n)
-          now = time.perf_counter()
-          means["steps_per_sec"] = (step - s0) / max(now - t0, 1e-9)
-          # The share of the interval's wall time the loop waited for its input.
-          means["input_wait"] = (batches.wait_seconds - w0) / max(now - t0, 1e-9)
-          t0, s0, w0 = now, step, batches.wait_seconds
-          writer.write(step, means)
-          bar.set_postfix(loss=f"{means['loss']:.4g}",
-                          steps_s=f"{means['steps_per_sec']:.3g}")
+          log_line(step)
         if stop.signal:
+          if pending and tc.log_every:  # stopped between log steps: log the steps
+            log_line(step)              # since the last line, or they are lost
           save(step)
           log.warning("%s received: saved checkpoint at step %d in %s; rerun the "
                       "same command to resume.", stop.signal, step, workdir)

@@ -21,10 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen import xla_options
+from jaxgen import errors, viz, xla_options
 from jaxgen import weights as weights_lib
+from jaxgen.errors import MissingInput, UserError
 from jaxgen.models import image_to_image as nets
-from jaxgen.weights import junyanz, torch_pickle
+from jaxgen.weights import junyanz
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -49,32 +50,57 @@ def apply_generator(module, variables, images, rng=None, norm: str = "test"):
 def translate_folder(weights, arch: str, input_dir: str, output_dir: str,
                      size: int = 256, norm: str = "test", seed: int = 0) -> list:
   """Every image of ``input_dir`` translated into ``output_dir`` (PNG, same stem);
-  returns the written paths. ``weights`` is a file or a registered name."""
-  from PIL import Image
-  path = (weights_lib.resolve(weights) if weights in weights_lib.KNOWN else weights)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"--weights={weights!r} is neither a file nor a registered "
-                            f"name ({', '.join(n for n in weights_lib.KNOWN)}).")
-  module, variables = junyanz.load_generator(path, arch)
+  returns the written paths. ``weights`` is a file or a registered name.
+
+  Everything is checked before the first image is written: ``size``, that
+  ``output_dir`` can be written, the weights, and every input image (read at its
+  depth; transparency composited on white, the background of the released sets'
+  drawings). An unreadable image refuses the whole folder, naming each such file, so
+  that no partial output is left to tell apart from a finished one."""
+  if size < 1:
+    raise UserError(f"--size={size}: the images are resized to --size x --size "
+                    f"pixels; give a positive size (256 for the released generators).")
+  if not os.path.isdir(input_dir):
+    raise MissingInput(f"--input={input_dir} is not a folder of images.")
   names = sorted(n for n in os.listdir(input_dir) if n.lower().endswith(IMAGE_SUFFIXES))
   if not names:
-    raise FileNotFoundError(f"No images ({', '.join(IMAGE_SUFFIXES)}) in {input_dir}.")
+    raise MissingInput(f"No images ({', '.join(IMAGE_SUFFIXES)}) in {input_dir}.")
+  errors.check_writable(output_dir, "--output", folder=True)
+  path = (weights_lib.resolve(weights) if weights in weights_lib.KNOWN else weights)
+  if not os.path.isfile(path):
+    raise MissingInput(f"--weights={weights!r} is neither a file nor a registered "
+                       f"name ({', '.join(n for n in weights_lib.KNOWN)}).")
+  module, variables = junyanz.load_generator(path, arch)
   in_nc = junyanz.input_channels(variables)
   if isinstance(module, nets.UNetGenerator):
-    nets.check_unet_size(module.num_downs, size, size, f"--arch={arch}")
+    try:
+      nets.check_unet_size(module.num_downs, size, size, f"--arch={arch}")
+    except ValueError as e:
+      raise UserError(f"--size={size}: {e}") from None
+
+  def read(name):
+    return viz.read_image(os.path.join(input_dir, name), in_nc, (size, size),
+                          background=1.0)
+
+  unreadable = []
+  for name in names:
+    try:
+      read(name)
+    except UserError as e:
+      unreadable.append(str(e))
+  if unreadable:
+    more = f" (and {len(unreadable) - 3} more)" if len(unreadable) > 3 else ""
+    raise UserError(f"{len(unreadable)} of the {len(names)} images in {input_dir} "
+                    f"cannot be translated, and nothing was written: "
+                    f"{' '.join(unreadable[:3])}{more}")
   run = jax.jit(lambda x, key: apply_generator(module, variables, x, key, norm))
-  os.makedirs(output_dir, exist_ok=True)
   written = []
   for i, name in enumerate(names):
-    img = Image.open(os.path.join(input_dir, name)).convert("L" if in_nc == 1 else "RGB")
-    img = img.resize((size, size), Image.BILINEAR)
-    x = np.asarray(img, np.float32).reshape(size, size, in_nc) / 127.5 - 1
+    x = read(name) * 2 - 1
     y = np.asarray(run(jnp.asarray(x[None]), jax.random.fold_in(jax.random.key(seed),
                                                                  i)))[0]
-    out = np.clip(np.round((y + 1) * 127.5), 0, 255).astype(np.uint8)
     target = os.path.join(output_dir, os.path.splitext(name)[0] + ".png")
-    Image.fromarray(out[..., 0] if out.shape[-1] == 1 else out).save(target)
-    written.append(target)
+    written.append(viz.save_png(viz.to_uint8(y, "symmetric"), target, min_size=1))
   return written
 
 
@@ -93,9 +119,8 @@ def main(argv=None):
   try:
     written = translate_folder(args.weights, args.arch, args.input, args.output,
                                args.size, args.norm, args.seed)
-  except (junyanz.GeneratorFileError, torch_pickle.TorchPickleError, FileNotFoundError,
-          ValueError) as e:
-    raise SystemExit(f"error: {e}")
+  except UserError as e:  # a weights file or name, a folder, an image, a flag
+    errors.exit_with(e)
   print(f"wrote {len(written)} images to {args.output}")
 
 

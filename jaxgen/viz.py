@@ -1,4 +1,5 @@
-"""Image grids and strips, saved as PNG."""
+"""Image files: read at their depth (``read_image``), and grids and strips saved in
+the format their extension names."""
 from __future__ import annotations
 
 import math
@@ -7,7 +8,7 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from jaxgen.errors import UserError
+from jaxgen.errors import MissingInput, UserError
 
 
 def to_uint8(images, scale: str = "unit") -> np.ndarray:
@@ -65,6 +66,69 @@ def save_png(image: np.ndarray, path: str, min_size: int = 256) -> str:
     raise
   os.replace(tmp, path)
   return path
+
+
+SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # PIL's modes of 16-bit grey PNGs
+ALPHA = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+def read_image(path: str, channels: int, size: tuple[int, int] | None = None,
+               background: float = 0.0) -> np.ndarray:
+  """The image file ``path`` as float32 (H, W, ``channels``) in [0, 1], resized
+  (bilinear) to ``size`` = (width, height) if given. Grey levels are read at the
+  file's depth (a 16-bit PNG's 0..65535 is scaled by 1 / 65535, not clipped at 255);
+  an image with transparency is composited on ``background`` (the grey level the
+  model's images have where nothing is drawn), and one whose picture is in its alpha
+  channel alone, blank on that background, is refused. Every refusal is a
+  ``UserError`` naming the file."""
+  if channels not in (1, 3):
+    raise UserError(f"Cannot read image files into {channels} channels (1 or 3).")
+  try:
+    img = Image.open(path)
+    img.load()  # decode now: a truncated file is refused here, by name
+  except FileNotFoundError:
+    raise MissingInput(f"{path}: no such image file.") from None
+  except (OSError, ValueError, SyntaxError) as e:  # UnidentifiedImageError: OSError
+    raise UserError(f"{path} is not a readable image ({type(e).__name__}: {e}): "
+                    f"remove it or replace it.") from None
+  with img:
+    if "transparency" in img.info and img.mode in ("P", "L", "RGB"):
+      img = img.convert("RGBA")
+    if img.mode in SIXTEEN_BIT:
+      x = np.asarray(img, np.float64)
+      if x.min() < 0 or x.max() > 65535:
+        raise UserError(f"{path}: {img.mode} pixel values {x.min():g}..{x.max():g} "
+                        f"are not 16-bit grey levels; save it as an 8- or 16-bit PNG.")
+      x = (x / 65535)[..., None]
+    elif img.mode == "F":
+      raise UserError(f"{path} holds floating-point pixels (mode F); save it as an 8- "
+                      f"or 16-bit PNG.")
+    elif img.mode in ALPHA:
+      rgba = np.asarray(img.convert("RGBA"), np.float64) / 255
+      alpha = rgba[..., 3:]
+      x = rgba[..., :3] * alpha + background * (1 - alpha)
+      if np.ptp(x) < 1 / 255 < np.ptp(alpha):
+        what = "black" if background == 0 else "white" if background == 1 else (
+            f"grey {background:g}")
+        raise UserError(
+            f"{path} has its picture in the alpha channel (transparency) alone: "
+            f"composited on the {what} background the model expects, it is blank. "
+            f"Save it with the picture in its grey or colour levels (flattened on "
+            f"a background that is not {what}).")
+    else:
+      mode = "L" if channels == 1 else "RGB"
+      if size is not None:
+        img = img.convert(mode).resize(size, Image.BILINEAR)
+        size = None
+      x = np.asarray(img.convert(mode), np.float64).reshape(
+          img.size[1], img.size[0], channels) / 255
+  if x.shape[-1] != channels:  # grey to RGB, or RGB to grey as PIL weighs it
+    x = (np.repeat(x, 3, -1) if channels == 3 else
+         x @ np.array([[0.299], [0.587], [0.114]]))
+  if size is not None and tuple(size) != (x.shape[1], x.shape[0]):
+    x = np.stack([np.asarray(Image.fromarray(c.astype(np.float32), "F").resize(
+        size, Image.BILINEAR)) for c in np.moveaxis(x, -1, 0)], -1)
+  return np.clip(x, 0, 1).astype(np.float32)
 
 
 def code_map(codes, num_codes: int) -> np.ndarray:

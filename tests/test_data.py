@@ -214,9 +214,54 @@ def test_prepare_without_network_says_how(tmp_path, monkeypatch):
     raise ConnectionError("Failed to resolve host")
 
   monkeypatch.setattr(builder_cls, "download_and_prepare", offline)
+  import socket  # the hosts answer; the download itself fails
+  monkeypatch.setattr(socket, "create_connection",
+                      lambda *a, **k: type("Open", (), {"close": lambda self: None})())
   with pytest.raises(RuntimeError, match="Could not download and prepare 'mnist'.*"
                                          "internet"):
     sources.prepare("mnist", str(tmp_path))
+
+
+def test_prepare_fails_at_once_when_the_download_host_cannot_be_reached(
+    tmp_path, monkeypatch):
+  """Issue 31 §5: tfds retried for 207 s before saying the host was unreachable; now
+  the hosts of the dataset's URLs are tried once, first, and nothing is downloaded."""
+  import socket
+  from jaxgen.errors import UserError
+  builder_cls = type(tfds.builder("cifar10", data_dir=str(tmp_path)))
+  tried = []
+  monkeypatch.setattr(builder_cls, "download_and_prepare",
+                      lambda self, *a, **k: tried.append(1) or 1 / 0)
+
+  def unreachable(address, *args, **kwargs):
+    raise OSError(101, "Network is unreachable")
+  monkeypatch.setattr(socket, "create_connection", unreachable)
+  with pytest.raises(UserError, match=r"Cannot reach www.cs.toronto.edu, where "
+                                      r"tensorflow-datasets downloads 'cifar10' from "
+                                      r"\(Network is unreachable\)"):
+    sources.prepare("cifar10", str(tmp_path))
+  assert not tried
+
+
+def test_prepare_names_a_data_dir_that_is_a_file(tmp_path, monkeypatch):
+  """Issue 31 §5: not "is the internet reachable?" but what is wrong, in one line."""
+  import subprocess
+  import sys
+  from conftest import REPO
+  from jaxgen.errors import UserError
+  builder_cls = type(tfds.builder("cifar10", data_dir=str(tmp_path)))
+  tried = []
+  monkeypatch.setattr(builder_cls, "download_and_prepare",
+                      lambda self, *a, **k: tried.append(1) or 1 / 0)
+  (tmp_path / "file").write_text("")
+  with pytest.raises(UserError, match=r"--data_dir=.*file is a file"):
+    sources.prepare("cifar10", str(tmp_path / "file"))
+  assert not tried
+  out = subprocess.run([sys.executable, "-m", "jaxgen.data.prepare", "cifar10",
+                        f"--data_dir={tmp_path / 'file'}"], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+  assert out.returncode == 2 and out.stderr.startswith("error: --data_dir="), out.stderr
+  assert len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
 def test_center_crop_keeps_the_aspect_ratio():

@@ -291,6 +291,31 @@ def test_completion_keeps_the_visible_pixels_and_samples_the_rest():
     tr.completion_picture(state, jax.random.key(3), x, np.zeros((28, 28), bool), 3)
 
 
+def test_completion_reads_16_bit_and_transparent_images(tmp_path):
+  """Issue 31 §4: a 16-bit grey PNG is read at its depth (PIL alone clipped it at
+  255: a 0..65535 ramp turned white), a white digit drawn in the alpha channel is
+  composited on the black of the digit sets, and black ink held in the alpha channel
+  alone, which is blank on black, is refused with one line naming the file."""
+  import ml_collections
+  from PIL import Image
+  from jaxgen.errors import UserError
+  from jaxgen.families.pixelcnn.complete import load_images
+  data = ml_collections.ConfigDict({"binarize": False, "scale": "unit"})
+  levels = np.tile(np.arange(0, 256, 9, dtype=np.uint8)[:28], (28, 1))
+  Image.fromarray(levels.astype(np.uint16) * 257).save(tmp_path / "deep.png")
+  white_in_alpha = np.full((28, 28, 4), 255, np.uint8)
+  white_in_alpha[..., 3] = levels
+  Image.fromarray(white_in_alpha).save(tmp_path / "white.png")
+  got = load_images([tmp_path / "deep.png", tmp_path / "white.png"], 28, 28, 1, data)
+  for image in got:
+    np.testing.assert_allclose(image[..., 0], levels / 255, atol=1e-6)
+  black_in_alpha = white_in_alpha.copy()
+  black_in_alpha[..., :3] = 0
+  Image.fromarray(black_in_alpha).save(tmp_path / "black.png")
+  with pytest.raises(UserError, match=r"black.png has its picture in the alpha channel"):
+    load_images([tmp_path / "black.png"], 28, 28, 1, data)
+
+
 @pytest.mark.parametrize("name", ["pixelcnn_mnist", "gated_pixelcnn_mnist"])
 def test_windowed_sampling_is_the_full_network(name):
   """Sampling evaluates the network on the rows_above + 1 rows ending at the current

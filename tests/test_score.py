@@ -248,3 +248,65 @@ def test_reference_statistics_are_cached_per_weights(tmp_path, monkeypatch):
                               c.data, "test")
   assert len(list((tmp_path / "stats").iterdir())) == 2
   assert not np.allclose(changed.mu, first.mu)
+
+
+READ_ONLY = "/sys"  # a folder that no process, root included, may write into
+
+
+def test_score_refuses_unreadable_arrays_naming_the_file(tmp_path):
+  """Issue 31 §5: a truncated .npz (images or statistics) and garbage named .npz are
+  one line naming the file, never numpy's advice to unpickle it."""
+  rng = np.random.default_rng(0)
+  np.savez(tmp_path / "stats.npz", mu=np.zeros(4), sigma=np.eye(4))
+  np.savez(tmp_path / "images.npz", images=rng.integers(0, 255, (64, 28, 28), np.uint8))
+  for name in ("stats", "images"):
+    data = (tmp_path / f"{name}.npz").read_bytes()
+    (tmp_path / f"{name}_cut.npz").write_bytes(data[:len(data) // 2])
+  (tmp_path / "garbage.npz").write_bytes(b"these bytes are not numpy's " * 8)
+  for args in (("fid", "stats_cut.npz", "stats.npz"), ("fid", "images_cut.npz", "stats.npz"),
+               ("is", "images_cut.npz"), ("fid", "garbage.npz", "stats.npz"),
+               ("is", "garbage.npz")):
+    proc = score("--metric", args[0], *(tmp_path / p for p in args[1:]),
+                 "--feature_net", "mnist_classifier", check=False)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"error: {tmp_path / args[1]} is not a readable"), lines
+    assert "pickle" not in lines[0], lines
+
+
+def test_fid_of_a_set_with_itself_is_zero_not_negative():
+  """Issue 31 §5: rounding in sqrtm left -0.0002 for identical sets."""
+  features = np.random.default_rng(0).normal(size=(300, 64))
+  stats = fid.feature_statistics(features)
+  assert fid.frechet_distance(*stats, *stats) == 0.0
+  assert float(fid.frechet_distance_eigh(*stats, *stats)) >= 0.0
+
+
+def test_is_splits_below_one_say_so(tmp_path):
+  np.save(tmp_path / "a.npy", np.zeros((4, 28, 28), np.uint8))
+  proc = score("--metric", "is", tmp_path / "a.npy", "--feature_net", "mnist_classifier",
+               "--splits", 0, check=False)
+  assert proc.returncode == 2 and "splits must be at least 1" in proc.stderr, proc.stderr
+
+
+def test_save_stats_is_checked_first_and_the_fid_is_printed_anyway(tmp_path, monkeypatch):
+  """Issue 31 §2: --save_stats into a folder that cannot be written is refused before
+  the features are computed; a write that fails after them still prints the FID."""
+  np.savez(tmp_path / "stats.npz", mu=np.zeros(4), sigma=np.eye(4))
+  np.save(tmp_path / "a.npy", np.zeros((4, 28, 28), np.uint8))
+  computed = []
+  monkeypatch.setattr(features, "get", lambda *a, **k: computed.append(1) or 1 / 0)
+  for where in (f"{READ_ONLY}/stats.npz", tmp_path / "a.npy" / "stats.npz"):
+    proc = score("--metric", "fid", tmp_path / "a.npy", tmp_path / "stats.npz",
+                 "--save_stats", where, check=False)
+    assert proc.returncode == 2 and "--save_stats" in proc.stderr, proc.stderr
+    assert not computed  # refused before the feature network was loaded
+  monkeypatch.undo()
+
+  def full_disk(*args):
+    raise OSError(28, "No space left on device")
+  monkeypatch.setattr(fid, "save_statistics", full_disk)
+  proc = score("--metric", "fid", tmp_path / "stats.npz", tmp_path / "stats.npz",
+               "--save_stats", tmp_path / "out.npz", check=False)
+  assert proc.returncode == 2 and "No space left" in proc.stderr, proc.stderr
+  assert json.loads(proc.stdout.strip().splitlines()[-1])["value"] == 0.0

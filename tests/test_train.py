@@ -156,6 +156,64 @@ def test_checkpoint_of_another_config_is_a_clear_error(tmp_path, tiny_vae):
     train.train(c, wd)
 
 
+def test_a_workdir_of_another_family_is_named_not_called_corrupt(tmp_path, tiny_vae):
+  """Issue 31 §2: a config of another family on a workdir was reported as a corrupt
+  checkpoint, with the advice to move it away (hiding a good checkpoint)."""
+  c = tiny_vae
+  c.train.update(num_steps=2, sample_every=0)
+  c.eval.metrics = ()
+  wd = str(tmp_path / "run")
+  train.train(c, wd)
+  other = load_config("vqvae_mnist", "tiny")
+  other.train.update(num_steps=4, sample_every=0)
+  mesh = train.sharding.make_mesh()
+  trainer = build.make_trainer(other, mesh)
+  with pytest.raises(errors.ConfigError, match="config.family='vae'") as e:
+    train.train(other, wd)
+  assert "move" not in str(e.value)
+  with pytest.raises(errors.ConfigError, match="config.family='vae'"):
+    train.restore_latest(trainer, other, wd, mesh)  # --mode=eval and sample
+  os.remove(os.path.join(wd, "config.json"))  # no record: the arrays tell
+  with pytest.raises(checkpoint.CheckpointError, match="written for a different "
+                                                       "config") as e:
+    train.restore_latest(trainer, other, wd, mesh)
+  assert "move" not in str(e.value) and "corrupt" not in str(e.value)
+
+
+def test_an_eval_reads_the_newest_checkpoint_when_rotation_removes_its_pick(
+    tmp_path, tiny_vae, monkeypatch):
+  """Issue 31 §2: with checkpoint_every=1, 2 of 4 evals beside a training run read a
+  step that keep-3 rotation had just deleted, and were told it was corrupt. Now the
+  newest checkpoint is read once more; a second removal is named as such."""
+  c = tiny_vae
+  c.train.update(num_steps=4, checkpoint_every=1, keep_checkpoints=3, sample_every=0)
+  c.eval.metrics = ()
+  wd = str(tmp_path / "run")
+  train.train(c, wd)
+  mesh = train.sharding.make_mesh()
+  trainer = build.make_trainer(c, mesh)
+  real = checkpoint.Checkpointer.restore_meta
+  removals = []
+
+  def rotated_out(self, step=None, rounds=1):
+    if len(removals) < rounds:  # a training run rotates it out as it is read
+      step = self.latest_step() if step is None else step
+      removals.append(step)
+      import shutil
+      shutil.rmtree(self.step_dir(step))
+    return real(self, step)
+
+  monkeypatch.setattr(checkpoint.Checkpointer, "restore_meta", rotated_out)
+  _, meta = train.restore_latest(trainer, c, wd, mesh)
+  assert removals == [4] and meta["step"] == 3
+  monkeypatch.setattr(checkpoint.Checkpointer, "restore_meta",
+                      lambda self, step=None: rotated_out(self, step, rounds=3))
+  with pytest.raises(checkpoint.CheckpointError, match="was deleted while it was "
+                                                       "read") as e:
+    train.restore_latest(trainer, c, wd, mesh)
+  assert removals == [4, 3, 2] and "move" not in str(e.value)
+
+
 def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes(tmp_path):
   wd = str(tmp_path / "run")
   args = [sys.executable, "-m", "jaxgen.main", "--config=configs/vae_mnist.py:tiny",
@@ -267,6 +325,32 @@ def test_a_second_signal_during_a_save_stops_after_the_save_completes(tmp_path,
   train.train(c, wd)  # and the rerun resumes from it
   last = json.loads(open(os.path.join(wd, "metrics.jsonl")).readlines()[-1])
   assert last["step"] == 4 and 0 <= last["input_wait"] <= 1  # the loop's input wait
+
+
+def test_a_stop_between_log_steps_logs_the_steps_since_the_last_line(tmp_path, tiny_vae,
+                                                                    monkeypatch):
+  """Issue 31 §5: a SIGTERM after step 6 of a run that logs every 4 steps writes a
+  line at step 6, the mean of steps 5 and 6, as the checkpoint is saved; without it
+  those steps were in no line, and the resumed run's line at step 8 averaged 2 steps
+  as if they were 4."""
+  from jaxgen import prefetch
+  c = tiny_vae
+  c.train.update(num_steps=100, checkpoint_every=50, log_every=4, sample_every=0)
+  c.eval.metrics = ()
+  wd = str(tmp_path / "run")
+  real_next, calls = prefetch.Prefetcher.__next__, []
+
+  def next_then_stop(self):
+    calls.append(1)
+    if len(calls) == 6:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return real_next(self)
+
+  monkeypatch.setattr(prefetch.Prefetcher, "__next__", next_then_stop)
+  train.train(c, wd)
+  lines = [json.loads(l) for l in open(os.path.join(wd, "metrics.jsonl"))]
+  assert [l["step"] for l in lines] == [4, 6]
+  assert checkpoint.Checkpointer(os.path.join(wd, "checkpoints")).all_steps() == [6]
 
 
 def test_the_prefetcher_keeps_order_raises_where_the_error_is_and_stops():

@@ -4,10 +4,9 @@
 
 Writes array_record files, which training then reads without TensorFlow or network.
 """
-import sys
-
 from absl import app, flags
 
+from jaxgen import errors
 from jaxgen.data import sources
 from jaxgen.data.paired_folder import how_to_get
 
@@ -23,14 +22,12 @@ def main(argv):
     raise app.UsageError("Usage: python -m jaxgen.data.prepare NAME [--data_dir=DIR]")
   name = argv[1]
   if name.startswith("pix2pix/"):  # Pix2Pix's paired folders are not in tfds
-    print(f"error: {name} is not a tensorflow-datasets set. "
-          + how_to_get(name.split("/", 1)[1], ""), file=sys.stderr)
-    sys.exit(2)
+    errors.exit_with(f"{name} is not a tensorflow-datasets set. "
+                     + how_to_get(name.split("/", 1)[1], ""))
   try:
     builder = sources.prepare(name, flags.FLAGS.data_dir)
-  except (RuntimeError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  except (RuntimeError, ValueError) as e:  # UserError, and tfds' download errors
+    errors.exit_with(e)
   print(f"{argv[1]} is prepared in {builder.data_dir}")
 
 

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from jaxgen import registry
-from jaxgen.errors import ConfigError, MissingInput
+from jaxgen.errors import ConfigError, MissingInput, UserError, check_writable
 from jaxgen.data import toy2d
 
 MNIST5K_TEST_PER_CLASS = 50  # 10 x 50 = 500 test digits, 4,500 for training
@@ -193,10 +193,18 @@ def how_to_prepare(name: str, data_dir: str | None) -> str:
 
 
 def prepare(name: str, data_dir: str | None = None):
-  """Download and prepare a tfds dataset as array_record (what data_source reads)."""
+  """Download and prepare a tfds dataset as array_record (what data_source reads).
+  A ``data_dir`` that is a file, or cannot be written, and download hosts that
+  cannot be reached are refused at once (``UserError``), before tfds' retries."""
+  if data_dir and os.path.isfile(os.path.expanduser(data_dir)):
+    raise UserError(f"--data_dir={data_dir} is a file: name the folder that holds (or "
+                    f"will hold) the tensorflow-datasets sets.")
   builder = tfds_builder(name, data_dir)
   if builder.is_prepared():
     return builder
+  if data_dir:
+    check_writable(data_dir, "--data_dir", folder=True)
+  check_reachable(builder.url_infos or {}, name, data_dir)
   try:
     builder.download_and_prepare(file_format="array_record")
   except Exception as e:  # network and extraction errors come in many types
@@ -205,6 +213,29 @@ def prepare(name: str, data_dir: str | None = None):
         f"({type(e).__name__}: {str(e)[:300]}). Is the internet reachable from "
         f"here? " + how_to_prepare(name, data_dir)) from e
   return builder
+
+
+def check_reachable(urls, name: str, data_dir: str | None, timeout: float = 10.0):
+  """Refuse (``UserError``) at once when a host that ``urls`` name cannot be reached
+  (through the proxy the environment names, if any): tfds would retry for minutes."""
+  import socket
+  import urllib.parse
+  import urllib.request
+  proxies = urllib.request.getproxies()
+  for host, port, scheme in sorted({(u.hostname, u.port, u.scheme) for u in
+                                    map(urllib.parse.urlsplit, urls) if u.hostname}):
+    proxy = proxies.get(scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+      via = urllib.parse.urlsplit(proxy if "//" in proxy else f"//{proxy}")
+      host, port = via.hostname, via.port or 8080
+    try:
+      socket.create_connection((host, port or (443 if scheme == "https" else 80)),
+                               timeout=timeout).close()
+    except OSError as e:
+      raise UserError(
+          f"Cannot reach {host}, where tensorflow-datasets downloads {name!r} from "
+          f"({e.strerror or e}): nothing was downloaded. "
+          + how_to_prepare(name, data_dir)) from None
 
 
 class Tfds(Dataset):

@@ -29,15 +29,14 @@ ends as one ``error:`` line with exit status 2.
 from __future__ import annotations
 
 import json
-import sys
 
 import jax
 from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from jaxgen import (config_file, data, evaluators, precision, sharding, stages, train,
-                    xla_options)
+from jaxgen import (config_file, data, errors, evaluators, precision, sharding, stages,
+                    train, xla_options)
 from jaxgen.checkpoint import CheckpointError
 from jaxgen.errors import ConfigError
 from jaxgen.evaluators.features import real_data
@@ -164,15 +163,10 @@ def parse_flags(argv):
     return rest
   except flags.Error as e:
     lines = [l for l in str(e).splitlines() if l.strip()]
-    _exit(lines[-1] if lines else str(e))
+    errors.exit_with(lines[-1] if lines else str(e))
   except (OSError, AttributeError, KeyError, TypeError, ValueError) as e:
     msg = str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'")
-    _exit(f"bad --config: {type(e).__name__}: {msg}")
-
-
-def _exit(message):
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(2)
+    errors.exit_with(f"bad --config: {type(e).__name__}: {msg}")
 
 
 def main(argv):
@@ -185,7 +179,7 @@ def main(argv):
     with precision.matmul_context(precision.resolve(config)):
       result = ceiling(config)
   except (ValueError, FileNotFoundError, CheckpointError) as e:  # ConfigError, StageError
-    _exit(str(e))
+    errors.exit_with(str(e))
   if FLAGS.out:
     train.write_json(FLAGS.out, result)
   print(json.dumps(result))

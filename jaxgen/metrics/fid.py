@@ -31,7 +31,7 @@ def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return features.mean(axis=0), np.cov(features, rowvar=False)
 
 
-def _check_statistics(mu, sigma, name=""):
+def check_statistics(mu, sigma, name=""):
   """mu as (d,) and sigma as (d, d) float64 arrays, or a ValueError saying what is wrong."""
   mu = np.atleast_1d(np.asarray(mu, np.float64))
   sigma = np.atleast_2d(np.asarray(sigma, np.float64))
@@ -45,8 +45,8 @@ def _check_statistics(mu, sigma, name=""):
 
 
 def _check_pair(mu1, sigma1, mu2, sigma2):
-  mu1, sigma1 = _check_statistics(mu1, sigma1, " (first)")
-  mu2, sigma2 = _check_statistics(mu2, sigma2, " (second)")
+  mu1, sigma1 = check_statistics(mu1, sigma1, " (first)")
+  mu2, sigma2 = check_statistics(mu2, sigma2, " (second)")
   if len(mu1) != len(mu2):
     raise ValueError(f"mean vectors have different lengths ({len(mu1)} vs {len(mu2)}): the "
                      "two statistics come from different feature networks.")
@@ -54,7 +54,8 @@ def _check_pair(mu1, sigma1, mu2, sigma2):
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
-  """|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)), exactly as pytorch-fid computes it."""
+  """|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)), exactly as pytorch-fid computes it,
+  clamped at 0."""
   mu1, sigma1, mu2, sigma2 = _check_pair(mu1, sigma1, mu2, sigma2)
   diff = mu1 - mu2
   # pytorch-fid calls sqrtm(..., disp=False), which differs only in returning an error
@@ -71,7 +72,10 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
       raise ValueError(f"FID: sqrt(S1 S2) has an imaginary component of {imag:.3g} on its "
                        "diagonal; are the covariances positive semi-definite?")
     covmean = covmean.real
-  return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+  # Rounding leaves the distance of a set to itself slightly negative (-2e-4): a
+  # distance is never below 0.
+  return max(0.0, float(diff @ diff + np.trace(sigma1) + np.trace(sigma2)
+                        - 2 * np.trace(covmean)))
 
 
 @jax.jit
@@ -84,7 +88,8 @@ def _frechet_distance_eigh(mu1, sigma1, mu2, sigma2):
   eigvals = jnp.linalg.eigvalsh(matmul(matmul(root1, sigma2), root1))
   tr_covmean = jnp.sum(jnp.sqrt(jnp.clip(eigvals, 0.0)))
   diff = mu1 - mu2
-  return diff @ diff + jnp.trace(sigma1) + jnp.trace(sigma2) - 2 * tr_covmean
+  return jnp.maximum(diff @ diff + jnp.trace(sigma1) + jnp.trace(sigma2) - 2 * tr_covmean,
+                     0.0)  # as frechet_distance: never below 0
 
 
 def frechet_distance_eigh(mu1, sigma1, mu2, sigma2) -> jax.Array:
@@ -96,7 +101,7 @@ def frechet_distance_eigh(mu1, sigma1, mu2, sigma2) -> jax.Array:
 
 def save_statistics(path, mu, sigma) -> None:
   """Write mu and sigma to an .npz file in pytorch-fid's format (keys ``mu``, ``sigma``)."""
-  mu, sigma = _check_statistics(mu, sigma)
+  mu, sigma = check_statistics(mu, sigma)
   np.savez_compressed(path, mu=mu, sigma=sigma)
 
 
@@ -107,4 +112,4 @@ def load_statistics(path) -> tuple[np.ndarray, np.ndarray]:
       raise ValueError(f"{path} is not an FID statistics file: it has keys {sorted(f.files)}, "
                        "but pytorch-fid's .npz format needs 'mu' and 'sigma'.")
     mu, sigma = f["mu"], f["sigma"]
-  return _check_statistics(mu, sigma, f" in {path}")
+  return check_statistics(mu, sigma, f" in {path}")

@@ -25,7 +25,9 @@ def inception_score(logits: np.ndarray, splits: int = 10, *,
   if x.ndim != 2:
     raise ValueError(f"Predictions must have shape (num_samples, num_classes), got {x.shape}.")
   n = len(x)
-  if splits < 1 or n < splits:
+  if splits < 1:
+    raise ValueError(f"The Inception Score's splits must be at least 1, got {splits}.")
+  if n < splits:
     raise ValueError(f"The Inception Score needs at least one sample per split: got {n} "
                      f"samples for {splits} splits.")
   if from_probs:
