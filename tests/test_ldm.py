@@ -141,11 +141,10 @@ def test_the_run_evaluates_at_each_guidance_scale_and_draws(ldm):
 
 def test_refusals(ldm, tiny_runs):
   _, c, trainer, _, _ = ldm
-  stage = c.stages.autoencoder
 
   def make(**changes):
     cfg = load_config("ldm_mnist", "tiny")
-    cfg.stages.autoencoder = stage
+    cfg.stages.update(c.stages)  # the run's autoencoder and CLIP
     for path, value in changes.items():
       *parents, leaf = path.split(".")
       node = cfg
@@ -170,6 +169,7 @@ def test_a_resume_with_another_scale_factor_is_refused(ldm, tmp_path):
   c = ldm[1]
   proc = run_main("--config=configs/ldm_mnist.py:tiny", f"--workdir={wd}",
                   f"--config.stages.autoencoder={c.stages.autoencoder}",
+                  f"--config.stages.clip={c.stages.clip}",
                   "--config.latent.scale_factor=0.5", "--config.train.num_steps=6",
                   check=False)
   assert proc.returncode != 0

@@ -181,7 +181,10 @@ def test_the_vq_variant_diffuses_the_vqvae_vectors_before_quantisation():
   are decoded through the nearest codes."""
   module = load_module("configs/ldm_mnist.py")
   assert module.stage_config({"vq"}) == "vqvae_mnist:captions"
-  c = load_config("ldm_mnist", "vq,tiny")
+  assert module.stage_config(set()) == module.STAGE_CONFIGS["autoencoder"]
+  assert module.stage_config({"f4", "captions2"}) == "autoencoder_kl_mnist:captions2"
+  assert module.stage_config({"captions2"}, "clip") == "clip_mnist:captions2"
+  c = load_config("ldm_mnist", "vq,joint,tiny")  # the stage alone: no CLIP
   assert c.data == load_config("vqvae_mnist", "captions,tiny").data
   stage = tiny_stage("vqvae_mnist", "captions,tiny")
   vq, vq_params = stage.trainer, stage.params
@@ -203,7 +206,7 @@ def test_the_vq_variant_diffuses_the_vqvae_vectors_before_quantisation():
 
 
 def test_the_two_digit_variant_runs_over_a_stage_of_the_two_digit_canvases():
-  c = load_config("ldm_mnist", "captions2,tiny")
+  c = load_config("ldm_mnist", "captions2,joint,tiny")  # the stage alone: no CLIP
   stage_data = load_config("autoencoder_kl_mnist", "captions2,tiny").data
   assert c.data == stage_data and c.data.name == "mnist5k_captions2"
   c.latent.scale_factor = 1.0
