@@ -80,6 +80,16 @@ class Autoencoder:
     return self.decode(params, latents)
 
 
+class CodeAutoencoder(Autoencoder):
+  """An ``Autoencoder`` whose ``encode`` gives integer code ids (dVAE, VQ-VAE, OpenAI's
+  dVAE): the stage of the families that model codes (DALL-E, the PixelCNN prior)."""
+
+
+class VectorAutoencoder(Autoencoder):
+  """An ``Autoencoder`` with continuous ``encode_latents`` (VAE, the KL autoencoder, and
+  VQ-VAE's vectors before quantisation): the stage of latent diffusion."""
+
+
 class ConditioningEncoder:
   """The stage protocol of conditioning encoders (CLIP): pooled, L2-normalised
   embeddings of images and of token ids in one space, and the per-token text states

@@ -99,7 +99,8 @@ def test_stage_errors_name_the_problem(tmp_path, vae_stage):
   mesh = sharding.make_mesh()
   c = _latent("")
   with pytest.raises(errors.StageError, match=r"set --config.stages.autoencoder=WORKDIR "
-                                              r"to a finished run of family autoencoder_kl or dvae or vae or vqvae"):
+                                              r"to a finished run of family autoencoder_kl or vae or vqvae "
+                                              r"\(train it first\)"):
     build.make_trainer(c, mesh)
   with pytest.raises(errors.StageError, match="no such directory"):
     build.make_trainer(_latent(str(tmp_path / "missing")), mesh)
@@ -121,7 +122,8 @@ def test_stage_errors_name_the_problem(tmp_path, vae_stage):
   (gan / "config.json").write_text(
       load_config("gan_toy2d", "tiny").to_json_best_effort())
   with pytest.raises(errors.StageError, match="is a 'gan' run, but the autoencoder stage "
-                                              "needs the Autoencoder protocol \\(family autoencoder_kl or dvae or vae"):
+                                              "needs the VectorAutoencoder protocol \\(family "
+                                              "autoencoder_kl or vae or vqvae\\)"):
     build.make_trainer(_latent(str(gan)), mesh)
 
   # Images preprocessed otherwise than the stage saw them.

@@ -25,7 +25,7 @@ from jaxgen import precision, weights
 from jaxgen.errors import UserError
 from jaxgen.families.dvae import losses
 from jaxgen.families.dvae import networks as dvae_models
-from jaxgen.stages import Autoencoder
+from jaxgen.stages import CodeAutoencoder
 from jaxgen.weights import torch_pickle
 
 _NN = "torch.nn.modules."
@@ -166,7 +166,7 @@ def load_openai(encoder=None, decoder=None, download: bool = True):
           weights.resolve("dalle_decoder", decoder, download=download))
 
 
-class OpenAIDVAE(Autoencoder):
+class OpenAIDVAE(CodeAutoencoder):
   """OpenAI's dVAE as a frozen ``Autoencoder`` stage: images (N, S, S, 3) in [0, 1]
   -> argmax codes (N, S/8, S/8); codes -> unmap(sigmoid(location))."""
   # A weights file has no config.compute: float32 unless a caller sets ``policy``.

@@ -72,7 +72,7 @@ from jaxgen.metrics import lpips
 from jaxgen.metrics import ssim as ssim_lib
 from jaxgen.models import autoencoder_kl as aekl
 from jaxgen.models.image_to_image import PatchDiscriminator
-from jaxgen.stages import Autoencoder
+from jaxgen.stages import VectorAutoencoder
 
 LPIPS_STAGE = "lpips"
 
@@ -86,7 +86,7 @@ def first_stage_config(m) -> aekl.FirstStageConfig:
       in_channels=m.in_channels, out_ch=m.out_ch, dropout=m.dropout)
 
 
-class AutoencoderKLTrainer(Trainer, Autoencoder):
+class AutoencoderKLTrainer(Trainer, VectorAutoencoder):
   num_codes = 0
   lpips_pending = False
 

@@ -56,7 +56,7 @@ from jaxgen.errors import ConfigError, StageError
 from jaxgen.families.base import OneOptimizerTrainer
 from jaxgen.families.dalle import networks, rerank, sampling
 from jaxgen.metrics import clip_score
-from jaxgen.stages import (Autoencoder, ConditioningEncoder, check_same_data,
+from jaxgen.stages import (CodeAutoencoder, ConditioningEncoder, check_same_data,
                            check_tokenizer)
 from jaxgen.weights.clip import CLIPEncoder
 
@@ -89,7 +89,7 @@ class DalleTrainer(OneOptimizerTrainer):
     m, named = config.model, dict(config.get("stages") or {})
     roles = {}
     if named.get("autoencoder") or not (m.image_vocab_size and tuple(m.image_grid)):
-      roles["autoencoder"] = Autoencoder
+      roles["autoencoder"] = CodeAutoencoder
     if named.get("reranker") or max(candidate_counts(config)) > 1:
       roles["reranker"] = ConditioningEncoder
     return roles

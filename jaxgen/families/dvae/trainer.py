@@ -43,7 +43,7 @@ from jaxgen.families.dvae.losses import (categorical_kl_to_uniform,
                                          unmap_pixels)
 from jaxgen.families.base import OneOptimizerTrainer
 from jaxgen.families.discrete_autoencoder import DiscreteAutoencoderPictures
-from jaxgen.stages import Autoencoder
+from jaxgen.stages import CodeAutoencoder
 
 SCHEDULE_KINDS = ("constant", "linear", "cosine", "exponential")
 
@@ -89,7 +89,7 @@ def check_positive(schedule, num_steps: int, what: str):
 
 
 class DVAETrainer(DiscreteAutoencoderPictures, OneOptimizerTrainer,
-                  Autoencoder):
+                  CodeAutoencoder):
 
   def __init__(self, config, spec, stages=None):
     super().__init__(config, spec, stages)

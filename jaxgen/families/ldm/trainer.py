@@ -61,8 +61,8 @@ from jaxgen.errors import ConfigError, StageError
 from jaxgen.families.base import OneOptimizerTrainer
 from jaxgen.families.ldm.networks import ClassEmbedder, MLPDenoiser
 from jaxgen.models import ldm_text, ldm_unet
-from jaxgen.stages import (Autoencoder, ConditioningEncoder, check_same_data,
-                           check_tokenizer)
+from jaxgen.stages import (Autoencoder, ConditioningEncoder, VectorAutoencoder,
+                           check_same_data, check_tokenizer)
 
 log = logging.getLogger("jaxgen")
 CONDITIONING = ("none", "class", "text", "concat")
@@ -80,7 +80,7 @@ class LDMTrainer(OneOptimizerTrainer):
     m, named = config.model, dict(config.get("stages") or {})
     roles = {}
     if named.get("autoencoder") or not fixed_latent_shape(config):
-      roles["autoencoder"] = Autoencoder
+      roles["autoencoder"] = VectorAutoencoder
     if m.conditioning == "text" and m.get("text_encoder") == "clip":
       roles["clip"] = ConditioningEncoder
     return roles

@@ -12,13 +12,13 @@ import jax.numpy as jnp
 from jaxgen import stages
 from jaxgen.errors import ConfigError, StageError
 from jaxgen.families.base import OneOptimizerTrainer
-from jaxgen.stages import Autoencoder
+from jaxgen.stages import CodeAutoencoder
 from jaxgen.families.pixelcnn.trainer import PixelCNNTrainer
 
 
 class PixelCNNPriorTrainer(PixelCNNTrainer):
   """A categorical PixelCNN (gated by default) over a frozen VQ-VAE's code grid."""
-  stage_roles = {"autoencoder": Autoencoder}
+  stage_roles = {"autoencoder": CodeAutoencoder}
 
   def __init__(self, config, spec, stages_):
     OneOptimizerTrainer.__init__(self, config, spec, stages_)  # not PixelCNN's checks

@@ -17,13 +17,13 @@ from jaxgen import losses, viz
 from jaxgen.errors import ConfigError
 from jaxgen.families.vae import networks as vae_models
 from jaxgen.families.base import OneOptimizerTrainer
-from jaxgen.stages import Autoencoder
+from jaxgen.stages import VectorAutoencoder
 
 LIKELIHOODS = ("bernoulli", "gaussian", "logistic")
 MIN_LOG_SCALE = -7.0  # as PixelCNN++: keeps the logistic and Gaussian scales sane
 
 
-class VAETrainer(OneOptimizerTrainer, Autoencoder):
+class VAETrainer(OneOptimizerTrainer, VectorAutoencoder):
 
   def __init__(self, config, spec, stages=None):
     super().__init__(config, spec, stages)

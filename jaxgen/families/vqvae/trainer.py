@@ -58,13 +58,13 @@ from jaxgen.families.vqvae.losses import vq_codebook_loss, vq_commitment_loss
 from jaxgen.models import quantizer
 from jaxgen.families.base import OneOptimizerTrainer, optimizer_step
 from jaxgen.families.discrete_autoencoder import DiscreteAutoencoderPictures
-from jaxgen.stages import Autoencoder
+from jaxgen.stages import CodeAutoencoder, VectorAutoencoder
 
 CODEBOOKS = ("ema", "loss")
 
 
 class VQVAETrainer(DiscreteAutoencoderPictures, OneOptimizerTrainer,
-                   Autoencoder):
+                   CodeAutoencoder, VectorAutoencoder):
   # The encoder and decoder go through the policy; the codebook distances, the
   # quantisation and the losses stay float32.
 
