@@ -10,8 +10,10 @@ Variants (comma-separated after the colon):
             the first half of the steps then linear to zero; batch 2 (the paper's 1
             on 256x256 photos). Evaluated on the aligned test split: L1 / SSIM of
             G(a) against the true restyled digit (and of F(b) against the digit),
-            class kept by F(G(a)), cycle errors, FID of the translations in the MNIST
-            classifier's features.
+            class kept by F(G(a)), F(b) read as b's digit by the MNIST classifier
+            (all, light and dark backgrounds), cycle errors, FID of the translations
+            in the MNIST classifier's features; ``styles``: G(a) read as a's digit by
+            the restyled digits' reader, and its content and style un-styled.
   tiny      seconds: for tests.
 """
 from jaxgen import config_file

@@ -25,7 +25,9 @@ and kept in memory.
 ``mnist5k_styles``     unpaired translation (``paired = False``): ``domain_a`` plain
     digits (grey repeated to RGB, uint8 (28, 28, 3)), ``domain_b`` digits restyled as
     ``ink * colour + (1 - ink) * texture`` (a seeded palette colour, a seeded smooth
-    texture). In the train split domain_b[i] restyles another digit than domain_a[i]
+    texture); ``label_a`` and ``label_b``, their digits' classes, and
+    ``dark_background_b`` (1: bright strokes on a dark texture, 0: dark strokes on a
+    light one), for evaluation (training reads the images alone). In the train split domain_b[i] restyles another digit than domain_a[i]
     (a seeded derangement), so training never sees a pair; in the test split they are
     the same digit, the ground truth of evaluation (``styles_ground_truth``), and
     ``unstyle`` inverts the restyling given the colour and texture.
@@ -603,7 +605,8 @@ def styles(split: str, seed: int) -> dict:
       "domain_a": np.repeat(d["image"], 3, axis=-1),
       "domain_b": restyle(d["image"], colour, texture),
       "digit": d["image"], "label": d["label"], "colour": colour, "texture": texture,
-      "b_index": b_index})
+      # style_params' textures lie at most 0.4 (dark) or at least 0.6 (light)
+      "dark_background": texture.mean((1, 2, 3)) < 0.5, "b_index": b_index})
 
 
 def styles_ground_truth(split: str = "test", seed: int = 0) -> dict:
@@ -611,7 +614,8 @@ def styles_ground_truth(split: str = "test", seed: int = 0) -> dict:
   ``domain_a[i]`` (plain, RGB) and ``domain_b[i]`` (the same digit restyled), its
   ``digit`` (grey, (N, 28, 28, 1)), ``label``, ``colour`` (N, 3) and ``texture``
   (N, 28, 28, 3) (float32 RGB in [0, 1]; ``unstyle(domain_b, colour, texture)``
-  recovers ``digit``), and ``b_index``: the split's example i shows domain_b[b_index[i]]
+  recovers ``digit``), ``dark_background`` (N,) (bright strokes on a dark texture;
+  else dark strokes on a light one), and ``b_index``: the split's example i shows domain_b[b_index[i]]
   (a derangement in train, the identity in test, where the split is aligned).
   Cached per (split, seed); read-only."""
   if split not in SPLIT_CODES:
@@ -625,9 +629,13 @@ class MNIST5kStyles(Dataset):
   paired = False
 
   def spec(self):
-    return {"domain_a": image_spec((28, 28, 3)), "domain_b": image_spec((28, 28, 3))}
+    return {"domain_a": image_spec((28, 28, 3)), "domain_b": image_spec((28, 28, 3)),
+            "label_a": LABEL, "label_b": LABEL,
+            "dark_background_b": jax.ShapeDtypeStruct((), np.int32)}
 
   def split(self, split):
     gt = styles_ground_truth(self.check_split(split), derived_seed(self.cfg))
-    return ArraySource({"domain_a": gt["domain_a"],
-                        "domain_b": gt["domain_b"][gt["b_index"]]})
+    b = gt["b_index"]
+    return ArraySource({"domain_a": gt["domain_a"], "domain_b": gt["domain_b"][b],
+                        "label_a": gt["label"], "label_b": gt["label"][b],
+                        "dark_background_b": gt["dark_background"][b].astype(np.int32)})

@@ -23,7 +23,8 @@
   caption_accuracy.py  each caption attribute (digit, size, thickness, slant, position;
                     two digits and their order) re-measured on its sample, as the
                     captions of mnist5k_captions(2) were measured; the real ceiling;
-  families/cyclegan/evaluators.py   styles (CycleGAN's un-styled digit class).
+  families/cyclegan/evaluators.py   styles (CycleGAN's G(a): its digit, read by the
+                    restyled digits' reader; its content and style, un-styled).
 ``python -m jaxgen.evaluators.ceiling`` (ceiling.py) runs them on the real images of
 ``eval.split`` in place of samples: each metric's ceiling.
 Samples come from the family's pure ``generate``, jit-compiled once, in batches of

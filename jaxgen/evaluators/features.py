@@ -110,7 +110,7 @@ def reference(net: features.FeatureNet, data_config, split: str,
 class Features(Evaluator):
   """Collects the configured feature network's outputs; fid / is / kid share them."""
   options = {
-      "feature_net": "mnist_classifier",  # mnist_classifier, inception or clip
+      "feature_net": "mnist_classifier",  # metrics.features.NETWORKS: mnist_classifier, ...
       "weights": "",                      # that network's weights file ('' = registry)
       "inception_mode": "tf",             # tf | pytorch-fid input convention
       "reference_split": "train",         # the real images FID and KID compare with

@@ -11,9 +11,11 @@ This module is the one registry of feature networks: the network modules
 (``mnist_classifier``, ``inception``, ``clip_score``) define their networks and feature
 functions and never import it. ``get("mnist_classifier")`` reads 28 x 28 digits and
 canvases of digits side by side (``mnist_classifier.prepare`` says how: features
-joined over the digits, logits of their joint label). ``get("clip")`` gives CLIP
-ViT-B/32 image embeddings (``features`` only, no ``logits``: FID in CLIP space);
-``clip_embedder`` gives both towers, for the CLIP score.
+joined over the digits, logits of their joint label); ``get("styles_classifier")``
+(the same network trained on mnist5k_styles' restyled digits) reads 28 x 28 RGB
+digits. ``get("clip")`` gives CLIP ViT-B/32 image embeddings (``features`` only, no
+``logits``: FID in CLIP space); ``clip_embedder`` gives both towers, for the CLIP
+score.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from jaxgen.metrics import clip_score, inception, mnist_classifier
 from jaxgen import weights as weights_lib
 from jaxgen.models import clip
 
-NETWORKS = ("mnist_classifier", "inception", "clip")
+NETWORKS = (*mnist_classifier.READERS, "inception", "clip")
 
 
 def _batches(images, size: int, prepare: Callable) -> Iterable[np.ndarray]:
@@ -121,10 +123,11 @@ def get(name: str, *, weights=None, mode: str = "tf", batch_size: int = 100,
         mesh=None) -> FeatureNet:
   """The feature network ``name`` (see NETWORKS); ``weights`` overrides its weights
   file, ``mode`` is the Inception input convention ("tf" or "pytorch-fid")."""
-  if name == "mnist_classifier":
-    params = mnist_classifier.load_params(weights or mnist_classifier.WEIGHTS)
-    return FeatureNet(mnist_classifier.NAME, mnist_classifier.features_and_logits, params,
-                      mnist_classifier.prepare, batch_size, mesh)
+  if name in mnist_classifier.READERS:
+    reader = mnist_classifier.READERS[name]
+    params = mnist_classifier.load_params(weights or reader.weights)
+    return FeatureNet(reader.name, mnist_classifier.features_and_logits, params,
+                      reader.inputs, batch_size, mesh)
   if name == "inception":
     inception.net_name(mode)  # checks the mode before any file is read
     path = weights_lib.resolve("inception", weights)

@@ -18,9 +18,16 @@ are its pieces' features joined left to right (k * 128); its logits are those of
 joint label (the pieces' digits, left to right, 10 ** k classes): the sum of the
 pieces' log-probabilities (for one piece, its logits). 28 x 28 images go in as they
 are.
+
+The same network, trained on other digits, is another digit reader (``READERS``):
+``styles_classifier`` reads mnist5k_styles' restyled digits (RGB, 28 x 28 x 3:
+coloured strokes on textured light or dark backgrounds), the domain-B reader of the
+CycleGAN ``styles`` evaluator. Each reader has its shipped weights file, made by
+``python -m jaxgen.train_mnist_classifier --dataset=NAME``.
 """
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import zipfile
 from typing import Callable
@@ -31,12 +38,55 @@ import jax
 import numpy as np
 import optax
 
-WEIGHTS = pathlib.Path(__file__).parent / "assets" / "mnist_classifier.npz"
+ASSETS = pathlib.Path(__file__).parent / "assets"
+WEIGHTS = ASSETS / "mnist_classifier.npz"
 NAME = "mnist-classifier"
 FEATURE_DIM = 128
 NUM_CLASSES = 10
 MNIST_SIZE, MNIST_BOX = 28, 20  # MNIST: a 20 x 20 box, centred by mass in 28 x 28
 INK = 127  # a pixel of a uint8 image is ink when its grey level exceeds this
+
+
+@dataclasses.dataclass(frozen=True)
+class Reader:
+  """One trained copy of ``MNISTClassifier``: ``name`` (what the numbers made with it
+  carry), its shipped ``weights``, the ``channels`` of the 28 x 28 digits it reads,
+  the ``dataset`` its training command reads (``--dataset``) and ``pad``, how that
+  training fills what a random shift uncovers (``shift``'s ``mode``: zeros beside
+  plain digits; ``wrap`` for restyled ones, whose textures are periodic, so that a
+  shifted digit keeps its background); a reader of colour digits is also trained on
+  their channels in random order (``permute_channels``), so that it reads the shape
+  of the digit rather than the palette's colours."""
+  name: str
+  weights: pathlib.Path
+  channels: int
+  dataset: str
+  pad: str
+
+  def inputs(self, images) -> np.ndarray:
+    """The network's input (host numpy) for ``images``: ``prepare`` for grey digits
+    and canvases, ``check_digits`` for colour digits."""
+    if self.channels == 1:
+      return prepare(images)
+    return check_digits(images, self.channels)
+
+
+READERS = {
+    "mnist_classifier": Reader(NAME, WEIGHTS, 1, "mnist5k", "constant"),
+    "styles_classifier": Reader("styles-classifier", ASSETS / "styles_classifier.npz",
+                                3, "mnist5k_styles", "wrap"),
+}
+
+
+def retrain_command(path) -> str:
+  """The command that makes the weights file ``path`` (a reader's shipped file, or
+  another file of the MNIST classifier's)."""
+  reader = next((r for r in READERS.values()
+                 if pathlib.Path(path).resolve() == r.weights.resolve()),
+                READERS["mnist_classifier"])
+  flag = "" if reader.dataset == "mnist5k" else f" --dataset={reader.dataset}"
+  return (f"python -m jaxgen.train_mnist_classifier{flag} "
+          f"(jaxgen/train_mnist_classifier.py)")
 
 
 class MNISTClassifier(nn.Module):
@@ -82,19 +132,21 @@ def save_params(params, path) -> None:
 
 
 def load_params(path=WEIGHTS):
+  """A digit reader's parameters from its weights file ``path`` (the MNIST
+  classifier's by default; ``READERS`` names the others')."""
   path = pathlib.Path(path)
   if not path.is_file():
     raise FileNotFoundError(
-        f"MNIST classifier weights {path} are missing; recreate them with "
-        "python -m jaxgen.train_mnist_classifier (jaxgen/train_mnist_classifier.py)")
+        f"Digit classifier weights {path} are missing; recreate them with "
+        f"{retrain_command(path)}")
   try:
     with np.load(path, allow_pickle=False) as f:
       return flax.traverse_util.unflatten_dict({k: f[k] for k in f.files}, sep="/")
   except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
     raise ValueError(
-        f"MNIST classifier weights {path} are corrupt or not an .npz of arrays "
-        f"({type(e).__name__}); reinstall jaxgen, or recreate them with python -m "
-        f"jaxgen.train_mnist_classifier (jaxgen/train_mnist_classifier.py)") from None
+        f"Digit classifier weights {path} are corrupt or not an .npz of arrays "
+        f"({type(e).__name__}); reinstall jaxgen, or recreate them with "
+        f"{retrain_command(path)}") from None
 
 
 def _unit_float(images: np.ndarray) -> np.ndarray:
@@ -112,18 +164,23 @@ def _unit_float(images: np.ndarray) -> np.ndarray:
   return np.clip(images, 0.0, 1.0).astype(np.float32)
 
 
-def check_digits(images) -> np.ndarray:
-  """Float32 images in [0, 1] of shape (N, 28, 28, 1), or a ValueError saying why not.
+def check_digits(images, channels: int = 1) -> np.ndarray:
+  """Float32 images in [0, 1] of shape (N, 28, 28, ``channels``), or a ValueError
+  saying why not.
 
   uint8 images are divided by 255; float images must already lie in [0, 1].
   """
   images = np.asarray(images)
-  if images.ndim == 3:
+  if images.ndim == 3 and channels == 1:
     images = images[..., None]
-  if images.ndim != 4 or images.shape[1:] != (MNIST_SIZE, MNIST_SIZE, 1):
+  if images.ndim != 4 or images.shape[1:] != (MNIST_SIZE, MNIST_SIZE, channels):
+    if channels == 1:
+      raise ValueError(
+          f"The MNIST classifier takes 28x28 grey images (N, 28, 28, 1), got shape "
+          f"{images.shape}; use the Inception feature network for other images.")
     raise ValueError(
-        f"The MNIST classifier takes 28x28 grey images (N, 28, 28, 1), got shape "
-        f"{images.shape}; use the Inception feature network for other images.")
+        f"This digit classifier takes 28x28 images of {channels} channels "
+        f"(N, 28, 28, {channels}), got shape {images.shape}.")
   return _unit_float(images)
 
 
@@ -194,24 +251,36 @@ def to_mnist(canvases) -> tuple:
 
 
 # --- training -------------------------------------------------------------------------
-def shift(images, rng: np.random.Generator, max_shift: int = 2) -> np.ndarray:
+def shift(images, rng: np.random.Generator, max_shift: int = 2,
+          mode: str = "constant") -> np.ndarray:
   """Each image translated by a random integer offset of up to ``max_shift`` pixels
-  each way, zero-filled."""
+  each way; what it uncovers is filled by ``np.pad``'s ``mode`` (``constant``: zeros;
+  ``wrap``: the image's opposite edge)."""
   n, h, w, _ = images.shape
-  padded = np.pad(images, ((0, 0), (max_shift,) * 2, (max_shift,) * 2, (0, 0)))
+  padded = np.pad(images, ((0, 0), (max_shift,) * 2, (max_shift,) * 2, (0, 0)),
+                  mode=mode)
   dy, dx = rng.integers(0, 2 * max_shift + 1, size=(2, n))
   return np.stack([p[y:y + h, x:x + w] for p, y, x in zip(padded, dy, dx)])
 
 
+def permute_channels(images, rng: np.random.Generator) -> np.ndarray:
+  """Each image with its channels in a random order of its own."""
+  order = np.argsort(rng.uniform(size=(images.shape[0], images.shape[-1])), -1)
+  return np.take_along_axis(images, order[:, None, None, :], -1)
+
+
 def train(images, labels, *, steps: int, batch_size: int, seed: int,
-          log: Callable[[int, float], None] | None = None, log_every: int = 200):
+          log: Callable[[int, float], None] | None = None, log_every: int = 200,
+          reader: Reader = READERS["mnist_classifier"]):
   """The classifier's parameters trained on ``images`` (as ``check_digits`` takes
-  them) and their integer ``labels``: Adam with a cosine decay from 1e-3 to 5e-5 over
-  ``steps`` steps of softmax cross-entropy, on batches of ``batch_size`` digits drawn
-  with replacement and shifted by ``shift``. ``seed`` fixes the initialisation, the
-  batches and the shifts; the same inputs give the same parameters on the same
-  software stack. ``log(step, loss)`` is called every ``log_every`` steps."""
-  x = check_digits(images)
+  them, with ``reader.channels``) and their integer ``labels``: Adam with a cosine
+  decay from 1e-3 to 5e-5 over ``steps`` steps of softmax cross-entropy, on batches of
+  ``batch_size`` digits drawn with replacement and shifted by ``shift`` (filled as
+  ``reader.pad`` says; colour digits also with their channels permuted,
+  ``permute_channels``). ``seed`` fixes the initialisation, the batches and the
+  augmentation; the same inputs give the same parameters on the same software stack.
+  ``log(step, loss)`` is called every ``log_every`` steps."""
+  x = check_digits(images, reader.channels)
   labels = np.asarray(labels)
   model = MNISTClassifier()
   params = model.init(jax.random.key(seed), x[:1])["params"]
@@ -230,13 +299,18 @@ def train(images, labels, *, steps: int, batch_size: int, seed: int,
   rng = np.random.default_rng(seed)
   for i in range(steps):
     idx = rng.integers(0, len(x), batch_size)
-    params, opt_state, loss = step(params, opt_state, shift(x[idx], rng), labels[idx])
+    batch = shift(x[idx], rng, mode=reader.pad)
+    if reader.channels > 1:
+      batch = permute_channels(batch, rng)
+    params, opt_state, loss = step(params, opt_state, batch, labels[idx])
     if log and (i + 1) % log_every == 0:
       log(i + 1, float(loss))
   return params
 
 
-def accuracy(params, images, labels) -> float:
-  """The share of ``images`` (as ``check_digits`` takes them) classified as ``labels``."""
-  _, logits = jax.jit(MNISTClassifier().apply)({"params": params}, check_digits(images))
+def accuracy(params, images, labels, channels: int = 1) -> float:
+  """The share of ``images`` (as ``check_digits`` takes them, of ``channels``)
+  classified as ``labels``."""
+  _, logits = jax.jit(MNISTClassifier().apply)({"params": params},
+                                               check_digits(images, channels))
   return float(np.mean(np.argmax(logits, -1) == np.asarray(labels)))

@@ -28,14 +28,19 @@ aligned: domain_b[i] is domain_a[i] restyled), by the eval step:
   ``cycle_a`` / ``cycle_b`` |F(G(a)) - a|, |G(F(b)) - b| on [0, 1];
   ``class_kept_cycle``     how often the shipped MNIST classifier reads F(G(a)) as the
                            class it reads a as (grey = channel mean);
+  ``class_accuracy_ba``    how often it reads F(b) as b's label (``label_b``): F gives
+                           a plain digit of b's class; ``class_accuracy_ba_light`` /
+                           ``_dark`` the same over the b of light (dark) backgrounds
+                           (``dark_background_b``), of ``num_examples_ba_light``
+                           (``_dark``) examples;
   ``fid_ab`` / ``fid_ba``  FID of the translations G(a) (F(b)) against the train
                            split's domain B (A), in the MNIST classifier's features of
                            the channel-mean grey image (the features of plain digits;
                            for the restyled domain a distance between distributions of
                            its luminance, not a perceptual score).
-The evaluator ``styles`` (``config.eval.metrics``, jaxgen/evaluators/__init__.py) adds the
-class of G(a) once it is un-styled with the true colour and texture (``unstyle``),
-against the true label.
+The evaluator ``styles`` (``config.eval.metrics``, jaxgen/families/cyclegan/evaluators.py)
+adds G(a)'s content, read by the domain-B reader against a's label, and its content
+and style together (G(a) un-styled with the true pair's colour and texture).
 """
 from __future__ import annotations
 
@@ -292,6 +297,13 @@ class CycleGANTrainer(Trainer):
                                                                 grey(unit(x)))
       read_a = classify(a)["logits"].argmax(-1)
       sums["class_kept_cycle"] = masked(classify(rec_a)["logits"].argmax(-1) == read_a)
+      # F(b) read as a plain digit against b's label, over all of b and per background
+      right = classify(fake_a)["logits"].argmax(-1) == batch["label_b"]
+      sums["class_accuracy_ba"] = masked(right)
+      dark = batch["dark_background_b"] == 1
+      for part, keep in (("light", ~dark), ("dark", dark)):
+        sums[f"background_count_{part}"] = masked(keep)
+        sums[f"background_right_{part}"] = masked(right & keep)
       ref = self.reference_statistics()  # host numpy, constants of the trace
       for name, x, domain in (("ab", fake_b, "domain_b"), ("ba", fake_a, "domain_a")):
         # Centred on the reference mean: float32 sums of f f^T lose less to rounding.
@@ -303,9 +315,14 @@ class CycleGANTrainer(Trainer):
   def finalize_eval(self, sums):
     n = float(sums["count"])
     out = super().finalize_eval({k: v for k, v in sums.items()
-                                 if not k.startswith("feat_")})
+                                 if not k.startswith(("feat_", "background_"))})
     if self.styles:
       from jaxgen.metrics import fid
+      for part in ("light", "dark"):
+        count = float(sums[f"background_count_{part}"])
+        out[f"class_accuracy_ba_{part}"] = (
+            float(sums[f"background_right_{part}"]) / count if count else None)
+        out[f"num_examples_ba_{part}"] = int(count)
       ref = self.reference_statistics()
       for name, domain in (("ab", "domain_b"), ("ba", "domain_a")):
         s = np.asarray(sums[f"feat_sum_{name}"], np.float64)
