@@ -107,13 +107,14 @@ def _layer_norm(name: str) -> nn.LayerNorm:
 
 
 class Attention(nn.Module):
-  """Multi-head self-attention with separate q, k, v projections (HF's layout)."""
+  """Multi-head self-attention with separate q, k, v projections (HF's layout);
+  ``mask`` (N, L), True = attend, hides keys (padding) besides the causal mask."""
   width: int
   heads: int
   causal: bool
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, mask=None):
     n, length, _ = x.shape
     head_dim = self.width // self.heads
     q, k, v = (_dense(self.width, name)(x).reshape(n, length, self.heads, head_dim)
@@ -121,6 +122,8 @@ class Attention(nn.Module):
     logits = jnp.einsum("nqhd,nkhd->nhqk", q, k, precision=HIGHEST) * head_dim ** -0.5
     if self.causal:
       logits = jnp.where(jnp.tril(jnp.ones((length, length), bool)), logits, -jnp.inf)
+    if mask is not None:
+      logits = jnp.where(jnp.asarray(mask, bool)[:, None, None, :], logits, -jnp.inf)
     weights_ = jax.nn.softmax(logits, axis=-1)
     out = jnp.einsum("nhqk,nkhd->nqhd", weights_, v, precision=HIGHEST)
     return _dense(self.width, "out_proj")(out.reshape(n, length, self.width))
@@ -148,9 +151,9 @@ class EncoderLayer(nn.Module):
   activation: str = "quick_gelu"
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, mask=None):
     x = x + Attention(self.width, self.heads, self.causal, name="self_attn")(
-        _layer_norm("layer_norm1")(x))
+        _layer_norm("layer_norm1")(x), mask)
     return x + MLP(self.width, self.activation, name="mlp")(_layer_norm("layer_norm2")(x))
 
 
@@ -162,10 +165,10 @@ class Encoder(nn.Module):
   activation: str = "quick_gelu"
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, mask=None):
     for i in range(self.layers):
       x = EncoderLayer(self.width, self.heads, self.causal, self.activation,
-                       name=f"layers_{i}")(x)
+                       name=f"layers_{i}")(x, mask)
     return x
 
 

@@ -14,7 +14,10 @@ context_mask=None, train=False)``: ``x`` (N, H, W, in_channels) with H and W div
 2 ** (len(channel_mult) - 1), ``timesteps`` (N,) or a scalar (integer or fractional),
 ``context`` (N, L, context_dim) for the cross-attention (required when
 ``use_spatial_transformer``), ``y`` (N,) integer labels when ``num_classes`` is set;
-returns (N, H, W, out_channels). ``context_mask`` (N, L) bool is jaxgen's addition: where
+returns (N, H, W, out_channels). Keywords of jaxgen's additions: ``emb_add`` (N, 4
+model_channels) is added to the time embedding (unCLIP's projected CLIP embedding);
+``encoder_out`` (N, L, encoder_channels) and ``encoder_mask`` (N, L) feed the
+AttentionBlocks' ``encoder_kv`` when ``encoder_channels`` is set. ``context_mask`` (N, L) bool is jaxgen's addition: where
 it is False the cross-attention ignores that context token. CompVis never passes one (SD
 attends to its pad tokens too), so leave it None to compute what they compute. Dropout
 (only in the ResBlocks, as in CompVis, whose SpatialTransformers get dropout 0) needs a
@@ -90,6 +93,13 @@ class UNetConfig:
   class. ``image_size`` is the latent side the model was trained at; the network itself
   takes any side divisible by 2 ** (len(channel_mult) - 1).
 
+  Two fields of guided-diffusion's later U-Nets (GLIDE, kakaobrain/karlo
+  ``karlo/modules/unet.py``), jaxgen's additions: ``encoder_channels`` gives every legacy
+  AttentionBlock an ``encoder_kv`` (a 1-D conv of kernel 1 from that width to 2C) whose
+  keys and values of the ``encoder_out`` tokens are put before the block's own (GLIDE's
+  text conditioning, unCLIP's decoder); ``use_middle_attention=False`` drops the middle
+  block's attention (karlo's super-resolution U-Nets).
+
   CompVis' ``legacy``, ``dims`` (2 only), ``use_fp16`` (jaxgen's compute policy does
   this) and ``n_embed`` (codebook-id prediction, used by no released config) are not
   fields. With ``legacy=False`` CompVis ignores ``num_heads_upsample``; no released
@@ -116,6 +126,8 @@ class UNetConfig:
   context_dim: int | None = None
   use_linear_in_transformer: bool = False
   image_size: int | None = None
+  encoder_channels: int | None = None
+  use_middle_attention: bool = True
 
   def __post_init__(self):
     for name in ("attention_resolutions", "channel_mult"):  # yaml gives lists
@@ -127,6 +139,9 @@ class UNetConfig:
       raise ValueError(f"UNetConfig: context_dim={self.context_dim} needs "
                        "use_spatial_transformer=True (only SpatialTransformers take a "
                        "context).")
+    if self.encoder_channels is not None and self.use_spatial_transformer:
+      raise ValueError("UNetConfig: encoder_channels feeds the legacy AttentionBlocks; "
+                       "it cannot be combined with use_spatial_transformer.")
     if self.num_heads == -1 and self.num_head_channels == -1:
       raise ValueError("UNetConfig: set num_heads or num_head_channels.")
     if self.num_classes is not None and self.num_classes < 1:
@@ -142,7 +157,7 @@ class UNetConfig:
         raise ValueError(f"UNetConfig: level {level} has width {width}, which "
                          f"GroupNorm's {NUM_GROUPS} groups do not divide.")
       if 2 ** level in self.attention_resolutions or (
-          level == levels - 1):  # the middle block always attends
+          level == levels - 1 and self.use_middle_attention):  # the middle block
         for upsample in (False, True):
           heads, dim_head = self.heads(width, upsample)
           if heads < 1 or heads * dim_head != width:
@@ -413,15 +428,19 @@ class ResBlock(nn.Module):
 
 
 class AttentionBlock(nn.Module):
-  """The legacy spatial self-attention (no context): GroupNorm32, a 1-D conv ``qkv`` to
-  3C, attention per head, a zero 1-D conv ``proj_out``, plus the input. ``qkv``'s channels
+  """The legacy spatial self-attention: GroupNorm32, a 1-D conv ``qkv`` to 3C,
+  attention per head, a zero 1-D conv ``proj_out``, plus the input. ``qkv``'s channels
   are ordered (head, q/k/v, channel) (QKVAttentionLegacy) or with
-  ``new_attention_order`` (q/k/v, head, channel) (QKVAttention)."""
+  ``new_attention_order`` (q/k/v, head, channel) (QKVAttention). With ``encoder_out``
+  (N, L, E) (GLIDE and karlo's ``AttentionBlock(encoder_channels=E)``), a 1-D conv
+  ``encoder_kv`` E -> 2C gives keys and values ordered (head, k/v, channel) that are
+  put before the spatial ones; ``encoder_mask`` (N, L), True = attend, hides tokens
+  (the spatial keys are always attended)."""
   heads: int
   new_attention_order: bool = False
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, encoder_out=None, encoder_mask=None):
     n, channels = x.shape[0], x.shape[-1]
     ch = channels // self.heads
     h = group_norm(RESBLOCK_NORM_EPS, "norm")(x).reshape(n, -1, channels)
@@ -431,8 +450,19 @@ class AttentionBlock(nn.Module):
       q, k, v = (t.reshape(n, length, self.heads, ch) for t in jnp.split(qkv, 3, axis=-1))
     else:
       q, k, v = jnp.split(qkv.reshape(n, length, self.heads, 3 * ch), 3, axis=-1)
+    mask = None
+    if encoder_out is not None:
+      kv = conv(2 * channels, encoder_out.shape[-1], 1, "encoder_kv", ndim=1)(encoder_out)
+      ek, ev = jnp.split(kv.reshape(n, kv.shape[1], self.heads, 2 * ch), 2, axis=-1)
+      k, v = jnp.concatenate([ek, k], axis=1), jnp.concatenate([ev, v], axis=1)
+      if encoder_mask is not None:
+        mask = jnp.concatenate([jnp.asarray(encoder_mask, bool),
+                                jnp.ones((n, length), bool)], axis=1)
     logits = jnp.einsum("nthc,nshc->nhts", q, k) * ch ** -0.5
-    weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(v.dtype)
+    logits = logits.astype(jnp.float32)
+    if mask is not None:
+      logits = jnp.where(mask[:, None, None, :], logits, -jnp.inf)
+    weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
     a = jnp.einsum("nhts,nshc->nthc", weights, v).reshape(n, length, channels)
     a = conv(channels, channels, 1, "proj_out", zero=True, ndim=1)(a)
     return x + a.reshape(x.shape)
@@ -445,8 +475,15 @@ class UNetModel(nn.Module):
   """CompVis' UNetModel; see the module docstring for the call and the names."""
   config: UNetConfig
 
-  def _check(self, x, context, y, context_mask):
+  def _check(self, x, context, y, context_mask, encoder_out=None):
     c = self.config
+    if (encoder_out is None) != (c.encoder_channels is None) or (
+        encoder_out is not None and (encoder_out.ndim != 3 or
+                                     encoder_out.shape[-1] != c.encoder_channels)):
+      got = "none" if encoder_out is None else f"shape {encoder_out.shape}"
+      raise ValueError(f"UNetModel with encoder_channels={c.encoder_channels} got "
+                       f"encoder_out {got}: pass (N, L, encoder_channels) exactly when "
+                       f"encoder_channels is set.")
     factor = 2 ** (len(c.channel_mult) - 1)
     if x.ndim != 4 or x.shape[-1] != c.in_channels:
       raise ValueError(f"UNetModel expects x of shape (N, H, W, {c.in_channels}), got "
@@ -472,9 +509,9 @@ class UNetModel(nn.Module):
 
   @nn.compact
   def __call__(self, x, timesteps, context=None, y=None, context_mask=None, *,
-               train: bool = False):
+               train: bool = False, emb_add=None, encoder_out=None, encoder_mask=None):
     c = self.config
-    self._check(x, context, y, context_mask)
+    self._check(x, context, y, context_mask, encoder_out)
     n = x.shape[0]
     t = jnp.broadcast_to(jnp.asarray(timesteps), (n,))
     emb = timestep_embedding(t, c.model_channels).astype(x.dtype)
@@ -483,6 +520,8 @@ class UNetModel(nn.Module):
     if c.num_classes is not None:
       emb = emb + nn.Embed(c.num_classes, c.time_embed_dim,
                            embedding_init=nn.initializers.normal(1.0), name="label_emb")(y)
+    if emb_add is not None:  # conditioning added to the time embedding (N, 4 C)
+      emb = emb + emb_add.astype(emb.dtype)
 
     remat = nn.remat if c.use_checkpoint else (lambda cls, **_: cls)
     res_block = remat(ResBlock, static_argnums=(3,))
@@ -498,7 +537,8 @@ class UNetModel(nn.Module):
       if c.use_spatial_transformer:
         return transformer(heads, dim_head, c.transformer_depth,
                            c.use_linear_in_transformer, name=name)(h, context, context_mask)
-      return attention_block(heads, c.use_new_attention_order, name=name)(h)
+      return attention_block(heads, c.use_new_attention_order, name=name)(
+          h, encoder_out, encoder_mask)
 
     hs = [conv(c.model_channels, c.in_channels, 3, "input_blocks_0_0")(x)]
     factor, block = 1, 1
@@ -518,8 +558,9 @@ class UNetModel(nn.Module):
         factor, block = factor * 2, block + 1
 
     h = resblock(hs[-1], hs[-1].shape[-1], "middle_block_0")
-    h = attend(h, "middle_block_1")
-    h = resblock(h, h.shape[-1], "middle_block_2")
+    if c.use_middle_attention:
+      h = attend(h, "middle_block_1")
+    h = resblock(h, h.shape[-1], f"middle_block_{2 if c.use_middle_attention else 1}")
 
     block = 0
     for level, mult in reversed(list(enumerate(c.channel_mult))):
