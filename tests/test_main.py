@@ -21,6 +21,12 @@ def test_a_tiny_run_and_its_sample_mode(tiny_runs, tmp_path):
   out = run_main("--config=configs/vae_mnist.py:tiny", f"--workdir={wd}", "--mode=sample")
   assert "wrote pictures for step 4" in out.stdout
   assert os.path.getsize(os.path.join(wd, "samples", "step_4.png")) > 0
+  # Orbax's INFO lines (about 30 per restore) only when asked for (issue 31).
+  info = lambda err: [l for l in err.splitlines() if l[:1] == "I" and l[1:5].isdigit()]
+  assert not info(out.stderr), out.stderr
+  asked = run_main("--config=configs/vae_mnist.py:tiny", f"--workdir={wd}",
+                   "--mode=sample", "--verbosity=0")
+  assert any("checkpoint" in l for l in info(asked.stderr)), asked.stderr
   latent2 = tiny_runs("vae_mnist", "tiny,latent2")
   assert os.path.exists(os.path.join(latent2, "samples", "manifold_step_4.png"))
 
