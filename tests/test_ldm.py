@@ -158,7 +158,8 @@ def test_refusals(ldm, tiny_runs):
   with pytest.raises(errors.ConfigError, match="unet.context_dim=32, but the text "
                                                "states are 16 wide"):
     make(**{"model.unet.context_dim": 32})
-  with pytest.raises(errors.StageError, match="gives integer codes"):
+  with pytest.raises(errors.StageError, match="a 'dvae' run, but the autoencoder stage "
+                                              "needs the VectorAutoencoder protocol"):
     make(**{"stages.autoencoder": tiny_runs("dvae_mnist"), "data.name": "mnist5k",
             "data.scale": "unit"})
 

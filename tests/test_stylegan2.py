@@ -181,7 +181,7 @@ def test_bad_inputs_are_clear_errors():
     build.make_trainer(c)
   c = load_config("stylegan2_mnist", "tiny")
   c.model.truncation_psi = 2.0
-  with pytest.raises(ValueError, match="psi in \\[0, 1\\]"):
+  with pytest.raises(ValueError, match="truncation_psi=2.0: .*use \\[0, 1\\]"):
     build.make_trainer(c)
 
 
