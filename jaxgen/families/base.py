@@ -41,6 +41,14 @@ class TrainState:
                ema_params=jax.tree.map(jnp.copy, params), extra=extra or {})
 
 
+def check_guidance(scales, dropout: float, message: str) -> None:
+  """Refuse (``ConfigError(message)``) guidance scales other than 1 for a model trained
+  without conditioning dropout (``dropout`` 0): the unconditional prediction that
+  classifier-free guidance mixes in was never learned."""
+  if any(float(s) != 1 for s in scales) and not dropout:
+    raise ConfigError(message)
+
+
 def learning_rate_schedule(cfg, num_steps: int) -> optax.Schedule:
   """``cfg.schedule`` in constant | cosine | linear (to ``cfg.end_factor`` times the
   rate) | constant_then_linear (constant for ``cfg.constant_steps``, then linear to

@@ -53,7 +53,7 @@ from jaxgen import data, viz
 from jaxgen.data import text as text_lib
 from jaxgen.data.clip_tokenizer import CLIPTokenizer
 from jaxgen.errors import ConfigError, StageError
-from jaxgen.families.base import OneOptimizerTrainer
+from jaxgen.families.base import OneOptimizerTrainer, check_guidance
 from jaxgen.families.dalle import networks, rerank, sampling
 from jaxgen.metrics import clip_score
 from jaxgen.stages import (CodeAutoencoder, ConditioningEncoder, check_same_data,
@@ -204,12 +204,12 @@ class DalleTrainer(OneOptimizerTrainer):
                         f"top_k={self.top_k} >= 0 (0: all codes), top_p={self.top_p} in "
                         f"(0, 1] (1: no nucleus cut).")
     scales = [self.cond_scale, *(float(v) for v in e.get("guidance_scales") or ())]
-    if any(v != 1 for v in scales) and not self.blank_caption_prob:
-      raise ConfigError(
-          f"Super-conditioning scales {scales} mix in the unconditional logits, which a "
-          f"model trained without blank captions (config.model.blank_caption_prob=0) "
-          f"never learned: train with blank_caption_prob 0.1, or sample with "
-          f"--config.sample.cond_scale=1 and --config.eval.guidance_scales=().")
+    check_guidance(
+        scales, self.blank_caption_prob,
+        f"Super-conditioning scales {scales} mix in the unconditional logits, which a "
+        f"model trained without blank captions (config.model.blank_caption_prob=0) "
+        f"never learned: train with blank_caption_prob 0.1, or sample with "
+        f"--config.sample.cond_scale=1 and --config.eval.guidance_scales=().")
     self.counts = candidate_counts(config)
     self.default_candidates = int(s.candidates)
     self.picture_candidates = max(self.counts) if max(self.counts) > 1 else 8

@@ -58,7 +58,7 @@ from jaxgen import data, losses, viz
 from jaxgen.diffusion import samplers, schedules
 from jaxgen.diffusion.process import GaussianDiffusion, check_options
 from jaxgen.errors import ConfigError, StageError
-from jaxgen.families.base import OneOptimizerTrainer
+from jaxgen.families.base import OneOptimizerTrainer, check_guidance
 from jaxgen.families.ldm.networks import ClassEmbedder, MLPDenoiser
 from jaxgen.models import ldm_text, ldm_unet
 from jaxgen.stages import (Autoencoder, ConditioningEncoder, VectorAutoencoder,
@@ -147,12 +147,12 @@ class LDMTrainer(OneOptimizerTrainer):
   def check_guidance(self, config):
     scales = [float(config.sample.guidance_scale),
               *(float(s) for s in config.eval.get("guidance_scales", ()) or ())]
-    if any(s != 1 for s in scales) and not self.p_uncond:
-      raise ConfigError(
-          f"Guidance scales {scales} mix in the unconditional prediction, which a "
-          f"model trained without conditioning dropout (config.model.p_uncond=0, or "
-          f"conditioning 'none') never learned: train with p_uncond 0.1, or sample "
-          f"with --config.sample.guidance_scale=1 and --config.eval.guidance_scales=().")
+    check_guidance(
+        scales, self.p_uncond,
+        f"Guidance scales {scales} mix in the unconditional prediction, which a "
+        f"model trained without conditioning dropout (config.model.p_uncond=0, or "
+        f"conditioning 'none') never learned: train with p_uncond 0.1, or sample "
+        f"with --config.sample.guidance_scale=1 and --config.eval.guidance_scales=().")
 
   def setup_text(self, config, spec, stages):
     self.tokenizer = data.caption_tokenizer(config.data,

@@ -68,7 +68,7 @@ from jaxgen import data, losses, viz
 from jaxgen.diffusion import samplers
 from jaxgen.diffusion.process import GaussianDiffusion, check_options
 from jaxgen.errors import ConfigError, StageError
-from jaxgen.families.base import OneOptimizerTrainer
+from jaxgen.families.base import OneOptimizerTrainer, check_guidance
 from jaxgen.families.unclip import embeddings as emb_lib
 from jaxgen.families.unclip import networks
 from jaxgen.models import ldm_unet
@@ -178,9 +178,9 @@ class UnCLIPTrainer(OneOptimizerTrainer, EmbeddingPrior, ImageUpsampler):
     self.prior_scale = float(s.prior_guidance_scale)
     self.prior_scales = tuple(float(v) for v in (config.eval.get("guidance_scales")
                                                  or ())) or (self.prior_scale,)
-    if any(v != 1 for v in (self.prior_scale, *self.prior_scales)) and not self.text_drop:
-      raise ConfigError("Prior guidance scales other than 1 need a prior trained with "
-                        "text dropout: set config.model.prior.text_drop (0.1).")
+    check_guidance((self.prior_scale, *self.prior_scales), self.text_drop,
+                   "Prior guidance scales other than 1 need a prior trained with "
+                   "text dropout: set config.model.prior.text_drop (0.1).")
 
   def unet_config(self, u, in_channels, out_channels, **extra):
     fields = {k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in u.items()}
@@ -208,10 +208,9 @@ class UnCLIPTrainer(OneOptimizerTrainer, EmbeddingPrior, ImageUpsampler):
     self.decoder_scale = float(s.decoder_guidance_scale)
     scales = [self.decoder_scale, *(float(v) for v in config.eval.get(
         "guidance_scales") or ())]
-    if any(v != 1 for v in scales) and not self.image_drop:
-      raise ConfigError("Decoder guidance scales other than 1 need a decoder trained "
-                        "with the null image embedding: set "
-                        "config.model.decoder.image_drop (0.1).")
+    check_guidance(scales, self.image_drop,
+                   "Decoder guidance scales other than 1 need a decoder trained with "
+                   "the null image embedding: set config.model.decoder.image_drop (0.1).")
     self.prior = self.stages.get("prior")
     self.upsampler = self.stages.get("upsampler")
     if self.prior is not None:
