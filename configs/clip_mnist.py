@@ -11,7 +11,8 @@ Variants (comma-separated after the colon):
             digit (model.short_caption_rate); AdamW (no decay on biases, norms and
             the temperature), 2,000 steps of batch 128; minutes on a 2-core CPU.
   captions2 the two-digit set (32 x 64 canvases, "a small 3 left of a thick 7"),
-            with the order test in its evaluation.
+            with the order test in its evaluation; each caption with its digits
+            exchanged is a hard negative (model.swapped_negatives, NegCLIP).
   paper     OpenAI's ViT-B/32 (no stem; 151,277,313 parameters with its 49,408-id vocabulary
             and 77 positions; the captions' word ids index its first rows), images
             resized to 224 x 224 RGB in the graph; --config.model.init=openai (or a
@@ -40,7 +41,8 @@ def get_config(arg=None):
           vocab_size=0,  # 0: the caption tokenizer's
           init="",  # "", "openai" or a Hugging Face model.safetensors
           conv_stem=(32, 64),  # 3x3 stride-2 convs before a 1x1 patch conv
-          short_caption_rate=0.5)),  # training captions cut after the digit
+          short_caption_rate=0.5,  # training captions cut after the digit
+          swapped_negatives=two)),  # NegCLIP: the caption with its digits exchanged
       optim=common.optim(name="adamw", learning_rate=5e-4, b2=0.98, eps=1e-6,
                          weight_decay=0.1, weight_decay_mask="matrices",
                          warmup_steps=100),

@@ -235,7 +235,7 @@ def equal_rows(tokens):
   return jnp.all(tokens[:, None, :] == tokens[None, :, :], axis=-1)
 
 
-def contrastive_loss(logits, positives=None):
+def contrastive_loss(logits, positives=None, text_negatives=None):
   """The symmetric InfoNCE loss of CLIP (Radford et al. 2021) per example, (N,):
   ``logits`` (N, N) scores image i against text j; the loss of example i is the mean
   of its image-to-texts loss (row i) and its text-to-images loss (column i).
@@ -246,13 +246,18 @@ def contrastive_loss(logits, positives=None):
   2020): logsumexp of the row minus logsumexp of its positives. Its gradient lowers
   no positive's logit, so two examples with the same caption are never pushed apart.
   ``None``: the diagonal alone, CLIP's one-hot target (the cross-entropy).
+
+  ``text_negatives`` (N, M): image i against M extra captions that no image matches
+  (NegCLIP's hard negatives, Yuksekgonul et al. 2023), added to the image-to-text
+  side's softmax only; -inf drops one.
   Under ``jit`` with the batch sharded over a mesh the logits are the global batch's.
   """
   if positives is None:
     positives = jnp.eye(logits.shape[0], dtype=bool)
 
-  def one_side(l):
-    return (jax.nn.logsumexp(l, axis=-1)
+  def one_side(l, extra=None):
+    everything = l if extra is None else jnp.concatenate([l, extra], -1)
+    return (jax.nn.logsumexp(everything, axis=-1)
             - jax.nn.logsumexp(jnp.where(positives, l, -jnp.inf), axis=-1))
 
-  return 0.5 * (one_side(logits) + one_side(logits.T))
+  return 0.5 * (one_side(logits, text_negatives) + one_side(logits.T))

@@ -57,6 +57,56 @@ def test_equal_token_rows_are_positives_and_their_loss_is_the_mass_on_them():
       expected, rtol=1e-5)
 
 
+def test_text_negatives_join_only_the_image_side_and_minus_inf_drops_one():
+  """NegCLIP's hard negatives by hand: image i's softmax runs over the N batch
+  captions and the M extra ones; the text side is unchanged; a -inf column is as if
+  it were absent."""
+  rng = np.random.default_rng(2)
+  logits = rng.normal(size=(3, 3)).astype(np.float32) * 2
+  extra = rng.normal(size=(3, 2)).astype(np.float32) * 2
+  rows = _log_softmax(np.concatenate([logits, extra], 1), 1)[:, :3]
+  cols = _log_softmax(logits, 0)
+  expected = -0.5 * (np.diag(rows) + np.diag(cols))
+  got = losses.contrastive_loss(jnp.asarray(logits), None, jnp.asarray(extra))
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+  assert np.all(np.asarray(got) > np.asarray(losses.contrastive_loss(jnp.asarray(logits))))
+  dropped = extra.copy()
+  dropped[:, 1] = -np.inf
+  rows = _log_softmax(np.concatenate([logits, extra[:, :1]], 1), 1)[:, :3]
+  np.testing.assert_allclose(
+      losses.contrastive_loss(jnp.asarray(logits), None, jnp.asarray(dropped)),
+      -0.5 * (np.diag(rows) + np.diag(cols)), rtol=1e-5)
+
+
+def test_swapped_negatives_exchange_the_two_digits_and_need_two_digit_captions():
+  c = load_config("clip_mnist", "tiny,captions2")
+  c.model.swapped_negatives = True
+  tr = build.make_trainer(c)
+  tokens = data.get_source(c.data, "train").arrays["text"][:300]
+  out = tr.tokenizer.decode_batch(np.asarray(jax.jit(tr.swap_digits)(jnp.asarray(tokens))))
+  changed = 0
+  for before, after in zip(tr.tokenizer.decode_batch(tokens), out):
+    words = before.split()
+    at = [i for i, w in enumerate(words) if w.isdigit()]
+    assert len(at) == 2, before
+    words[at[0]], words[at[1]] = words[at[1]], words[at[0]]
+    assert after == " ".join(words)
+    changed += after != before
+  assert changed > 250  # equal digits stay: about 1 in 10
+  c.model.short_caption_rate = 1.0  # cut after the first digit: nothing to swap
+  one = build.make_trainer(c).short_captions(jnp.asarray(tokens[:5]), jax.random.key(0))
+  np.testing.assert_array_equal(tr.swap_digits(one), one)
+  batch = {"image": jnp.zeros((4, *tr.example_shape)), "text": jnp.asarray(tokens[:4])}
+  params = tr.init_params(jax.random.key(0))
+  loss, _ = tr.loss(params, batch, jax.random.key(1))
+  assert np.isfinite(float(loss))
+  c1 = load_config("clip_mnist", "tiny")
+  c1.model.swapped_negatives = True
+  with pytest.raises(errors.ConfigError, match="swapped_negatives exchanges a caption's "
+                                               "two digits"):
+    build.make_trainer(c1)
+
+
 def test_two_equal_captions_in_a_batch_do_not_push_each_other_apart():
   """Images 0 and 1 have the same caption (so the same text embedding t), image 1
   closer to it; image 2 and text 2 differ. CLIP's one-hot target pushes image 1 away

@@ -14,6 +14,11 @@ images (``mnist5k_captions``, ``mnist5k_captions2``), as open_clip trains CLIP.
   differ only in the digit, so the loss barely asks the image tower for the digit
   once position, size, thickness and slant separate the batch; a short caption
   matches every image of its digit and noun phrase (equal captions are positives).
+* Swapped negatives (``config.model.swapped_negatives``, two digits): each caption
+  with its two digits exchanged ("a small 7 left of a thick 3") joins the batch as a
+  text that no image matches, NegCLIP's hard negatives (Yuksekgonul et al. 2023).
+  Without them a batch almost never holds the reversed pair, and the towers can
+  match a bag of digits and still win the batch (the order test stays at chance).
 * The log-temperature ``logit_scale`` starts at log(1/0.07) and is clamped to
   [0, log 100] after each step (open_clip ``train.py``); AdamW decays only the
   matrices (``config.optim.weight_decay_mask="matrices"``).
@@ -90,6 +95,11 @@ class CLIPTrainer(OneOptimizerTrainer, ConditioningEncoder):
                         f"is a probability: give a value in [0, 1].")
     self.digit_ids = np.asarray([self.tokenizer.vocab.index(str(d)) for d in range(10)
                                  if str(d) in self.tokenizer.vocab], np.int32)
+    self.swapped_negatives = bool(m.get("swapped_negatives", False))
+    if self.swapped_negatives and not self.two_digits:
+      raise ConfigError("config.model.swapped_negatives exchanges a caption's two digits: "
+                        f"{config.data.name} has one digit per caption; use "
+                        "mnist5k_captions2 (the captions2 variant) or set it False.")
     self.scale = config.data.scale
 
   # --- networks ---------------------------------------------------------------------
@@ -153,13 +163,6 @@ class CLIPTrainer(OneOptimizerTrainer, ConditioningEncoder):
     return self._apply(params, tokens, method=clip.CLIP.text_states)
 
   # --- training ---------------------------------------------------------------------
-  def logits(self, params, images, tokens):
-    """(image-text logits (N, N) of the batch, temperature exp(logit_scale))."""
-    scale = jnp.exp(params["logit_scale"])
-    sims = jnp.matmul(self.embed_image(params, images), self.embed_text(params, tokens).T,
-                      precision=clip.HIGHEST)
-    return scale * sims, scale
-
   def short_captions(self, tokens, rng):
     """Each caption, with probability ``short_caption_rate``, cut after its first
     digit word: <bos> a thick small 3 <eos>, padded."""
@@ -170,13 +173,36 @@ class CLIPTrainer(OneOptimizerTrainer, ConditioningEncoder):
     pick = (jax.random.uniform(rng, (tokens.shape[0], 1)) < self.short_caption_rate)
     return jnp.where(pick & is_digit.any(-1, keepdims=True), short, tokens)
 
+  def swap_digits(self, tokens):
+    """Each caption with its first two digit words exchanged; a caption with fewer
+    than two digits comes back unchanged."""
+    is_digit = jnp.isin(tokens, jnp.asarray(self.digit_ids))
+    first = jnp.argmax(is_digit, -1)
+    pos = jnp.arange(tokens.shape[1])[None]
+    second = jnp.argmax(is_digit & (pos > first[:, None]), -1)
+    second = jnp.where(is_digit.sum(-1) >= 2, second, first)
+    take = lambda p: jnp.take_along_axis(tokens, p[:, None], 1)
+    return jnp.where(pos == first[:, None], take(second),
+                     jnp.where(pos == second[:, None], take(first), tokens))
+
   def loss(self, params, batch, rng, frozen=None):
     tokens = batch["text"]
     if self.short_caption_rate:
       tokens = self.short_captions(tokens, rng)
-    logits, scale = self.logits(params, batch["image"], tokens)
+    img = self.embed_image(params, batch["image"])
+    scale = jnp.exp(params["logit_scale"])
+    score = lambda t: scale * jnp.matmul(img, self.embed_text(params, t).T,
+                                         precision=clip.HIGHEST)
+    logits = score(tokens)
     positives = losses.equal_rows(tokens)
-    loss = losses.contrastive_loss(logits, positives).mean()
+    negatives = None
+    if self.swapped_negatives:
+      swapped = self.swap_digits(tokens)
+      # A swap equal to a caption of the batch (equal digits, a short caption, or the
+      # reversed pair drawn too) is no negative: it is dropped.
+      in_batch = jnp.any(jnp.all(swapped[:, None] == tokens[None], -1), -1)
+      negatives = jnp.where(in_batch[None], -jnp.inf, score(swapped))
+    loss = losses.contrastive_loss(logits, positives, negatives).mean()
     hit = lambda l: jnp.take_along_axis(positives, jnp.argmax(l, -1)[:, None], 1)
     return loss, {"temperature": scale,
                   "accuracy_image_to_text": hit(logits).mean(),
