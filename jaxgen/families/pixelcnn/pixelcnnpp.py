@@ -33,8 +33,24 @@ def concat_elu(x):
   return jax.nn.elu(jnp.concatenate([x, -x], axis=-1))
 
 
-def _direction(v, axes):
-  return v * jax.lax.rsqrt(jnp.sum(v * v, axis=axes, keepdims=True))
+def wn_weight(v, g):
+  """Weight normalisation: ``g`` times the unit direction of ``v`` per output (the
+  last axis); the kernel every weight-normalised layer here (and the cached sampler
+  of fast_sampling.py) uses."""
+  axes = tuple(range(v.ndim - 1))
+  return g * (v * jax.lax.rsqrt(jnp.sum(v * v, axis=axes, keepdims=True)))
+
+
+def conv_valid(x, w, b, stride=1):
+  """The VALID convolution of NHWC ``x`` with the HWIO kernel ``w``, plus ``b``."""
+  return jax.lax.conv_general_dilated(x, w, (stride,) * 2, "VALID",
+                                      dimension_numbers=_DN) + b
+
+
+def deconv_valid(x, w, b, stride=2):
+  """The VALID stride-``stride`` transposed convolution, plus ``b`` (uncropped)."""
+  return jax.lax.conv_transpose(x, w, (stride,) * 2, "VALID",
+                                dimension_numbers=_DN) + b
 
 
 class WNConv(nn.Module):
@@ -51,10 +67,8 @@ class WNConv(nn.Module):
     v = self.param("V", nn.initializers.normal(0.05), (kh, kw, x.shape[-1], self.features))
     g = self.param("g", nn.initializers.constant(self.init_scale), (self.features,))
     b = self.param("b", nn.initializers.zeros, (self.features,))
-    w = g * _direction(v, (0, 1, 2))
     x = jnp.pad(x, ((0, 0), *self.pad, (0, 0)))
-    return jax.lax.conv_general_dilated(x, w, (self.stride,) * 2, "VALID",
-                                        dimension_numbers=_DN) + b
+    return conv_valid(x, wn_weight(v, g), b, self.stride)
 
 
 class WNDeconv(nn.Module):
@@ -71,14 +85,17 @@ class WNDeconv(nn.Module):
     v = self.param("V", nn.initializers.normal(0.05), (kh, kw, x.shape[-1], self.features))
     g = self.param("g", nn.initializers.ones, (self.features,))
     b = self.param("b", nn.initializers.zeros, (self.features,))
-    w = g * _direction(v, (0, 1, 2))
-    y = jax.lax.conv_transpose(x, w, (self.stride,) * 2, "VALID",
-                               dimension_numbers=_DN) + b
+    y = deconv_valid(x, wn_weight(v, g), b, self.stride)
     n, h, wd = x.shape[:3]
-    rows, cols = h * self.stride, wd * self.stride
-    if self.kind == "down":  # centred columns
-      return y[:, :rows, (kw - 1) // 2:(kw - 1) // 2 + cols]
-    return y[:, :rows, :cols]
+    return shifted_crop(y, h * self.stride, wd * self.stride, self.kind, kw)
+
+
+def shifted_crop(y, rows: int, cols: int, kind: str, kernel_width: int):
+  """The part of a transposed convolution's output that keeps it shifted: the first
+  ``rows`` rows and ``cols`` columns from column (kernel_width - 1) // 2 for ``kind``
+  "down" (centred), from column 0 for "down_right"."""
+  left = (kernel_width - 1) // 2 if kind == "down" else 0
+  return y[:, :rows, left:left + cols]
 
 
 class WNDense(nn.Module):
@@ -91,7 +108,7 @@ class WNDense(nn.Module):
     v = self.param("V", nn.initializers.normal(0.05), (x.shape[-1], self.features))
     g = self.param("g", nn.initializers.constant(self.init_scale), (self.features,))
     b = self.param("b", nn.initializers.zeros, (self.features,))
-    return x @ (g * _direction(v, (0,))) + b
+    return x @ wn_weight(v, g) + b
 
 
 def down_shift(x):
