@@ -9,7 +9,8 @@ Variants (comma-separated after the colon):
             each 3 layers of width 96, a 96-d shared space; each training digit laid
             out 8 times (data.layouts), half of the training captions cut after the
             digit (model.short_caption_rate); AdamW (no decay on biases, norms and
-            the temperature), 2,000 steps of batch 128; minutes on a 2-core CPU.
+            the temperature), 4,000 steps of batch 128 (about 50 min on a loaded
+            2-core CPU).
   captions2 the two-digit set (32 x 64 canvases, "a small 3 left of a thick 7"),
             with the order test in its evaluation; each caption with its digits
             exchanged is a hard negative (model.swapped_negatives, NegCLIP).
@@ -46,9 +47,11 @@ def get_config(arg=None):
       optim=common.optim(name="adamw", learning_rate=5e-4, b2=0.98, eps=1e-6,
                          weight_decay=0.1, weight_decay_mask="matrices",
                          warmup_steps=100),
-      train=common.train(batch_size=128, num_steps=2000, log_every=50,
+      train=common.train(batch_size=128, num_steps=4000, log_every=50,
                          checkpoint_every=1000, sample_every=1000, num_samples=16),
       eval=common.evaluation(batch_size=500))
+  if two:
+    c.train.num_steps = 2000  # twice the pixels per step; 2,000 steps is about an hour
   if "paper" in variants:
     c.model.update(embed_dim=512, image_size=(224, 224), image_channels=3, patch_size=32,
                    vision_width=768, vision_layers=12, vision_heads=12,
