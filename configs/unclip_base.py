@@ -57,9 +57,12 @@ def base(role: str) -> ml_collections.ConfigDict:
                          num_samples=16),
       # karlo's defaults: prior 25 steps at guidance 4, decoder at 8 (unCLIP's
       # pipeline and diffusers' UnCLIPPipeline alike); DDIM here for every model.
+      # bipartite_etas: the DDIM eta of the decoder's bipartite variations (x_T by
+      # DDIM inversion, then decoded with eta > 0: unCLIP section 3.1), one column
+      # block each in the variations picture.
       sample=ml_collections.ConfigDict(dict(
           num_steps=25, eta=0.0, prior_num_steps=25, prior_guidance_scale=4.0,
-          decoder_guidance_scale=8.0, prior_candidates=2)),
+          decoder_guidance_scale=8.0, prior_candidates=2, bipartite_etas=(0.5, 1.0))),
       eval=common.evaluation(batch_size=100, num_examples=500))
   return c
 

@@ -214,7 +214,8 @@ def evaluate(trainer, state, config, mesh) -> dict:
   result = trainer.finalize_eval(jax.device_get(totals))
   # Sample-based metrics (FID, IS, class accuracy, ...) that config.eval.metrics lists.
   samples_key = jax.random.split(key)[1]  # apart from the per-batch fold_in(key, i)
-  return {**result, **evaluators.compute(trainer, state, config, mesh, samples_key)}
+  return {**result, **evaluators.compute(trainer, state, config, mesh, samples_key),
+          **trainer.family_metrics(state, mesh, samples_key)}
 
 
 def save_pictures(trainer, state, config, workdir, step: int):

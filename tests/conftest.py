@@ -42,8 +42,9 @@ def load_config(name: str, arg: str | None = None):
   return config_file.load(f"configs/{name}.py:{arg or ''}", root=REPO)
 
 
-def run_main(*args, env=None, timeout=600, check=True):
-  """Run ``python -m jaxgen.main ARGS`` from the repository root."""
+def run_main(*args, env=None, timeout=1800, check=True):
+  """Run ``python -m jaxgen.main ARGS`` from the repository root (the timeout only
+  catches a hang: a tiny pipeline run takes 15 min of wall time on 2 loaded cores)."""
   full_env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}
   proc = subprocess.run([sys.executable, "-m", "jaxgen.main", *args], cwd=REPO,
                         env=full_env, capture_output=True, text=True, timeout=timeout)

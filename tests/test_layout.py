@@ -32,7 +32,8 @@ LAYERS = [
                   "jaxgen.evaluators.clip_r_precision"]),
     ("command lines", ["jaxgen.main", "jaxgen.score", "jaxgen.translate",
                        "jaxgen.train_mnist_classifier",
-                       "jaxgen.families.pixelcnn.complete", "jaxgen.data.prepare",
+                       "jaxgen.families.pixelcnn.complete", "jaxgen.families.unclip.edit",
+                       "jaxgen.data.prepare",
                        "jaxgen.evaluators.ceiling", "jaxgen.txt2img"]),
 ]
 PREFIXES = sorted(((p, i) for i, (_, ps) in enumerate(LAYERS) for p in ps),

@@ -4,5 +4,6 @@ text -> prior -> decoder -> upsampler pipeline as a decoder run with prior and
 upsampler stages; guidance, candidates, the cosine readout, the pictures),
 ``networks.py`` (karlo's prior transformer and decoder conditioning over the shared
 U-Net of jaxgen/models/ldm_unet.py), ``embeddings.py`` (standardisation, candidate
-selection, slerp, text diffs). CLIP is a family of its own. Configs:
-configs/unclip_*.py. Tests: tests/test_unclip.py."""
+selection, slerp, text diffs), ``edit.py`` (variations, interpolations and text diffs
+of image files: a command line). CLIP is a family of its own. Configs:
+configs/unclip_*.py. Tests: tests/test_unclip*.py, tests/test_inversion.py."""

@@ -38,11 +38,23 @@ its own, over a frozen CLIP stage (``config.stages.clip``: a ``clip`` run, the
               sample's ``guidance_scale`` (``eval.guidance_scales``). Stages:
               ``prior`` (an unclip prior run over the same CLIP: the digests must
               agree) makes the run text-to-image, the pipeline text -> prior ->
-              decoder [-> upsampler] in one ``generate``; without it the run samples
-              variations of given images (``inputs["image"]``). ``upsampler`` (an
-              unclip upsampler run from the decoder's resolution to the data's) makes
-              the cascade; without it a lower-resolution sample is enlarged (nearest)
-              to the data's size.
+              decoder [-> upsampler] in one ``generate``, the prior guided with this
+              run's ``sample.prior_guidance_scale`` (or each sample's
+              ``prior_guidance_scale``); without it the run samples variations of
+              given images (``inputs["image"]``). ``upsampler`` (an unclip upsampler
+              run from the decoder's resolution to the data's) makes the cascade;
+              without it a lower-resolution sample is enlarged (nearest) to the
+              data's size. Bipartite variations (section 3.1): an image's x_T by DDIM
+              inversion (``jaxgen.diffusion.inversion``) of the decoder conditioned on
+              its own CLIP embedding, decoded with DDIM at eta > 0.
+              eval.json, beside the eps MSE and ``evaluators.compute``'s sample
+              metrics (``family_metrics``): with a prior stage, those metrics at the
+              other prior guidance scales of ``eval.prior_guidance_scales``
+              (``NAME_guidance_S_prior_P``: the grid prior x decoder guidance); and
+              the variations' numbers (jaxgen/evaluators/variations.py):
+              ``eval.variation_seeds`` decodings of each of ``eval.variation_sources``
+              test images, read by the MNIST classifier against the source's label,
+              their diversity beside the real digits' of its class.
 ``upsampler`` ``UNetModel`` over the noised image and its low-resolution condition (2x2
               means to ``model.upsampler.low_resolution``, bilinearly enlarged),
               blurred in training by a Gaussian of sigma uniform in
@@ -51,12 +63,14 @@ its own, over a frozen CLIP stage (``config.stages.clip``: a ``clip`` run, the
               images' low-resolution versions (``inputs["image"]``).
 
 Pictures (``--mode=sample``): the decoder's ``samples`` (per caption through the
-prior, else variations), ``variations`` (a real image's embedding decoded with several
-seeds), ``interpolation`` (slerp between two images' embeddings, the decoder noise
-fixed along each row, the real images at the ends) and ``text_diff`` (section 3.3:
-each image's embedding moved toward normalise(z_t(another caption) - z_t(its own)));
-the prior's: each caption's real image, then the test images nearest to its sampled
-embedding; the upsampler's: input, sample, truth.
+prior, else variations), ``variations`` (a row per real image: the image, its
+embedding decoded with 4 seeds, then 4 bipartite variations at each eta of
+``sample.bipartite_etas``), ``interpolation`` (slerp between two images' embeddings,
+the decoder noise fixed along each row, the real images at the ends) and ``text_diff``
+(section 3.3: each image's embedding moved toward normalise(z_t(another caption) -
+z_t(its own))); the prior's: each caption's real image, then the test images nearest
+to its sampled embedding; the upsampler's: input, sample, truth. The same for image
+files: ``python -m jaxgen.families.unclip.edit`` (edit.py).
 """
 from __future__ import annotations
 
@@ -64,15 +78,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen import data, losses, viz
-from jaxgen.diffusion import samplers
+from jaxgen import data, evaluators, losses, sharding, viz
+from jaxgen.diffusion import inversion, samplers
 from jaxgen.diffusion.process import GaussianDiffusion, check_options
 from jaxgen.errors import ConfigError, StageError
+from jaxgen.evaluators import features as features_lib
+from jaxgen.evaluators import variations as variations_lib
 from jaxgen.families.base import OneOptimizerTrainer, check_guidance
 from jaxgen.families.unclip import embeddings as emb_lib
 from jaxgen.families.unclip import networks
 from jaxgen.models import ldm_unet
-from jaxgen.stages import ConditioningEncoder, check_tokenizer
+from jaxgen.stages import ConditioningEncoder, check_tokenizer, frozen_params
 
 ROLES = ("prior", "decoder", "upsampler")
 X0_CLAMP = 10.0  # karlo's denoised_fn for the prior
@@ -211,10 +227,22 @@ class UnCLIPTrainer(OneOptimizerTrainer, EmbeddingPrior, ImageUpsampler):
     check_guidance(scales, self.image_drop,
                    "Decoder guidance scales other than 1 need a decoder trained with "
                    "the null image embedding: set config.model.decoder.image_drop (0.1).")
+    self.bipartite_etas = tuple(float(v) for v in s.get("bipartite_etas", ()))
+    if any(not 0 <= v for v in self.bipartite_etas):
+      raise ConfigError(f"config.sample.bipartite_etas={self.bipartite_etas}: DDIM's "
+                        f"eta is at least 0 (bipartite variations want eta > 0).")
     self.prior = self.stages.get("prior")
     self.upsampler = self.stages.get("upsampler")
+    self.prior_scale = float(s.prior_guidance_scale)
+    self.prior_grid = tuple(float(v) for v in (config.eval.get("prior_guidance_scales")
+                                               or ()))
     if self.prior is not None:
       self.check_prior(self.prior)
+      check_guidance((self.prior_scale, *self.prior_grid), self.prior.trainer.text_drop,
+                     f"Prior guidance scales other than 1 (config.sample."
+                     f"prior_guidance_scale, config.eval.prior_guidance_scales) need a "
+                     f"prior trained with text dropout, and {self.prior.path} was not: "
+                     f"train it with config.model.prior.text_drop (0.1).")
     if self.upsampler is not None:
       self.check_upsampler(self.upsampler)
 
@@ -463,20 +491,28 @@ class UnCLIPTrainer(OneOptimizerTrainer, EmbeddingPrior, ImageUpsampler):
                               train=True, rng=k_dropout)
     return losses.eps_mse(self.process.target(x0, noise, t, self.param), pred).mean(), {}
 
-  def decode(self, params, frozen, rng, image_emb, tokens=None, scale=None, noise=None):
-    """Images in [0, 1] of the data's shape from image embeddings (B, D), with the
-    captions ``tokens`` (or the empty one), through the upsampler stage when there is
-    one; ``noise`` fixes the decoder's x_T."""
+  def guided_decoder(self, params, frozen, image_emb, tokens=None, scale=None):
+    """The decoder's ``model_fn(x, t)`` for image embeddings (B, D) and captions
+    (B, L) (None: the empty one), classifier-free guided with ``scale`` (default
+    ``sample.decoder_guidance_scale``)."""
     scale = self.decoder_scale if scale is None else scale
     cond, null = self.decoder_conditions(frozen["clip"], image_emb, tokens)
+    return samplers.guided(lambda x, t, c: self.apply_decoder(params, x, t, c), cond,
+                           null, scale)
+
+  def decode(self, params, frozen, rng, image_emb, tokens=None, scale=None, noise=None,
+             eta=None):
+    """Images in [0, 1] of the data's shape from image embeddings (B, D), with the
+    captions ``tokens`` (or the empty one), through the upsampler stage when there is
+    one; ``noise`` fixes the decoder's x_T, ``eta`` (default ``sample.eta``) DDIM's
+    stochasticity."""
     b, r = image_emb.shape[0], self.resolution
     k_dec, k_up = jax.random.split(rng)
     s = self.config.sample
     x, _ = samplers.ddim(
-        samplers.guided(lambda x, t, c: self.apply_decoder(params, x, t, c), cond, null,
-                        scale),
-        self.process, (b, r, r, self.image_channels()), k_dec,
-        num_steps=int(s.num_steps), eta=float(s.eta), parameterization=self.param,
+        self.guided_decoder(params, frozen, image_emb, tokens, scale), self.process,
+        (b, r, r, self.image_channels()), k_dec, num_steps=int(s.num_steps),
+        eta=float(s.eta) if eta is None else eta, parameterization=self.param,
         x_init=noise)
     side = self.data_shape[0]
     if self.upsampler is not None:
@@ -581,7 +617,8 @@ class UnCLIPTrainer(OneOptimizerTrainer, EmbeddingPrior, ImageUpsampler):
     if self.prior is not None:
       tokens = inputs["text"]
       image_emb = self.prior.trainer.image_embeddings(
-          frozen["prior"], frozen["clip"], k_prior, tokens)
+          frozen["prior"], frozen["clip"], k_prior, tokens,
+          inputs.get("prior_guidance_scale", self.prior_scale))
     else:
       tokens = None
       image_emb = self.image_embedding(frozen["clip"], inputs["image"])
@@ -593,6 +630,29 @@ class UnCLIPTrainer(OneOptimizerTrainer, EmbeddingPrior, ImageUpsampler):
     e = self.image_embedding(frozen["clip"], images)
     b = e.shape[0]
     out = self.decode(params, frozen, rng, jnp.repeat(e, seeds, 0))
+    return out.reshape(b, seeds, *out.shape[1:])
+
+  def invert(self, params, frozen, images, scale=None):
+    """x_T (B, r, r, C) of images (the data's scale) by DDIM inversion (``diffusion.
+    inversion``) of the decoder conditioned on their own CLIP image embeddings, guided
+    with ``scale`` (default ``sample.decoder_guidance_scale``), over the steps that
+    ``decode`` samples with: decoding it with eta 0 redraws the images (at the
+    decoder's resolution), up to the steps' discretisation."""
+    e = self.image_embedding(frozen["clip"], images)
+    return inversion.ddim_invert(
+        self.guided_decoder(params, frozen, e, scale=scale), self.process,
+        self.to_model(images, self.resolution),
+        num_steps=int(self.config.sample.num_steps), parameterization=self.param)
+
+  def bipartite_variations(self, params, frozen, rng, images, seeds: int, eta: float):
+    """(B, seeds, H, W, C): unCLIP's bipartite variations (section 3.1): each image's
+    (CLIP embedding, DDIM-inverted x_T) decoded with DDIM at ``eta`` > 0, ``seeds``
+    draws of the noise that eta adds."""
+    e = self.image_embedding(frozen["clip"], images)
+    x_t = self.invert(params, frozen, images)
+    b = e.shape[0]
+    out = self.decode(params, frozen, rng, jnp.repeat(e, seeds, 0),
+                      noise=jnp.repeat(x_t, seeds, 0), eta=eta)
     return out.reshape(b, seeds, *out.shape[1:])
 
   def interpolation(self, params, frozen, rng, a, b, steps: int):
@@ -652,7 +712,10 @@ class UnCLIPTrainer(OneOptimizerTrainer, EmbeddingPrior, ImageUpsampler):
     params, seeds = state.ema_params, 4
     var = np.asarray(self.compiled(self.variations, static_argnames="seeds")(
         params, frozen, rng, images, seeds=seeds))
-    var_cells = np.concatenate([real[:, None], var], 1)
+    bipartite = [np.asarray(self.compiled(self.bipartite_variations,
+                                          static_argnames="seeds")(
+        params, frozen, rng, images, seeds=seeds, eta=eta)) for eta in self.bipartite_etas]
+    var_cells = np.concatenate([real[:, None], var, *bipartite], 1)
     pairs = rows // 2
     interp = np.asarray(self.compiled(self.interpolation, static_argnames="steps")(
         params, frozen, rng, images[:pairs], images[pairs:2 * pairs], steps=6))
@@ -677,12 +740,114 @@ class UnCLIPTrainer(OneOptimizerTrainer, EmbeddingPrior, ImageUpsampler):
       out["samples"] = out["variations"]
     return out
 
+  # --- the variations' numbers (eval.json) -------------------------------------------
+  def family_metrics(self, state, mesh, rng) -> dict:
+    """The decoder's numbers beyond the eval step's and ``evaluators.compute``'s (at
+    ``sample.prior_guidance_scale``): the sample metrics at the other prior guidance
+    scales of ``eval.prior_guidance_scales`` (with a prior stage), and the
+    variations' (``variation_metrics``)."""
+    if self.role != "decoder":
+      return {}
+    return {**self.prior_grid_metrics(state, mesh, rng),  # compute's seeds
+            **self.variation_metrics(state, mesh, jax.random.split(rng)[0])}
+
+  def prior_grid_metrics(self, state, mesh, rng) -> dict:
+    """``evaluators.compute``'s numbers of the pipeline's samples (each decoder
+    guidance scale of ``eval.guidance_scales``) at each prior guidance scale of
+    ``eval.prior_guidance_scales`` other than ``sample.prior_guidance_scale`` (whose
+    row is compute's own, unsuffixed), named ``NAME[_guidance_S]_prior_P``, with the
+    same seeds and conditioning; without the shuffled baseline, and the real images'
+    numbers once. Nothing without a prior stage (variations have no prior)."""
+    if self.prior is None or not self.prior_grid:
+      return {}
+    config = self.config.copy_and_resolve_references()
+    config.unlock()
+    config.eval.shuffled_baseline = False
+    out = {"prior_guidance_scale": self.prior_scale,
+           "prior_guidance_scales": list(self.prior_grid)}
+    for p in self.prior_grid:
+      if p == self.prior_scale:
+        continue
+      found = evaluators.compute(PriorScaled(self, p), state, config, mesh, rng)
+      for k, v in found.items():
+        if isinstance(v, (int, float)) and k != "num_samples" and "_real" not in k:
+          out[f"{k}_prior_{p:g}"] = v
+    return out
+
+  def variation_metrics(self, state, mesh, rng) -> dict:
+    """``eval.variation_seeds`` variations (K) of each of the first
+    ``eval.variation_sources`` examples of ``eval.split`` (in ``evaluators.compute``'s
+    order), at ``sample.decoder_guidance_scale``, scored by the shipped MNIST
+    classifier against the source's label, with their diversity beside the real
+    digits' of the source's class (jaxgen/evaluators/variations.py). None without
+    ``eval.variation_sources``."""
+    e = self.config.eval
+    n, k = int(e.get("variation_sources", 0) or 0), int(e.get("variation_seeds", 4))
+    if n <= 0:
+      return {}
+    if k < 2:
+      raise ConfigError(f"config.eval.variation_seeds={k}: the variations' diversity "
+                        f"needs at least 2 per source.")
+    h, w, c = self.data_shape
+    if "label" not in self.spec or h != w or c != 1:
+      raise ConfigError(f"config.eval.variation_sources={n}: the variations are read "
+                        f"by the MNIST classifier against their source's label, which "
+                        f"takes labelled one-digit grey canvases, and "
+                        f"{self.config.data.name!r} gives {self.data_shape} images"
+                        f"{'' if 'label' in self.spec else ' without labels'}: set "
+                        f"config.eval.variation_sources=0.")
+    net = features_lib.feature_net(self.config, mesh, "mnist_classifier")
+    scores = variations_lib.VariationScores(net)
+    examples = evaluators.conditioning(self, self.config, n, ("image", "label"))
+    per = max(1, int(e.sample_batch_size) // k)
+    run = self.compiled(self.variations, static_argnames="seeds")
+    frozen = frozen_params(self.stages)
+    for i, start in enumerate(range(0, n, per)):
+      batch = examples(start, per)
+      keep = min(per, n - start)
+      images = jnp.asarray(batch["image"])
+      var = np.asarray(run(state.ema_params, frozen, jax.random.fold_in(rng, i), images,
+                           seeds=k))
+      scores.update(var[:keep], np.asarray(self.to_unit(images))[:keep],
+                    batch["label"][:keep])
+    real = variations_lib.real_class_diversity(net, self.config.data, e.split)
+    return {**scores.result(real), "variations_guidance_scale": self.decoder_scale}
+
   def text_samples(self, params, frozen, rng, tokens, seeds: int):
     """(B, seeds, H, W, C): the pipeline's samples of each caption, ``seeds`` seeds."""
     b = tokens.shape[0]
     rep = jnp.repeat(tokens, seeds, 0)
     out = self.sample(params, rng, b * seeds, {"text": rep}, frozen)
     return out.reshape(b, seeds, *out.shape[1:])
+
+
+class PriorScaled:
+  """A decoder trainer with a prior stage, seen by ``evaluators.compute`` as one whose
+  prior samples at guidance ``scale``: every sample's ``prior_guidance_scale``, added
+  to the inputs outside the compiled ``generate``, so that every scale runs the
+  trainer's one program."""
+
+  def __init__(self, trainer: UnCLIPTrainer, scale: float):
+    self.trainer, self.scale = trainer, scale
+    self.stages, self.config = trainer.stages, trainer.config
+    self.conditioning_keys = trainer.conditioning_keys
+
+  def scaled(self, inputs, num):
+    """``inputs`` and the prior scale of each sample, placed as the captions are."""
+    scale = np.full((num,), self.scale, np.float32)
+    placed = getattr(inputs["text"], "sharding", None)
+    return {**inputs, "prior_guidance_scale": scale if placed is None else
+            sharding.put_global(scale, placed)}
+
+  def generate(self, state, rng, num, inputs=None, frozen=None):
+    return self.trainer.generate(state, rng, num, self.scaled(inputs, num), frozen)
+
+  def compiled(self, fn, **jit_options):
+    if fn != self.generate:
+      return self.trainer.compiled(fn, **jit_options)
+    run = self.trainer.compiled(self.trainer.generate, **jit_options)
+    return lambda state, rng, num, inputs, frozen: run(
+        state, rng, num, self.scaled(inputs, num), frozen)
 
 
 def gaussian_blur(x, sigma, radius: int = 2):
