@@ -251,6 +251,13 @@ class Trainer:
     return {"num_examples": int(n),
             **{k: float(v) / n for k, v in sums.items() if k != "count"}}
 
+  def family_metrics(self, state, mesh, rng) -> dict:
+    """Numbers for eval.json that the family measures on the host with the state,
+    after the eval step's and ``evaluators.compute``'s (``rng``: the key ``compute``
+    drew its samples with), for what fits neither: unCLIP's variations (several
+    decodings of each source) and its prior x decoder guidance grid. Default: none."""
+    return {}
+
   def generate(self, state, rng, num: int, inputs: dict | None = None,
                frozen: dict | None = None):
     """``num`` samples (EMA parameters where the family keeps them) as float images in
