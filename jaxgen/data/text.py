@@ -61,6 +61,11 @@ class Tokenizer:
     ``<eos>``; no padding."""
     return [BOS, *(self._ids.get(w, UNK) for w in split_words(text)), EOS]
 
+  def unknown_words(self, text: str) -> list:
+    """The words of ``text`` outside the vocabulary (``ids`` would give them
+    ``<unk>``), in order: what a prompt checks before it is encoded."""
+    return [w for w in split_words(text) if w not in self._ids or w in SPECIALS]
+
   def encode(self, texts, context_length: int) -> np.ndarray:
     """int32 ids, ``(context_length,)`` for one text, ``(N, context_length)`` for a
     sequence of N texts: ``<bos> words <eos>`` then ``<pad>`` (0)."""

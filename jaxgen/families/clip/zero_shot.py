@@ -66,9 +66,8 @@ def encode(tokenizer: text.Tokenizer, prompts, context_length: int) -> np.ndarra
   """Token ids (N, context_length) of the prompts; a word outside the tokenizer's
   vocabulary is an error (``<unk>`` would silently stand in for it)."""
   prompts = list(prompts)
-  known = set(tokenizer.vocab)
   for p in prompts:
-    unknown = [w for w in text.split_words(p) if w not in known]
+    unknown = tokenizer.unknown_words(p)
     if unknown:
       raise ConfigError(
           f"The zero-shot prompt {p!r} has the word {unknown[0]!r}, which is not in "

@@ -89,9 +89,9 @@ def caption_tokens(tokenizer, caption: str, length: int, flag: str):
   if not caption.strip():
     raise UserError(f"{flag} is empty: --mode=text_diff needs --source_caption and "
                     f"--target_caption, e.g. \"a 3\" and \"a thick 3\".")
-  known = set(tokenizer.vocab[len(text.SPECIALS):])
-  unknown = [w for w in text.split_words(caption) if w not in known]
+  unknown = tokenizer.unknown_words(caption)
   if unknown:
+    known = tokenizer.vocab[len(text.SPECIALS):]
     raise UserError(f"{flag}={caption!r} has the word {unknown[0]!r}, which is not in "
                     f"the run's caption vocabulary ({len(known)} words, e.g. "
                     f"{', '.join(sorted(known)[:6])}): use the words of the captions "
