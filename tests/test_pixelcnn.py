@@ -299,8 +299,9 @@ def test_completion_reads_16_bit_and_transparent_images(tmp_path):
   import ml_collections
   from PIL import Image
   from jaxgen.errors import UserError
-  from jaxgen.families.pixelcnn.complete import load_images
+  from jaxgen.viz import read_images
   data = ml_collections.ConfigDict({"binarize": False, "scale": "unit"})
+  load_images = lambda paths, h, w, c, cfg: read_images(paths, (h, w, c), cfg)
   levels = np.tile(np.arange(0, 256, 9, dtype=np.uint8)[:28], (28, 1))
   Image.fromarray(levels.astype(np.uint16) * 257).save(tmp_path / "deep.png")
   white_in_alpha = np.full((28, 28, 4), 255, np.uint8)
@@ -314,6 +315,31 @@ def test_completion_reads_16_bit_and_transparent_images(tmp_path):
   Image.fromarray(black_in_alpha).save(tmp_path / "black.png")
   with pytest.raises(UserError, match=r"black.png has its picture in the alpha channel"):
     load_images([tmp_path / "black.png"], 28, 28, 1, data)
+
+
+def test_image_files_are_preprocessed_as_the_runs_test_data(tmp_path):
+  """viz.read_images binarises and dequantises image files as the data pipeline does
+  (it once thresholded every binarisation at 0.5 and ignored dequantisation): a
+  mid-grey file under dynamic binarisation is about half ones, not all ones; under
+  dequantisation each level k lands in [k, k + 1) / 256; a threshold still
+  thresholds; the symmetric scale maps to [-1, 1]."""
+  import ml_collections
+  from PIL import Image
+  from jaxgen.viz import read_images
+  grey = np.full((28, 28), 128, np.uint8)
+  Image.fromarray(grey).save(tmp_path / "grey.png")
+  paths = [tmp_path / "grey.png"] * 8
+  cfg = lambda **kw: ml_collections.ConfigDict({"binarize": "", "scale": "unit", **kw})
+  dynamic = read_images(paths, (28, 28, 1), cfg(binarize="dynamic"))
+  assert set(np.unique(dynamic)) == {0.0, 1.0}
+  assert abs(dynamic.mean() - 128 / 255) < 0.02
+  assert (read_images(paths, (28, 28, 1), cfg(binarize="threshold")) == 1.0).all()
+  deq = read_images(paths, (28, 28, 1), cfg(dequantize=True))
+  assert deq.min() >= 128 / 256 and deq.max() <= 129 / 256 and deq.std() > 0.05 / 256
+  sym = read_images(paths, (28, 28, 1), cfg(binarize="threshold", scale="symmetric"))
+  assert (sym == 1.0).all()
+  plain = read_images(paths, (28, 28, 1), cfg(scale="symmetric"))
+  np.testing.assert_allclose(plain, 2 * 128 / 255 - 1, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["pixelcnn_mnist", "gated_pixelcnn_mnist"])

@@ -45,19 +45,6 @@ def define_flags():
   flags.mark_flags_as_required(["config", "workdir", "images"])
 
 
-def load_images(paths, height: int, width: int, channels: int, data_config):
-  """Image files -> a batch preprocessed as ``data_config`` (N, H, W, C). Each file
-  is read at its depth (``viz.read_image``); transparency is composited on black, the
-  background of the digit sets the shipped models are trained on."""
-  x = np.stack([viz.read_image(p, channels, (width, height), background=0.0)
-                for p in paths])
-  if data_config.binarize:
-    x = (x > 0.5).astype(np.float32)
-  if data_config.scale == "symmetric":
-    x = 2 * x - 1
-  return x.astype(np.float32)
-
-
 def complete_files(config, workdir, paths, mask="", labels=(), num_completions=0,
                    seed=0, out="completion.png") -> str:
   """Write the completion picture of the image files ``paths``; returns ``out``."""
@@ -77,7 +64,7 @@ def complete_files(config, workdir, paths, mask="", labels=(), num_completions=0
   errors.check_writable(out, "--out")
   viz.image_format(out)
   h, w = trainer.example_shape[:2]
-  images = load_images(paths, h, w, trainer.example_shape[2], config.data)
+  images = viz.read_images(paths, (h, w, trainer.example_shape[2]), config.data)
   state, _ = train.restore_latest(trainer, config, workdir, mesh)
   picture = trainer.completion_picture(
       state, jax.random.key(seed), images, visible, num_completions, label_array,

@@ -41,7 +41,6 @@ from jaxgen import (build, checkpoint, data, errors, sharding, stages, train, vi
                     xla_options)
 from jaxgen.data import text
 from jaxgen.errors import UserError
-from jaxgen.families.pixelcnn.complete import load_images
 
 MODES = ("variations", "interpolation", "text_diff")
 
@@ -133,7 +132,7 @@ def edit_files(workdir: str, paths, out: str, mode: str = "variations", seeds: i
               for cap, flag in ((source_caption, "--source_caption"),
                                 (target_caption, "--target_caption"))]
   state, _ = train.restore_latest(trainer, config, workdir, mesh)
-  images = jnp.asarray(load_images(paths, h, w, c, config.data))
+  images = jnp.asarray(viz.read_images(paths, (h, w, c), config.data))
   real = np.asarray(trainer.to_unit(images))
   params, frozen = state.ema_params, train.frozen(trainer)
   key = jax.random.key(seed)
