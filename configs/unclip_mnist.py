@@ -25,12 +25,12 @@ text-to-image pipeline text -> prior -> 16x16 decoder -> 32x32 upsampler.
   python -m jaxgen.main --config=configs/unclip_mnist.py:paper --mode=summary
 
 Variants (comma-separated after the colon):
-  (default) the decoder: guided-diffusion's U-Net (64 channels, levels (1, 2), 2
+  (default) the decoder: guided-diffusion's U-Net (32 channels, levels (1, 2), 2
             blocks, attention at both, scale-shift norm) at 16x16 (2x2 block means of
             the canvases), the CLIP image embedding added to the time embedding and
             made 4 attention tokens before the caption's CLIP token states; image
             embedding dropped to a learned null 10%, caption 50%; T = 1000 cosine,
-            eps, DDIM-25. With the prior stage (guidance 4, 2 candidates) it samples
+            v-prediction, DDIM-25. With the prior stage (guidance 4, 2 candidates) it samples
             from captions and eval.json holds FID (MNIST classifier, test canvases)
             and caption_accuracy at decoder guidance 1, 3 and 8, beside the
             shuffled-caption baseline, and the same at prior guidance 1

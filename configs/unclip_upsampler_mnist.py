@@ -10,7 +10,7 @@ Variants (comma-separated after the colon):
   (default) guided-diffusion's U-Net without attention (32 channels, levels (1, 2, 2),
             up/down-sampling ResBlocks) over the noised canvas and its 2x2 block means,
             bilinearly enlarged, Gaussian-blurred with sigma in [0.4, 0.6] in
-            training; T = 1000 cosine, eps, DDIM-25. eval.json: eps MSE; PSNR and
+            training; T = 1000 cosine, v-prediction, DDIM-25. eval.json: the v MSE; PSNR and
             SSIM of samples against the canvases whose 16x16 versions they enlarge.
   paper     karlo's improved_sr_64_256 U-Net (320 channels, levels (1, 2, 3, 4), 3
             blocks, no attention): 691,579,523 parameters (karlo runs two of them).

@@ -236,14 +236,19 @@ def providers(role) -> str:
   return found
 
 
-def record(stages: dict) -> dict:
-  return {name: s.record() for name, s in stages.items()}
+def record(stages: dict, ignore: tuple = ()) -> dict:
+  """What a checkpoint keeps of each stage but those named in ``ignore`` (the
+  trainer's ``sampling_stages``)."""
+  return {name: s.record() for name, s in stages.items() if name not in ignore}
 
 
-def check_record(stages: dict, recorded: dict | None, workdir: str):
+def check_record(stages: dict, recorded: dict | None, workdir: str,
+                 ignore: tuple = ()):
   """Refuse to resume a run in ``workdir`` whose stages differ from those its
-  checkpoint was trained with."""
-  recorded = recorded or {}
+  checkpoint was trained with; the stages named in ``ignore`` (read only when
+  sampling) may differ, or be added or left out."""
+  stages = {k: v for k, v in stages.items() if k not in ignore}
+  recorded = {k: v for k, v in (recorded or {}).items() if k not in ignore}
   if set(recorded) != set(stages):
     raise StageError(
         f"The checkpoints in {workdir} were trained with stages "

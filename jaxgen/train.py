@@ -162,7 +162,8 @@ def restore_latest(trainer, config, workdir, mesh):
       try:
         # The stages first: a changed stage is named as such, not as a shape mismatch.
         meta = ckpt.restore_meta(step)
-        stages.check_record(trainer.stages, meta.get("stages"), workdir)
+        stages.check_record(trainer.stages, meta.get("stages"), workdir,
+                            trainer.sampling_stages)
         _check_family_record(meta, trainer, workdir)
         abstract = abstract or build.abstract_state(trainer, config, mesh)
         return ckpt.restore(abstract, step)
@@ -193,7 +194,7 @@ def check_same_family(config, workdir):
 
 def evaluate(trainer, state, config, mesh) -> dict:
   """The family's eval step over the eval split, finalised, and the sample metrics
-  that ``config.eval.metrics`` lists."""
+  that ``config.eval.metrics`` lists; ``split`` names the split."""
   split, bs = config.eval.split, config.eval.batch_size
   sharding.check_batch_size(bs, mesh, "eval.batch_size")
   source = data.get_source(config.data, split)
@@ -214,7 +215,8 @@ def evaluate(trainer, state, config, mesh) -> dict:
   result = trainer.finalize_eval(jax.device_get(totals))
   # Sample-based metrics (FID, IS, class accuracy, ...) that config.eval.metrics lists.
   samples_key = jax.random.split(key)[1]  # apart from the per-batch fold_in(key, i)
-  return {**result, **evaluators.compute(trainer, state, config, mesh, samples_key),
+  return {"split": split, **result,
+          **evaluators.compute(trainer, state, config, mesh, samples_key),
           **trainer.family_metrics(state, mesh, samples_key)}
 
 
@@ -288,7 +290,8 @@ def _loop(config, workdir, trainer, mesh, ckpt):
   keys = build.run_keys(config)
   repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
   run = {"batch_size": tc.batch_size, "seed": config.seed,
-         "prng_impl": trainer.policy.prng_impl, "stages": stages.record(trainer.stages),
+         "prng_impl": trainer.policy.prng_impl,
+         "stages": stages.record(trainer.stages, trainer.sampling_stages),
          "family": trainer.record()}
   if ckpt.latest_step() is not None:
     # The record first: another family, a changed batch size, seed or stage is named
@@ -420,7 +423,8 @@ def _check_resume(meta, run, trainer, workdir):
           f"The checkpoints in {workdir} were trained with {field}={meta[key]}, this "
           f"config has {run[key]}: resuming would reread the data and the random "
           f"streams differently. Use --config.{field}={meta[key]}, or another --workdir.")
-  stages.check_record(trainer.stages, meta.get("stages"), workdir)
+  stages.check_record(trainer.stages, meta.get("stages"), workdir,
+                      trainer.sampling_stages)
   _check_family_record(meta, trainer, workdir)
 
 

@@ -205,6 +205,29 @@ def test_an_upsampler_of_another_low_resolution_is_refused():
          upsampler=fake_stage("upsampler", wrong_role))
 
 
+def test_the_decoder_run_records_clip_and_samples_through_any_prior_and_upsampler():
+  """The decoder's loss reads CLIP alone: its checkpoint records the clip stage, and a
+  later evaluation may name another prior or upsampler (or none), while a changed CLIP
+  is still refused by name."""
+  assert unclip.UnCLIPTrainer.sampling_stages == ("prior", "upsampler")
+  ignore = unclip.UnCLIPTrainer.sampling_stages
+  trained = {"clip": fake_stage("clip", None), "prior": fake_stage("prior", None),
+             "upsampler": fake_stage("upsampler", None)}
+  recorded = stages.record(trained, ignore)
+  assert set(recorded) == {"clip"}
+  later = {"clip": fake_stage("clip", None), "prior": fake_stage("prior", None, "b" * 64),
+           "upsampler": fake_stage("upsampler", None, "c" * 64)}
+  stages.check_record(later, recorded, "/runs/decoder", ignore)
+  stages.check_record({"clip": trained["clip"]}, recorded, "/runs/decoder", ignore)
+  # a record written before the decoder left them out still reads
+  stages.check_record(later, stages.record(trained), "/runs/decoder", ignore)
+  with pytest.raises(StageError, match="The clip stage changed since /runs/decoder"):
+    stages.check_record({**later, "clip": fake_stage("clip", None, "d" * 64)}, recorded,
+                        "/runs/decoder", ignore)
+  with pytest.raises(StageError, match="trained with stages"):
+    stages.check_record(later, recorded, "/runs/decoder")  # without ignore: refused
+
+
 def test_bad_role_and_prior_parameterisation():
   c = load_config("unclip_prior_mnist", "tiny")
   c.model.role = "vocoder"
@@ -237,10 +260,14 @@ def test_tiny_pipeline_pictures_and_prior_readout(tiny_runs):
 MU, S = 0.0, 0.5  # Gaussian data, whose exact denoiser stands in for the decoder
 
 
-def gaussian_decoder(process):
+def gaussian_decoder(process, parameterization):
+  """The exact denoiser of N(MU, S^2) pixels, as the network's output in the
+  trainer's parameterization."""
   def apply(params, x, t, cond, **unused):
     a = process.alphas_cumprod[t][:, None, None, None]
-    return jnp.sqrt(1 - a) * (x - jnp.sqrt(a) * MU) / (a * S ** 2 + 1 - a)
+    eps = jnp.sqrt(1 - a) * (x - jnp.sqrt(a) * MU) / (a * S ** 2 + 1 - a)
+    x0 = (x - jnp.sqrt(1 - a) * eps) / jnp.sqrt(a)
+    return process.target(x0, eps, t, parameterization)
   return apply
 
 
@@ -251,7 +278,7 @@ def test_the_decoders_inversion_then_eta0_redraws_the_image():
   c = load_config("unclip_mnist", "tiny")  # T = 100, 16 x 16 decoder for 32 x 32 data
   c.sample.num_steps = 100
   trainer = make(c, clip=fake_stage("clip", FakeClip()))
-  trainer.apply_decoder = gaussian_decoder(trainer.process)
+  trainer.apply_decoder = gaussian_decoder(trainer.process, trainer.param)
   low = np.clip(MU + S * np.random.default_rng(5).normal(size=(2, 16, 16, 1)), -1, 1)
   images = jnp.asarray((low.repeat(2, 1).repeat(2, 2) + 1) / 2, jnp.float32)  # [0, 1]
   frozen = {"clip": jnp.zeros(())}
@@ -285,7 +312,7 @@ def test_the_pipeline_guides_the_prior_with_the_decoder_runs_scale():
   c = load_config("unclip_mnist", "tiny")
   c.sample.prior_guidance_scale = 2.5
   trainer = make(c, clip=fake_stage("clip", FakeClip()), prior=fake_stage("prior", prior))
-  trainer.apply_decoder = gaussian_decoder(trainer.process)
+  trainer.apply_decoder = gaussian_decoder(trainer.process, trainer.param)
   tokens = jnp.ones((2, trainer.text_length), jnp.int32)
   frozen = {"clip": jnp.zeros(()), "prior": None}
   trainer.sample(None, jax.random.key(0), 2, {"text": tokens}, frozen)

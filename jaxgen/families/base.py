@@ -183,6 +183,10 @@ class Trainer:
   # (Autoencoder, ConditioningEncoder) that the stage's family must provide. A family
   # whose stages depend on its config overrides ``roles``.
   stage_roles: dict = {}
+  # The stages that only sampling reads (unCLIP's prior and upsampler): the training
+  # loss never sees them, so a checkpoint's stage record leaves them out, and a
+  # finished run samples and evaluates through whichever ones the config names.
+  sampling_stages: tuple = ()
 
   def record(self) -> dict:
     """Values the run fixes when it starts (config field name -> value; a latent

@@ -47,7 +47,7 @@ its own, over a frozen CLIP stage (``config.stages.clip``: a ``clip`` run, the
               data's size. Bipartite variations (section 3.1): an image's x_T by DDIM
               inversion (``jaxgen.diffusion.inversion``) of the decoder conditioned on
               its own CLIP embedding, decoded with DDIM at eta > 0.
-              eval.json, beside the eps MSE and ``evaluators.compute``'s sample
+              eval.json, beside the target MSE (``v_mse``) and ``evaluators.compute``'s sample
               metrics (``family_metrics``): with a prior stage, those metrics at the
               other prior guidance scales of ``eval.prior_guidance_scales``
               (``NAME_guidance_S_prior_P``: the grid prior x decoder guidance); and
@@ -105,6 +105,9 @@ class ImageUpsampler:
 
 class UnCLIPTrainer(OneOptimizerTrainer, EmbeddingPrior, ImageUpsampler):
   data_keys = (("image", "text"), ("image",))
+  # The decoder trains on CLIP's image embeddings alone: a better prior or upsampler
+  # can replace its stage after training (the paper trains each model apart).
+  sampling_stages = ("prior", "upsampler")
 
   @classmethod
   def roles(cls, config) -> dict:
@@ -530,13 +533,14 @@ class UnCLIPTrainer(OneOptimizerTrainer, EmbeddingPrior, ImageUpsampler):
         state.ema_params, x, t, cond))
 
   def eps_sums(self, x0, mask, rng, model):
-    """Masked sums of the eps-prediction MSE of ``model(x_t, t)`` at uniform t."""
+    """Masked sums of the MSE of ``model(x_t, t)`` against its target (eps, x0 or v:
+    the key names it) at uniform t."""
     k_t, k_noise = jax.random.split(rng)
     t = jax.random.randint(k_t, (x0.shape[0],), 0, self.process.num_steps)
     noise = jax.random.normal(k_noise, x0.shape, x0.dtype)
     pred = model(self.process.q_sample(x0, t, noise), t)
     mse = losses.eps_mse(self.process.target(x0, noise, t, self.param), pred)
-    return {"count": mask.sum(), "eps_mse": (mse * mask).sum()}
+    return {"count": mask.sum(), f"{self.param}_mse": (mse * mask).sum()}
 
   # --- the upsampler ------------------------------------------------------------------
   def low_condition(self, low):
