@@ -131,21 +131,6 @@ def read_image(path: str, channels: int, size: tuple[int, int] | None = None,
   return np.clip(x, 0, 1).astype(np.float32)
 
 
-def read_images(paths, shape, data_config, background: float = 0.0,
-                seed: int = 0) -> np.ndarray:
-  """Image files as the data pipeline gives a test batch of ``data_config``: float32
-  (N, H, W, C) for ``shape`` = (H, W, C). Each file is read at its depth and resized
-  (``read_image``), quantised to the 8-bit levels the datasets hold, then preprocessed
-  as test data (``data.preprocess.process``, train=False: binarisation, dequantisation
-  and scale as configured, random draws from ``seed``)."""
-  from jaxgen.data import preprocess
-  h, w, c = shape
-  x = np.stack([read_image(p, c, (w, h), background) for p in paths])
-  batch = {"image": to_uint8(x)}
-  return preprocess.process(batch, data_config, np.random.default_rng(seed), train=False,
-                            indices=np.arange(len(paths)))["image"]
-
-
 def code_map(codes, num_codes: int) -> np.ndarray:
   """The code indices of a batch (N, h, w) as grey levels (index / (K - 1)), one tile
   per image."""

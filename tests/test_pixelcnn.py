@@ -299,7 +299,7 @@ def test_completion_reads_16_bit_and_transparent_images(tmp_path):
   import ml_collections
   from PIL import Image
   from jaxgen.errors import UserError
-  from jaxgen.viz import read_images
+  from jaxgen.data.preprocess import read_files as read_images
   data = ml_collections.ConfigDict({"binarize": False, "scale": "unit"})
   load_images = lambda paths, h, w, c, cfg: read_images(paths, (h, w, c), cfg)
   levels = np.tile(np.arange(0, 256, 9, dtype=np.uint8)[:28], (28, 1))
@@ -318,14 +318,14 @@ def test_completion_reads_16_bit_and_transparent_images(tmp_path):
 
 
 def test_image_files_are_preprocessed_as_the_runs_test_data(tmp_path):
-  """viz.read_images binarises and dequantises image files as the data pipeline does
+  """preprocess.read_files binarises and dequantises image files as the data pipeline does
   (it once thresholded every binarisation at 0.5 and ignored dequantisation): a
   mid-grey file under dynamic binarisation is about half ones, not all ones; under
   dequantisation each level k lands in [k, k + 1) / 256; a threshold still
   thresholds; the symmetric scale maps to [-1, 1]."""
   import ml_collections
   from PIL import Image
-  from jaxgen.viz import read_images
+  from jaxgen.data.preprocess import read_files as read_images
   grey = np.full((28, 28), 128, np.uint8)
   Image.fromarray(grey).save(tmp_path / "grey.png")
   paths = [tmp_path / "grey.png"] * 8

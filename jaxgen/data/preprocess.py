@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxgen import viz
 from jaxgen.errors import ConfigError
 from PIL import Image
 
@@ -143,3 +144,17 @@ def _process_images(images, cfg, rng, indices, draws):
   if cfg.get("scale", "unit") == "symmetric":
     x = 2 * x - 1
   return x.astype(np.float32)
+
+
+def read_files(paths, shape, data_config, background: float = 0.0,
+               seed: int = 0) -> np.ndarray:
+  """Image files as the data pipeline gives a test batch of ``data_config``: float32
+  (N, H, W, C) for ``shape`` = (H, W, C). Each file is read at its depth and resized
+  (``viz.read_image``), quantised to the 8-bit levels the datasets hold, then
+  preprocessed as test data (``process``, train=False: binarisation, dequantisation
+  and scale as configured, random draws from ``seed``)."""
+  h, w, c = shape
+  x = np.stack([viz.read_image(p, c, (w, h), background) for p in paths])
+  batch = {"image": viz.to_uint8(x)}
+  return process(batch, data_config, np.random.default_rng(seed), train=False,
+                 indices=np.arange(len(paths)))["image"]

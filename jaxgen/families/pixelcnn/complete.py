@@ -21,6 +21,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from jaxgen import build, checkpoint, errors, sharding, train, viz, xla_options
+from jaxgen.data import preprocess
 from jaxgen.errors import ConfigError, UserError
 from jaxgen.families.pixelcnn.trainer import PixelCNNTrainer, parse_mask
 
@@ -64,7 +65,7 @@ def complete_files(config, workdir, paths, mask="", labels=(), num_completions=0
   errors.check_writable(out, "--out")
   viz.image_format(out)
   h, w = trainer.example_shape[:2]
-  images = viz.read_images(paths, (h, w, trainer.example_shape[2]), config.data)
+  images = preprocess.read_files(paths, (h, w, trainer.example_shape[2]), config.data)
   state, _ = train.restore_latest(trainer, config, workdir, mesh)
   picture = trainer.completion_picture(
       state, jax.random.key(seed), images, visible, num_completions, label_array,

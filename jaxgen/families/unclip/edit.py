@@ -20,9 +20,10 @@ unclip_mnist.py): each image CLIP-embedded by the run's CLIP stage, then decoded
                  toward normalise(z_t(target caption) - z_t(source caption)) by
                  ``--steps`` angles from 0 to 0.5 (unCLIP section 3.3), the noise fixed.
 
-Each file is read at its depth (``viz.read_image``: transparency composited on black,
-the digits' background) and resized (bilinear) to the run's image size; it must be
-square and at least half that size. The run's data preprocessing (scale) applies.
+Each file is read at its depth (transparency composited on black, the digits'
+background), resized (bilinear) to the run's image size and preprocessed as the run's
+test data (``data.preprocess.read_files``); it must be square and at least half that
+size.
 Everything is checked before anything is computed or written: the workdir (an unclip
 decoder run with a checkpoint), the images, the captions (every word in the run's
 caption vocabulary) and ``--out`` (a writable folder); any wrong input is one
@@ -39,7 +40,7 @@ import numpy as np
 
 from jaxgen import (build, checkpoint, data, errors, sharding, stages, train, viz,
                     xla_options)
-from jaxgen.data import text
+from jaxgen.data import preprocess, text
 from jaxgen.errors import UserError
 
 MODES = ("variations", "interpolation", "text_diff")
@@ -132,7 +133,7 @@ def edit_files(workdir: str, paths, out: str, mode: str = "variations", seeds: i
               for cap, flag in ((source_caption, "--source_caption"),
                                 (target_caption, "--target_caption"))]
   state, _ = train.restore_latest(trainer, config, workdir, mesh)
-  images = jnp.asarray(viz.read_images(paths, (h, w, c), config.data))
+  images = jnp.asarray(preprocess.read_files(paths, (h, w, c), config.data))
   real = np.asarray(trainer.to_unit(images))
   params, frozen = state.ema_params, train.frozen(trainer)
   key = jax.random.key(seed)
