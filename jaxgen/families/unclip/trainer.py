@@ -47,9 +47,10 @@ its own, over a frozen CLIP stage (``config.stages.clip``: a ``clip`` run, the
               data's size. Bipartite variations (section 3.1): an image's x_T by DDIM
               inversion (``jaxgen.diffusion.inversion``) of the decoder conditioned on
               its own CLIP embedding, decoded with DDIM at eta > 0.
-              eval.json, beside the target MSE (``v_mse``) and ``evaluators.compute``'s sample
-              metrics (``family_metrics``): with a prior stage, those metrics at the
-              other prior guidance scales of ``eval.prior_guidance_scales``
+              eval.json, beside the target MSE (``v_mse``) and
+              ``evaluators.compute``'s sample metrics (``family_metrics``): with a
+              prior stage, those metrics at the other prior guidance scales of
+              ``eval.prior_guidance_scales``
               (``NAME_guidance_S_prior_P``: the grid prior x decoder guidance); and
               the variations' numbers (jaxgen/evaluators/variations.py):
               ``eval.variation_seeds`` decodings of each of ``eval.variation_sources``
@@ -529,10 +530,10 @@ class UnCLIPTrainer(OneOptimizerTrainer, EmbeddingPrior, ImageUpsampler):
     cond, _ = self.decoder_conditions(
         frozen["clip"], self.image_embedding(frozen["clip"], batch["image"]),
         batch.get("text"))
-    return self.eps_sums(x0, mask, rng, lambda x, t: self.apply_decoder(
+    return self.target_sums(x0, mask, rng, lambda x, t: self.apply_decoder(
         state.ema_params, x, t, cond))
 
-  def eps_sums(self, x0, mask, rng, model):
+  def target_sums(self, x0, mask, rng, model):
     """Masked sums of the MSE of ``model(x_t, t)`` against its target (eps, x0 or v:
     the key names it) at uniform t."""
     k_t, k_noise = jax.random.split(rng)
@@ -581,7 +582,7 @@ class UnCLIPTrainer(OneOptimizerTrainer, EmbeddingPrior, ImageUpsampler):
   def upsampler_eval(self, state, batch, rng, frozen):
     x0, mask = self.to_model(batch["image"], self.data_shape[0]), batch["mask"]
     low = self.to_model(batch["image"], self.low_resolution)
-    return self.eps_sums(x0, mask, rng, lambda x, t: self.apply_upsampler(
+    return self.target_sums(x0, mask, rng, lambda x, t: self.apply_upsampler(
         state.ema_params, x, t, low))
 
   # --- the loop's hooks ---------------------------------------------------------------
