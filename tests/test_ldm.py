@@ -133,6 +133,7 @@ def test_the_run_evaluates_at_each_guidance_scale_and_draws(ldm):
     assert f"caption_accuracy_digit_guidance_{s:g}" in result
   assert result["caption_accuracy_real_position"] == 1.0
   assert result["scale_factor"] > 0
+  assert f"{c.diffusion.parameterization}_mse" in result  # named by the target
   step = c.train.num_steps
   for name in (f"step_{step}.png", f"captions_step_{step}.png",
                f"reconstructions_step_{step}.png"):

@@ -399,7 +399,7 @@ class LDMTrainer(OneOptimizerTrainer):
     pred = self.apply(state.ema_params, self.process.q_sample(z0, t, noise), t,
                       self.conditions(batch), frozen)
     mse = losses.eps_mse(self.process.target(z0, noise, t, self.param), pred)
-    return {"count": mask.sum(), "eps_mse": (mse * mask).sum(),
+    return {"count": mask.sum(), f"{self.param}_mse": (mse * mask).sum(),
             "latent_std": (jnp.std(z0, axis=tuple(range(1, z0.ndim))) * mask).sum()}
 
   def finalize_eval(self, sums):
