@@ -8,7 +8,7 @@ Variants (comma-separated after the colon):
             16); LSGAN loss, cycle weight 10, identity weight 0.5 x 10, an image pool
             of 50 fakes per discriminator; Adam 2e-4 beta1 0.5, the rate constant for
             the first half of the steps then linear to zero; batch 2 (the paper's 1
-            on 256x256 photos). Evaluated on the aligned test split: L1 / SSIM of
+            on 256x256 photos), 8,000 steps. Evaluated on the aligned test split: L1 / SSIM of
             G(a) against the true restyled digit (and of F(b) against the digit),
             class kept by F(G(a)), F(b) read as b's digit by the MNIST classifier
             (all, light and dark backgrounds), cycle errors, FID of the translations
