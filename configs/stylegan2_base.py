@@ -25,11 +25,24 @@ def model_block(**changes) -> ml_collections.ConfigDict:
 
 
 def stylegan2_block(**changes) -> ml_collections.ConfigDict:
-  """``config.stylegan2``: training/loss.py's and training_loop.py's defaults."""
+  """``config.stylegan2``: training/loss.py's and training_loop.py's defaults, and
+  jaxgen's additions (off by default):
+    r2_gamma    weight of R2, the zero-centred gradient penalty on the fakes
+                (r2_gamma / 2) |grad_x D(G(z))|^2 (Mescheder et al. 2018; R3GAN), in
+                the D-regularisation phase beside R1: every ``r1_interval`` steps,
+                with R1's lazy-regularisation gain and Adam correction; 0: off.
+  and these meanings of the reference's fields:
+    augment     '' (none), a preset of the reference's train.py (bgc, blit, geom,
+                color), or ``digits``: integer translation, small scaling and small
+                rotation only (jaxgen/families/stylegan2/augment.py says why);
+    augment_p   the augmentation probability at the start; with ada_target 0, fixed;
+    ada_target  ADA's target r_t for D's mean real sign; 0: no adaptation (p fixed at
+                augment_p, the reference's --aug=fixed --p)."""
   block = dict(
-      style_mixing_prob=0.9, r1_gamma=10.0, r1_interval=16, pl_weight=2.0,
-      pl_interval=4, pl_decay=0.01, pl_batch_shrink=2, ema_kimg=10.0, ema_rampup=0.0,
-      augment="", augment_p=0.0, ada_target=0.6, ada_interval=4, ada_kimg=500.0)
+      style_mixing_prob=0.9, r1_gamma=10.0, r2_gamma=0.0, r1_interval=16,
+      pl_weight=2.0, pl_interval=4, pl_decay=0.01, pl_batch_shrink=2, ema_kimg=10.0,
+      ema_rampup=0.0, augment="", augment_p=0.0, ada_target=0.6, ada_interval=4,
+      ada_kimg=500.0)
   block.update(changes)
   return ml_collections.ConfigDict(block)
 

@@ -277,7 +277,8 @@ def test_augmentations_are_identity_at_p0_and_act_at_p1():
 def test_lazy_regularisation_fires_on_its_steps_and_ada_moves_p():
   """Four compiled steps of the tiny config at 8x8 (R1 and path length every 2 steps,
   ADA every step, its colour transformations only): the penalties are computed on steps 0 and 2 only, each regularised
-  step adds one Adam step per player, p follows the rule from the real signs."""
+  step adds one Adam step per player, p follows the rule from the real signs, and
+  the numbers are those of the step before R2 existed."""
   from jaxgen import data
   c = load_config("stylegan2_mnist", "tiny")
   # The smallest networks (8x8 digits) and ADA's cheapest pipeline: compile time.
@@ -304,6 +305,23 @@ def test_lazy_regularisation_fires_on_its_steps_and_ada_moves_p():
     want = max(0.0, ps[i] + np.sign(metrics[i]["real_sign"] - 0.6) * 8 / 100)
     np.testing.assert_allclose(ps[i + 1], want, rtol=1e-5, atol=1e-7)
   assert int(state.step) == 4
+  # The step as it was before R2 (r2_gamma 0, its default) and the digits preset were
+  # added: these numbers are what that code gave here (the whole state bit for bit
+  # on the machine that recorded them; 1e-5 leaves room for another CPU's rounding).
+  recorded = {2: dict(d_loss=1.4692323207855225, g_loss=0.23916028439998627,
+                      r1_penalty=0.11045923829078674, pl_penalty=0.9001172780990601,
+                      d_grad_norm=1.2237584590911865, g_grad_norm=0.48196420073509216),
+              3: dict(d_loss=2.06441330909729, g_loss=0.470543771982193,
+                      d_grad_norm=2.1601786613464355, g_grad_norm=0.5284101366996765,
+                      ada_p=0.3199999928474426)}
+  for i, values in recorded.items():
+    for name, value in values.items():
+      np.testing.assert_allclose(float(metrics[i][name]), value, rtol=1e-5,
+                                 err_msg=f"step {i} {name}")
+  sums = {p: float(sum(jnp.abs(x).sum() for x in jax.tree.leaves(state.params[p])))
+          for p in ("generator", "discriminator")}
+  np.testing.assert_allclose([sums["generator"], sums["discriminator"]],
+                             [10632.216796875, 599.41015625], rtol=1e-5)
 
 
 def test_hashed_normal_initialiser_is_standard_normal():

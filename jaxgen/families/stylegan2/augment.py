@@ -17,6 +17,16 @@ One difference: the reference pads by a margin computed on the host from the bat
 transforms; here (inside jit) the padding is always the largest the reference
 allows (size - 1 per side), whose reflected pixels agree with the reference's
 wherever the reference's padded image reaches.
+
+``digits`` (jaxgen's, not the reference's) keeps a digit the digit it was: integer
+translation at the reference's range (up to 1/8 of the size: 4 px at 32x32, less than
+the black margin of about 6 px that MNIST's 20x20 digit box and the 28 -> 32 padding
+leave on each side, so the digit stays whole), isotropic scaling with a log2-std of
+0.1 (half the reference's 0.2: 95% of the draws within x0.87-1.15, so a 20 px digit
+stays inside the frame), and the two rotations each uniform within 7.5 degrees (the
+reference's go up to 180), at most 15 degrees together: a slant, not a turn. No
+x-flip, no 90-degree rotation and no colour transformation: a mirrored 2, a 6 turned
+into a 9 and a black digit on white are not digits the generator should draw.
 """
 from __future__ import annotations
 
@@ -32,16 +42,18 @@ SYM6 = [0.015404109327027373, 0.0034907120842174702, -0.11799011114819057,
         0.3379294217276218, -0.07263752278646252, -0.021060292512300564,
         0.04472490177066578, 0.0017677118642428036, -0.007800708325034148]
 
-# Probability multipliers of the augmentations of each preset (train.py's augpipe_specs).
+# The reference's defaults of the parameter distributions.
+XINT_MAX, SCALE_STD, ROTATE_MAX, ANISO_STD, XFRAC_STD = 0.125, 0.2, 1.0, 0.2, 0.125
+# Probability multipliers of the augmentations of each preset (train.py's augpipe_specs;
+# ``digits`` is jaxgen's, with narrower ranges: the module docstring says why).
 PRESETS = {
     "blit": dict(xflip=1, rotate90=1, xint=1),
     "geom": dict(scale=1, rotate=1, aniso=1, xfrac=1),
     "color": dict(brightness=1, contrast=1, lumaflip=1, hue=1, saturation=1),
     "bgc": dict(xflip=1, rotate90=1, xint=1, scale=1, rotate=1, aniso=1, xfrac=1,
                 brightness=1, contrast=1, lumaflip=1, hue=1, saturation=1),
+    "digits": dict(xint=1, scale=1, rotate=1, scale_std=0.1, rotate_max=1 / 24),
 }
-# The reference's defaults of the parameter distributions.
-XINT_MAX, SCALE_STD, ROTATE_MAX, ANISO_STD, XFRAC_STD = 0.125, 0.2, 1.0, 0.2, 0.125
 BRIGHTNESS_STD, CONTRAST_STD, HUE_MAX, SATURATION_STD = 0.2, 0.5, 1.0, 1.0
 AUGMENTATIONS = ("xflip", "rotate90", "xint", "scale", "rotate", "aniso", "xfrac",
                  "brightness", "contrast", "lumaflip", "hue", "saturation")
@@ -111,9 +123,12 @@ def grid_sample(images, grid):
 
 
 def augment(images, p, key, xflip=0, rotate90=0, xint=0, scale=0, rotate=0, aniso=0,
-            xfrac=0, brightness=0, contrast=0, lumaflip=0, hue=0, saturation=0):
+            xfrac=0, brightness=0, contrast=0, lumaflip=0, hue=0, saturation=0,
+            xint_max=XINT_MAX, scale_std=SCALE_STD, rotate_max=ROTATE_MAX):
   """The reference's ``AugmentPipe.forward`` for the augmentations whose multipliers
-  are given, at overall probability ``p`` (a scalar, may be traced)."""
+  are given, at overall probability ``p`` (a scalar, may be traced). ``xint_max``,
+  ``scale_std`` and ``rotate_max`` (in half-turns, per rotation) are the ranges of
+  translation, scaling and rotation (the reference's defaults)."""
   n, h, w, ch = images.shape
   # Two draws for all the pipeline's random numbers (XLA on CPU compiles each draw
   # slowly), handed out column by column.
@@ -144,16 +159,16 @@ def augment(images, p, key, xflip=0, rotate90=0, xint=0, scale=0, rotate=0, anis
     i = jnp.where(rand() < rotate90 * p, i, 0.0)
     g_inv = mul(g_inv, rotate2d(-(-np.pi / 2 * i)))
   if xint > 0:
-    t = (rand((n, 2)) * 2 - 1) * XINT_MAX
+    t = (rand((n, 2)) * 2 - 1) * xint_max
     t = jnp.where(rand((n, 1)) < xint * p, t, 0.0)
     g_inv = mul(g_inv, translate2d(-jnp.round(t[:, 0] * w), -jnp.round(t[:, 1] * h)))
   if scale > 0:
-    s = jnp.exp2(randn() * SCALE_STD)
+    s = jnp.exp2(randn() * scale_std)
     s = jnp.where(rand() < scale * p, s, 1.0)
     g_inv = mul(g_inv, scale2d(1 / s, 1 / s))
   p_rot = 1 - jnp.sqrt(jnp.clip(1 - rotate * p, 0, 1))
   if rotate > 0:
-    theta = (rand() * 2 - 1) * np.pi * ROTATE_MAX
+    theta = (rand() * 2 - 1) * np.pi * rotate_max
     theta = jnp.where(rand() < p_rot, theta, 0.0)
     g_inv = mul(g_inv, rotate2d(theta))  # rotate2d_inv(-theta)
   if aniso > 0:
@@ -161,7 +176,7 @@ def augment(images, p, key, xflip=0, rotate90=0, xint=0, scale=0, rotate=0, anis
     s = jnp.where(rand() < aniso * p, s, 1.0)
     g_inv = mul(g_inv, scale2d(1 / s, s))
   if rotate > 0:
-    theta = (rand() * 2 - 1) * np.pi * ROTATE_MAX
+    theta = (rand() * 2 - 1) * np.pi * rotate_max
     theta = jnp.where(rand() < p_rot, theta, 0.0)
     g_inv = mul(g_inv, rotate2d(theta))
   if xfrac > 0:
@@ -243,7 +258,7 @@ def _geometric(images, g_inv):
 
 
 def pipeline(name: str):
-  """``fn(images, p, key)`` of the preset ``name`` (blit, geom, color, bgc)."""
+  """``fn(images, p, key)`` of the preset ``name`` (blit, geom, color, bgc, digits)."""
   if name not in PRESETS:
     raise ValueError(f"Unknown ADA pipeline {name!r}; use one of {sorted(PRESETS)}.")
   spec = PRESETS[name]

@@ -19,8 +19,11 @@ phase on its own z (and labels):
          updated a with its gradient, as the reference), times pl_weight and
          pl_interval; its own Adam step;
   Dmain  softplus(D(G(z))) + softplus(-D(x)), one Adam step;
-  Dreg   on steps with step % r1_interval == 0: (r1_gamma / 2) |grad_x D(x)|^2 times
-         r1_interval, its own Adam step.
+  Dreg   on steps with step % r1_interval == 0: (r1_gamma / 2) |grad_x D(x)|^2 on the
+         reals (R1) plus, with ``r2_gamma`` > 0, (r2_gamma / 2) |grad_x D(G(z))|^2 on
+         the fakes Dmain saw (R2, Mescheder et al. 2018; R3GAN, Huang et al. 2024,
+         pairs it with R1: no second generator pass, no gradient into G), the sum
+         times r1_interval, one Adam step (R2 off: the reference's Dreg, unchanged).
 Every mapping pass of a phase moves ``w_avg`` towards the batch mean of w (decay
 ``w_avg_beta``). Adam of each player uses the lazy-regularisation correction:
 lr * k/(k+1), betas ** (k/(k+1)) for interval k. Gradients go through nan_to_num
@@ -32,7 +35,9 @@ reference's train.py): every image D sees (reals and fakes, in all
 phases) goes through the differentiable pipeline of jaxgen/families/stylegan2/augment.py
 with probability ``ada_p``. Every ``ada_interval`` steps, p <- max(0, p + sign(r_t -
 ada_target) * batch * ada_interval / (ada_kimg * 1000)), r_t = E[sign(D(x))] over the
-real logits of those steps (Dmain and Dreg). ``augment_p`` is the start value.
+real logits of those steps (Dmain and Dreg). ``augment_p`` is the start value;
+``ada_target`` 0 turns the adjustment off and p stays ``augment_p`` (the reference's
+--aug=fixed --p). ``augment='digits'`` is jaxgen's digit-safe preset (augment.py).
 
 Data: images in [-1, 1]; a dataset resolution below ``model.resolution`` (28x28
 MNIST in a 32x32 model) is padded with -1 (black) around the image for D, and the
@@ -49,11 +54,12 @@ import numpy as np
 
 from jaxgen import viz
 from jaxgen.errors import ConfigError
+from jaxgen.families.stylegan2 import augment as stylegan2_augment
 from jaxgen.families.stylegan2 import networks as sg
 from jaxgen.families.base import (Trainer, TrainState, apply_player_gradients,
                                   make_optimizer)
 
-AUGMENT = ("", "bgc", "blit", "geom", "color")  # '' or a stylegan2_augment preset
+AUGMENT = ("", *stylegan2_augment.PRESETS)  # '' (none) or an augment.py preset
 
 
 def lazy_ratio(interval: int) -> float:
@@ -143,7 +149,6 @@ class StyleGAN2Trainer(Trainer):
                                                s.r1_interval, n)}
     self.augment_fn = None
     if s.augment:
-      from jaxgen.families.stylegan2 import augment as stylegan2_augment
       self.augment_fn = stylegan2_augment.pipeline(s.augment)
 
   # --- networks -------------------------------------------------------------------
@@ -287,15 +292,26 @@ class StyleGAN2Trainer(Trainer):
             jnp.mean(jax.nn.softplus(-real_logits)))
     return loss, (real_logits, fake_logits)
 
+  def gradient_penalty(self, dp, x, c, p, key):
+    """(|grad_x D(x)|^2 per example, D's logits) of images ``x`` (augmented with
+    probability ``p``, as D sees them)."""
+    def logits_sum(x):
+      logits = self.run_d(dp, x, c, p, key)
+      return jnp.sum(logits), logits
+    grad_x, logits = jax.grad(logits_sum, has_aux=True)(x)
+    return jnp.sum(jnp.square(grad_x), axis=(1, 2, 3)), logits
+
   def d_r1_loss(self, dp, real, c_real, p, key):
     """Dreg: mean |grad_x D(x)|^2 * r1_gamma / 2 (before the interval gain); aux (mean
     penalty, real logits)."""
-    def logits_sum(x):
-      logits = self.run_d(dp, x, c_real, p, key)
-      return jnp.sum(logits), logits
-    grad_x, logits = jax.grad(logits_sum, has_aux=True)(real)
-    penalty = jnp.sum(jnp.square(grad_x), axis=(1, 2, 3))
+    penalty, logits = self.gradient_penalty(dp, real, c_real, p, key)
     return jnp.mean(penalty * (self.s.r1_gamma / 2)), (jnp.mean(penalty), logits)
+
+  def d_r2_loss(self, dp, fake, c, p, key):
+    """Dreg's R2: mean |grad_x D(fake)|^2 * r2_gamma / 2 (before the interval gain)
+    on generated images ``fake`` (no gradient reaches G); aux the mean penalty."""
+    penalty, _ = self.gradient_penalty(dp, jax.lax.stop_gradient(fake), c, p, key)
+    return jnp.mean(penalty * (self.s.r2_gamma / 2)), jnp.mean(penalty)
 
   # --- training -------------------------------------------------------------------
   def train_step(self, state, batch, rng, frozen=None):
@@ -367,29 +383,39 @@ class StyleGAN2Trainer(Trainer):
              "ada_count": state.extra["ada_count"] + real_logits.size}
     state = state.replace(extra=extra)
 
-    # Dreg: R1, lazily.
+    # Dreg: R1 on the reals and R2 on Dmain's fakes, lazily, in one Adam step.
+    zero = jnp.zeros((), jnp.float32)
+
     def d_reg(state):
       k_aug = jax.random.fold_in(keys[3], 1)
 
       def loss_fn(dp):
-        loss, aux = self.d_r1_loss(dp, real, c_real, p, k_aug)
-        return loss * s.r1_interval, aux
+        terms, aux = [], {"r1": zero, "r2": zero}
+        if s.r1_gamma > 0:
+          loss, (aux["r1"], aux["logits"]) = self.d_r1_loss(dp, real, c_real, p, k_aug)
+          terms.append(loss)
+        if s.r2_gamma > 0:
+          loss, aux["r2"] = self.d_r2_loss(dp, fake, c, p,
+                                           jax.random.fold_in(keys[3], 2))
+          terms.append(loss)
+        return sum(terms[1:], terms[0]) * s.r1_interval, aux
 
-      (_, (penalty, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
           state.params["discriminator"])
       state, _ = apply_player_gradients(state, "discriminator", _sanitize(grads),
                                         self.tx)
-      extra = {**state.extra,
-               "ada_sum": state.extra["ada_sum"] + jnp.sum(jnp.sign(logits)),
-               "ada_count": state.extra["ada_count"] + logits.size}
-      return state.replace(extra=extra), penalty
+      if "logits" in aux:  # R1's real logits count towards ADA's r_t
+        logits, extra = aux["logits"], state.extra
+        state = state.replace(extra={
+            **extra, "ada_sum": extra["ada_sum"] + jnp.sum(jnp.sign(logits)),
+            "ada_count": extra["ada_count"] + logits.size})
+      return state, (aux["r1"], aux["r2"])
 
-    if s.r1_gamma > 0:
-      state, r1_penalty = jax.lax.cond(step % s.r1_interval == 0, d_reg,
-                                       lambda st: (st, jnp.zeros((), jnp.float32)),
-                                       state)
+    if s.r1_gamma > 0 or s.r2_gamma > 0:
+      state, (r1_penalty, r2_penalty) = jax.lax.cond(
+          step % s.r1_interval == 0, d_reg, lambda st: (st, (zero, zero)), state)
     else:
-      r1_penalty = jnp.zeros((), jnp.float32)
+      r1_penalty = r2_penalty = zero
 
     # G_ema, the step counter and ADA's p.
     beta = ema_beta(step, self.batch_size, s.ema_kimg, s.ema_rampup)
@@ -409,6 +435,7 @@ class StyleGAN2Trainer(Trainer):
     metrics = {"loss": g_loss, "g_loss": g_loss, "d_loss": d_loss,
                "g_grad_norm": g_norm, "d_grad_norm": d_norm,
                "pl_penalty": pl_penalty, "r1_penalty": r1_penalty,
+               "r2_penalty": r2_penalty,
                "pl_mean": state.extra["pl_mean"], "ada_p": state.extra["ada_p"],
                "real_sign": jnp.mean(jnp.sign(real_logits)),
                "fake_sign": jnp.mean(jnp.sign(d_fake_logits)),
@@ -568,6 +595,23 @@ def _validate(config, example_shape):
   for name in ("pl_interval", "r1_interval", "ada_interval", "pl_batch_shrink"):
     if s[name] < 1:
       raise ConfigError(f"config.stylegan2.{name}={s[name]}: at least 1.")
+  for name in ("r1_gamma", "r2_gamma"):  # as NVlabs' train.py refuses --gamma
+    if not s[name] >= 0:
+      raise ConfigError(f"config.stylegan2.{name}={s[name]}: a penalty weight, at "
+                        f"least 0 (0 turns it off).")
+  if s.augment and not (s.augment_p > 0 or s.ada_target > 0):
+    raise ConfigError(f"config.stylegan2.augment={s.augment!r} would never apply: "
+                      f"augment_p and ada_target are 0. Set "
+                      f"config.stylegan2.augment_p for a fixed p (ada_target=0), or "
+                      f"config.stylegan2.ada_target for ADA, or augment=''.")
+  if not s.augment and s.augment_p > 0:
+    raise ConfigError(f"config.stylegan2.augment_p={s.augment_p} without a pipeline: "
+                      f"set config.stylegan2.augment (one of {AUGMENT[1:]}), or "
+                      f"augment_p=0.")
+  if s.augment and s.ada_target > 0 and not s.ada_kimg > 0:
+    raise ConfigError(f"config.stylegan2.ada_kimg={s.ada_kimg}: ADA moves p by its "
+                      f"whole range in ada_kimg thousand images; use a positive "
+                      f"number (the reference's 500), or ada_target=0 for a fixed p.")
   bs, g = config.train.batch_size, m.mbstd_group_size
   if g > 0 and bs % min(g, bs):
     raise ConfigError(f"config.train.batch_size={bs} must be a multiple of "
