@@ -29,7 +29,7 @@ def get_config(arg=None):
   c = dvae.base()
   c.data = common.image_data("imagenet2012", resize=(256, 256), random_flip=True)
   c.model.update(group_count=4, n_hid=256, n_blk_per_group=2, n_init=128,
-                 vocab_size=8192)
+                 vocab_size=8192, min_scale=0.0)  # the paper's unbounded scale
   c.optim.update(name="adamw", learning_rate=1e-4, weight_decay=1e-5, warmup_steps=0,
                  end_factor=1.25e-6 / 1e-4, grad_clip_norm=0.0)
   c.train.update(batch_size=512, num_steps=3_000_000, log_every=100,

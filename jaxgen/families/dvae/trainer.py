@@ -10,6 +10,11 @@ mapped into (eps, 1 - eps) (dall_e/utils.py ``map_pixels``, eps = 0.1). Per exam
 
   loss = [ -log p(map(x) | z~) + kl_weight(step) KL(q(z | x) || uniform) ] / (H W C).
 
+``config.model.min_scale`` (0: none, as the paper) floors the likelihood's scale b.
+On digits most pixels are exactly 0, where the density grows without bound as b
+shrinks: unfloored, the background's b keeps falling, its 1/b gradients swamp the
+ink's, and the decoder stops reading the codes (docs/results.md, dvae_mnist rows).
+
 The two schedules live in the config (``config.schedules.temperature`` and
 ``config.schedules.kl_weight``, beside ``config.optim``'s learning-rate schedule) and
 are optax schedules of the step, evaluated inside the compiled step. A temperature
@@ -107,6 +112,11 @@ class DVAETrainer(DiscreteAutoencoderPictures, OneOptimizerTrainer,
     self.eps = float(m.logit_laplace_eps)
     if not 0.0 < self.eps < 0.5:
       raise ConfigError(f"config.model.logit_laplace_eps={self.eps} must be in (0, 0.5).")
+    min_scale = float(m.get("min_scale", 0.0))  # runs before the field: no floor
+    if not min_scale >= 0.0:
+      raise ConfigError(f"config.model.min_scale={min_scale} must be >= 0 (0: the "
+                        f"paper's unbounded scale; the MNIST default is 0.1).")
+    self.min_log_scale = math.log(min_scale) if min_scale > 0 else None
     self.num_codes = int(m.vocab_size)
     self.grid = (h // factor, w // factor)
     self.num_dims = h * w * c
@@ -132,9 +142,13 @@ class DVAETrainer(DiscreteAutoencoderPictures, OneOptimizerTrainer,
                              map_pixels(images, self.eps))
 
   def decoder_stats(self, params, z):
-    """(location, log-scale), each (N, H, W, C), of the logit-Laplace likelihood."""
+    """(location, log-scale), each (N, H, W, C), of the logit-Laplace likelihood; the
+    log-scale floored at log(``config.model.min_scale``) when that is positive."""
     out = self.policy.apply(self.decoder, {"params": params["decoder"]}, z)
-    return jnp.split(out, 2, axis=-1)
+    loc, log_scale = jnp.split(out, 2, axis=-1)
+    if self.min_log_scale is not None:
+      log_scale = jnp.maximum(log_scale, self.min_log_scale)
+    return loc, log_scale
 
   def _check_images(self, images):
     if tuple(images.shape[1:]) != self.example_shape:
