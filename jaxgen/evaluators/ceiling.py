@@ -92,9 +92,11 @@ def metric_names(metrics) -> tuple:
   return tuple(n.strip() for m in metrics for n in str(m).split(",") if n.strip())
 
 
-def ceiling(config, mesh=None) -> dict:
+def ceiling(config, mesh=None, binarize: str = "") -> dict:
   """The metrics of ``config.eval.metrics`` with the real images of
-  ``config.eval.split`` in place of samples (see the module's docstring)."""
+  ``config.eval.split`` in place of samples (see the module's docstring); binarised
+  as ``config.data.binarize`` modes binarise when ``binarize`` names one (the row of
+  a family that models binary pixels)."""
   mesh = sharding.make_mesh() if mesh is None else mesh
   config = config.copy_and_resolve_references()
   config.unlock()
@@ -104,6 +106,7 @@ def ceiling(config, mesh=None) -> dict:
     raise ConfigError("config.eval.metrics names no metric: give the ones to compute "
                       "the ceiling of, e.g. --config.eval.metrics=fid,caption_accuracy.")
   config.data = real_data(config.data)
+  config.data.binarize = binarize
   split = e.split
   e.num_samples = int(e.get("num_samples") or 0) or len(data.get_source(config.data,
                                                                          split))
@@ -113,7 +116,8 @@ def ceiling(config, mesh=None) -> dict:
       e[sweep] = ()  # real images have no guidance, no candidates
   result = evaluators.compute(RealImages(), None, config, mesh,
                               jax.random.key(int(config.get("seed", 0))))
-  return {"ceiling": f"real images of {config.data.name}/{split}", **result}
+  what = f", binarised ({binarize})" if binarize else ""
+  return {"ceiling": f"real images of {config.data.name}/{split}{what}", **result}
 
 
 def check_new_fields(config, spec: str):
