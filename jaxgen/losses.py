@@ -21,6 +21,18 @@ def sum_per_example(x):
   return x.reshape(x.shape[0], -1).sum(-1)
 
 
+def mean_per_example(x):
+  """The mean over all axes but the first (the batch)."""
+  return x.reshape(x.shape[0], -1).mean(-1)
+
+
+def mse_per_example(target, prediction):
+  """The squared error per example, its mean over all axes but the batch: a
+  reconstruction's MSE, or Ho et al.'s simplified diffusion objective when the target
+  is the noise epsilon (or x0, or v)."""
+  return mean_per_example((target - prediction) ** 2)
+
+
 # ----------------------------------------------------------------------------------
 # Gaussians and the KL term of the ELBO.
 
@@ -109,14 +121,8 @@ def bits_per_dim(nll_nats, num_dims, log_bin_width=0.0):
 
 
 # ----------------------------------------------------------------------------------
-# Diffusion: the denoising objective and the terms of its variational bound.
-
-def eps_mse(target, prediction):
-  """Ho et al.'s simplified objective per example: mean over dimensions of
-  ||target - prediction||^2 (target is the noise epsilon, or x0 / v)."""
-  d = (target - prediction) ** 2
-  return d.reshape(d.shape[0], -1).mean(-1)
-
+# Diffusion: the terms of the variational bound (the denoising objective is
+# mse_per_example).
 
 def discretized_gaussian_log_prob(x, mean, log_scale, num_bins=256):
   """log P(x) per example for x on the grid of ``num_bins`` levels in [-1, 1], under a

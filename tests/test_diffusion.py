@@ -86,10 +86,10 @@ def test_parameterisations_invert(param):
   np.testing.assert_allclose(eps_hat, eps, atol=2e-3)
 
 
-def test_eps_mse_is_a_per_example_mean():
+def test_mse_per_example_is_a_per_example_mean():
   a = jnp.zeros((2, 3, 4))
   b = jnp.ones((2, 3, 4)).at[1].set(3.0)
-  np.testing.assert_allclose(losses.eps_mse(a, b), [1.0, 9.0])
+  np.testing.assert_allclose(losses.mse_per_example(a, b), [1.0, 9.0])
 
 
 def test_discretized_gaussian_sums_to_one_over_the_levels():

@@ -343,3 +343,22 @@ def test_ssim_errors():
     ssim.ms_ssim(np.zeros((160, 200, 1)), np.zeros((160, 200, 1)), 1.0)
   with pytest.raises(ValueError, match="2 scales needs images of at least 21x21"):
     ssim.ms_ssim(x, x, 1.0, power_factors=(0.5, 0.5))
+
+
+def test_psnr_matches_scikit_image():
+  """jaxgen.metrics.psnr (from per-image MSEs, as the autoencoders' eval steps and the
+  psnr evaluator call it) against scikit-image's peak_signal_noise_ratio, per image,
+  at two value ranges."""
+  from jaxgen import losses
+  from jaxgen.metrics import psnr as psnr_lib
+  skimage_metrics = pytest.importorskip("skimage.metrics")
+  rng = np.random.default_rng(0)
+  a = rng.uniform(size=(3, 8, 8, 1)).astype(np.float32)
+  b = np.clip(a + rng.normal(0, [[[[0.01]]], [[[0.1]]], [[[0.3]]]], a.shape), 0, 1)
+  b = b.astype(np.float32)
+  for scale in (1.0, 255.0):
+    got = psnr_lib.psnr(losses.mse_per_example(a * scale, b * scale), max_val=scale)
+    want = [skimage_metrics.peak_signal_noise_ratio(a[i] * scale, b[i] * scale,
+                                                   data_range=scale) for i in range(3)]
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4)
+  assert float(psnr_lib.psnr(np.float32(0.0))) == pytest.approx(100.0)

@@ -8,6 +8,7 @@ import numpy as np
 
 from jaxgen.evaluators import Evaluator, option, register
 from jaxgen.metrics import lpips, ssim
+from jaxgen.metrics import psnr as psnr_lib
 
 
 class Paired(Evaluator):
@@ -47,8 +48,7 @@ class PSNR(Paired):
   name = "psnr"
 
   def per_sample(self, x, y):
-    mse = ((x - y) ** 2).mean(axis=(1, 2, 3))
-    return 10 * np.log10(1.0 / np.maximum(mse, 1e-12))
+    return np.asarray(psnr_lib.psnr(((x - y) ** 2).mean(axis=(1, 2, 3))))
 
 
 @register("ssim")

@@ -69,6 +69,7 @@ from jaxgen.families.adversarial import STATS, apply_module
 from jaxgen.families.autoencoder_kl import losses as kl_losses
 from jaxgen.families.base import Trainer, apply_player_gradients
 from jaxgen.metrics import lpips
+from jaxgen.metrics import psnr as psnr_lib
 from jaxgen.metrics import ssim as ssim_lib
 from jaxgen.models import autoencoder_kl as aekl
 from jaxgen.models.image_to_image import PatchDiscriminator
@@ -271,17 +272,16 @@ class AutoencoderKLTrainer(Trainer, VectorAutoencoder):
     x = self.to_unit(batch["image"])
     mean, logvar = self.posterior(params, x)
     recon = self.decode(params, mean)
-    per = lambda v: v.reshape(v.shape[0], -1).mean(-1)
-    mse = per((recon - x) ** 2)
+    mse = losses.mse_per_example(x, recon)
     sums = {"count": mask.sum(),
-            "l1": (per(jnp.abs(recon - x)) * mask).sum(),
-            "psnr": (10.0 * jnp.log10(1.0 / jnp.maximum(mse, 1e-10)) * mask).sum(),
+            "l1": (losses.mean_per_example(jnp.abs(recon - x)) * mask).sum(),
+            "psnr": (psnr_lib.psnr(mse) * mask).sum(),
             "ssim": (ssim_lib.ssim(recon, x, 1.0) * mask).sum(),
             "kl": (losses.gaussian_kl(mean, logvar) * mask).sum(),
-            "latent_mean": (per(mean) * mask).sum(),
-            "latent_square": (per(mean ** 2) * mask).sum(),
-            "posterior_var": (per(jnp.exp(logvar)) * mask).sum(),
-            "posterior_std": (per(jnp.exp(0.5 * logvar)) * mask).sum()}
+            "latent_mean": (losses.mean_per_example(mean) * mask).sum(),
+            "latent_square": (losses.mean_per_example(mean ** 2) * mask).sum(),
+            "posterior_var": (losses.mean_per_example(jnp.exp(logvar)) * mask).sum(),
+            "posterior_std": (losses.mean_per_example(jnp.exp(0.5 * logvar)) * mask).sum()}
     if LPIPS_STAGE in (frozen or {}):
       d = lpips.distance(frozen[LPIPS_STAGE], 2.0 * x - 1.0, 2.0 * recon - 1.0)
       sums["lpips"] = (d * mask).sum()

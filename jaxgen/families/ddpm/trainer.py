@@ -81,7 +81,7 @@ class DDPMTrainer(OneOptimizerTrainer):
       y = jnp.where(drop, self.num_classes, labels)
     target = self.process.target(x0, noise, t, self.param)
     pred = self.apply(params, xt, t, y, train=True, rng=k_drop)
-    return losses.eps_mse(target, pred).mean(), {}
+    return losses.mse_per_example(target, pred).mean(), {}
 
   def _model_fn(self, params, labels=None, guidance=1.0):
     if not self.num_classes:

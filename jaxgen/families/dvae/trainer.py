@@ -41,6 +41,7 @@ import optax
 
 from jaxgen import losses
 from jaxgen.errors import ConfigError, StageError
+from jaxgen.metrics import psnr as psnr_lib
 from jaxgen.metrics import ssim as ssim_lib
 from jaxgen.families.dvae import networks as dvae_models
 from jaxgen.families.dvae.losses import (categorical_kl_to_uniform,
@@ -204,8 +205,8 @@ class DVAETrainer(DiscreteAutoencoderPictures, OneOptimizerTrainer,
     logits = self.logits(params, x)
     codes = jnp.argmax(logits, -1).astype(jnp.int32)
     recon = self.decode(params, codes)
-    mse = ((recon - x) ** 2).reshape(x.shape[0], -1).mean(-1)
-    psnr = 10.0 * jnp.log10(1.0 / jnp.maximum(mse, 1e-10))
+    mse = losses.mse_per_example(x, recon)
+    psnr = psnr_lib.psnr(mse)
     ssim = ssim_lib.ssim(recon, x, 1.0)
     sample = jax.random.categorical(rng, logits, axis=-1)
     loc, log_scale = self.decoder_stats(params, jax.nn.one_hot(sample, self.num_codes))

@@ -387,7 +387,7 @@ class LDMTrainer(OneOptimizerTrainer):
     cond = self.drop_conditioning(self.conditions(batch), k_cond)
     pred = self.apply(params, zt, t, cond, frozen, train=True, rng=k_drop)
     target = self.process.target(z0, noise, t, self.param)
-    return losses.eps_mse(target, pred).mean(), {}
+    return losses.mse_per_example(target, pred).mean(), {}
 
   def eval_step(self, state, batch, rng, frozen=None):
     """Masked sums of the epsilon-prediction loss at uniform random t on the eval
@@ -398,7 +398,7 @@ class LDMTrainer(OneOptimizerTrainer):
     noise = jax.random.normal(k_noise, z0.shape, z0.dtype)
     pred = self.apply(state.ema_params, self.process.q_sample(z0, t, noise), t,
                       self.conditions(batch), frozen)
-    mse = losses.eps_mse(self.process.target(z0, noise, t, self.param), pred)
+    mse = losses.mse_per_example(self.process.target(z0, noise, t, self.param), pred)
     return {"count": mask.sum(), f"{self.param}_mse": (mse * mask).sum(),
             "latent_std": (jnp.std(z0, axis=tuple(range(1, z0.ndim))) * mask).sum()}
 

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgen import losses
 from jaxgen.errors import ConfigError
 from jaxgen.models import image_to_image as nets
 from jaxgen.families import adversarial
@@ -167,14 +168,13 @@ class Pix2PixTrainer(Trainer):
     x, y, mask = batch["source"], batch["target"], batch["mask"]
     stats = state.extra[adversarial.STATS]
     fake = self.translate(state.ema_params, stats["generator"], x, rng)
-    per = lambda v: v.reshape(v.shape[0], -1).mean(-1)
     d = lambda img: jax.nn.sigmoid(self._d(state.params["discriminator"],
                                            stats["discriminator"], x, img,
                                            train=False)[0])
     return {"count": mask.sum(),
-            "eval_l1": (per(jnp.abs(fake - y)) / 2 * mask).sum(),
-            "eval_d_real": (per(d(y)) * mask).sum(),
-            "eval_d_fake": (per(d(fake)) * mask).sum()}
+            "eval_l1": (losses.mean_per_example(jnp.abs(fake - y)) / 2 * mask).sum(),
+            "eval_d_real": (losses.mean_per_example(d(y)) * mask).sum(),
+            "eval_d_fake": (losses.mean_per_example(d(fake)) * mask).sum()}
 
   def visualize(self, state, rng, batch, frozen=None):
     """input | output | target, one row per example."""

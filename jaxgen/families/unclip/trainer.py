@@ -435,7 +435,7 @@ class UnCLIPTrainer(OneOptimizerTrainer, EmbeddingPrior, ImageUpsampler):
     cosine = jnp.mean(jnp.sum(emb_lib.normalize(emb_lib.unstandardize(
         pred, batch["clip_mean"], batch["clip_std"])) * emb_lib.normalize(
             emb_lib.unstandardize(z, batch["clip_mean"], batch["clip_std"])), -1))
-    return losses.eps_mse(z, pred).mean(), {"x0_cosine": cosine}
+    return losses.mse_per_example(z, pred).mean(), {"x0_cosine": cosine}
 
   def prior_eval(self, state, batch, rng, frozen):
     extra, mask = state.extra, batch["mask"]
@@ -446,7 +446,7 @@ class UnCLIPTrainer(OneOptimizerTrainer, EmbeddingPrior, ImageUpsampler):
     k_t, k_noise, k_sample = jax.random.split(rng, 3)
     t = jax.random.randint(k_t, (z.shape[0],), 0, self.process.num_steps)
     zt = self.process.q_sample(z, t, jax.random.normal(k_noise, z.shape, z.dtype))
-    mse = losses.eps_mse(z, self.apply_prior(state.ema_params, zt, t, text))
+    mse = losses.mse_per_example(z, self.apply_prior(state.ema_params, zt, t, text))
     out = {"count": mask.sum(), "x0_mse": (mse * mask).sum(),
            "cosine_text_baseline": (jnp.sum(text[0] * true, -1) * mask).sum(),
            "cosine_mean_baseline": (jnp.sum(emb_lib.normalize(extra["clip_mean"])
@@ -493,7 +493,7 @@ class UnCLIPTrainer(OneOptimizerTrainer, EmbeddingPrior, ImageUpsampler):
     noise = jax.random.normal(k_noise, x0.shape, x0.dtype)
     pred = self.apply_decoder(params, self.process.q_sample(x0, t, noise), t, cond,
                               train=True, rng=k_dropout)
-    return losses.eps_mse(self.process.target(x0, noise, t, self.param), pred).mean(), {}
+    return losses.mse_per_example(self.process.target(x0, noise, t, self.param), pred).mean(), {}
 
   def guided_decoder(self, params, frozen, image_emb, tokens=None, scale=None):
     """The decoder's ``model_fn(x, t)`` for image embeddings (B, D) and captions
@@ -540,7 +540,7 @@ class UnCLIPTrainer(OneOptimizerTrainer, EmbeddingPrior, ImageUpsampler):
     t = jax.random.randint(k_t, (x0.shape[0],), 0, self.process.num_steps)
     noise = jax.random.normal(k_noise, x0.shape, x0.dtype)
     pred = model(self.process.q_sample(x0, t, noise), t)
-    mse = losses.eps_mse(self.process.target(x0, noise, t, self.param), pred)
+    mse = losses.mse_per_example(self.process.target(x0, noise, t, self.param), pred)
     return {"count": mask.sum(), f"{self.param}_mse": (mse * mask).sum()}
 
   # --- the upsampler ------------------------------------------------------------------
@@ -577,7 +577,7 @@ class UnCLIPTrainer(OneOptimizerTrainer, EmbeddingPrior, ImageUpsampler):
     noise = jax.random.normal(k_noise, x0.shape, x0.dtype)
     pred = self.apply_upsampler(params, self.process.q_sample(x0, t, noise), t, low,
                                 train=True, rng=k_dropout)
-    return losses.eps_mse(self.process.target(x0, noise, t, self.param), pred).mean(), {}
+    return losses.mse_per_example(self.process.target(x0, noise, t, self.param), pred).mean(), {}
 
   def upsampler_eval(self, state, batch, rng, frozen):
     x0, mask = self.to_model(batch["image"], self.data_shape[0]), batch["mask"]

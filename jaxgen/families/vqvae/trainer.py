@@ -52,6 +52,7 @@ import optax
 
 from jaxgen import losses
 from jaxgen.errors import ConfigError, StageError
+from jaxgen.metrics import psnr as psnr_lib
 from jaxgen.metrics import ssim as ssim_lib
 from jaxgen.families.vqvae import networks as vq
 from jaxgen.families.vqvae.losses import vq_codebook_loss, vq_commitment_loss
@@ -189,7 +190,7 @@ class VQVAETrainer(DiscreteAutoencoderPictures, OneOptimizerTrainer,
     m = self.config.model
     latent_elems = self.grid[0] * self.grid[1] * self.code_dim
     recon, z_e, z_q, codes = self._forward(params, x)
-    mse = ((recon - x) ** 2).reshape(x.shape[0], -1).mean(-1)
+    mse = losses.mse_per_example(x, recon)
     commit = vq_commitment_loss(z_e, z_q) / latent_elems
     codebook = vq_codebook_loss(z_e, z_q) / latent_elems
     loss = mse / m.data_variance + m.beta * commit + (
@@ -236,8 +237,8 @@ class VQVAETrainer(DiscreteAutoencoderPictures, OneOptimizerTrainer,
     recon = self.decode(params, codes)
     z_e = self.encode_vectors(params, x)
     z_q = quantizer.lookup(codes, self._codebook(params))
-    mse = ((recon - x) ** 2).reshape(x.shape[0], -1).mean(-1)
-    psnr = 10.0 * jnp.log10(1.0 / jnp.maximum(mse, 1e-10))
+    mse = losses.mse_per_example(x, recon)
+    psnr = psnr_lib.psnr(mse)
     ssim = ssim_lib.ssim(recon, x, 1.0)
     latent_elems = self.grid[0] * self.grid[1] * self.code_dim
     commit = vq_commitment_loss(z_e, z_q) / latent_elems
