@@ -6,6 +6,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from jaxgen import losses
 from jaxgen.evaluators import Evaluator, option, register
 from jaxgen.metrics import lpips, ssim
 from jaxgen.metrics import psnr as psnr_lib
@@ -40,7 +41,7 @@ class L1(Paired):
   name = "l1"
 
   def per_sample(self, x, y):
-    return np.abs(x - y).mean(axis=(1, 2, 3))
+    return losses.mean_per_example(np.abs(x - y))
 
 
 @register("psnr")
@@ -48,7 +49,7 @@ class PSNR(Paired):
   name = "psnr"
 
   def per_sample(self, x, y):
-    return np.asarray(psnr_lib.psnr(((x - y) ** 2).mean(axis=(1, 2, 3))))
+    return np.asarray(psnr_lib.psnr(losses.mse_per_example(x, y)))
 
 
 @register("ssim")

@@ -281,7 +281,8 @@ class AutoencoderKLTrainer(Trainer, VectorAutoencoder):
             "latent_mean": (losses.mean_per_example(mean) * mask).sum(),
             "latent_square": (losses.mean_per_example(mean ** 2) * mask).sum(),
             "posterior_var": (losses.mean_per_example(jnp.exp(logvar)) * mask).sum(),
-            "posterior_std": (losses.mean_per_example(jnp.exp(0.5 * logvar)) * mask).sum()}
+            "posterior_std": (losses.mean_per_example(jnp.exp(0.5 * logvar))
+                              * mask).sum()}
     if LPIPS_STAGE in (frozen or {}):
       d = lpips.distance(frozen[LPIPS_STAGE], 2.0 * x - 1.0, 2.0 * recon - 1.0)
       sums["lpips"] = (d * mask).sum()

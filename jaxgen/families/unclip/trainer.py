@@ -493,7 +493,8 @@ class UnCLIPTrainer(OneOptimizerTrainer, EmbeddingPrior, ImageUpsampler):
     noise = jax.random.normal(k_noise, x0.shape, x0.dtype)
     pred = self.apply_decoder(params, self.process.q_sample(x0, t, noise), t, cond,
                               train=True, rng=k_dropout)
-    return losses.mse_per_example(self.process.target(x0, noise, t, self.param), pred).mean(), {}
+    target = self.process.target(x0, noise, t, self.param)
+    return losses.mse_per_example(target, pred).mean(), {}
 
   def guided_decoder(self, params, frozen, image_emb, tokens=None, scale=None):
     """The decoder's ``model_fn(x, t)`` for image embeddings (B, D) and captions
@@ -577,7 +578,8 @@ class UnCLIPTrainer(OneOptimizerTrainer, EmbeddingPrior, ImageUpsampler):
     noise = jax.random.normal(k_noise, x0.shape, x0.dtype)
     pred = self.apply_upsampler(params, self.process.q_sample(x0, t, noise), t, low,
                                 train=True, rng=k_dropout)
-    return losses.mse_per_example(self.process.target(x0, noise, t, self.param), pred).mean(), {}
+    target = self.process.target(x0, noise, t, self.param)
+    return losses.mse_per_example(target, pred).mean(), {}
 
   def upsampler_eval(self, state, batch, rng, frozen):
     x0, mask = self.to_model(batch["image"], self.data_shape[0]), batch["mask"]
